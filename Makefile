@@ -1,0 +1,140 @@
+# ri -- edge ingress tunnel. `make` builds build/ri-core and build/plugins/*.so;
+# `make test` builds and runs the whole suite; `make demo` runs the loopback demo.
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build-san/.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+SAN     ?= 0
+
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1 -g
+else
+BUILD   ?= build
+SANFLAGS :=
+OPT     := -O2 -g
+endif
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+CSTD    := -std=c11 -D_GNU_SOURCE
+PLUGINDIR_DEFAULT := $(PREFIX)/lib/ri/plugins
+
+# libev ships no pkg-config file: found by header and library name.
+PKGS    := gnutls libconfig jansson
+CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -Isdk -Icore \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+LDLIBS_CORE = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+CORE_SRC  := $(wildcard core/*.c)
+CORE_LIB_SRC := $(filter-out core/main.c,$(CORE_SRC))
+CORE_OBJ  := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_SRC))
+CORE_LIB_OBJ := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_LIB_SRC))
+PLUGINS   := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
+PLUGIN_SO := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
+
+UNIT_SRC  := $(wildcard tests/unit/*.c)
+UNIT_OBJ  := $(patsubst tests/unit/%.c,$(BUILD)/obj/tests/%.o,$(UNIT_SRC))
+TPLUG_SRC := $(wildcard tests/plugins/*.c)
+TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC))
+FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
+
+.PHONY: all deps test-deps test unit demo install clean fuzz bench
+
+all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
+
+# ---- dependencies: install what is missing when root, else name it -------
+define need_pkg
+	@missing=""; \
+	for spec in $(1); do \
+	  check=$${spec%%=*}; pkg=$${spec#*=}; \
+	  if ! sh -c "$$check" >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian package(s):$$missing (install them, e.g. sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
+endef
+
+BUILD_DEPS := "command -v pkg-config=pkg-config" \
+              "test -f /usr/include/ev.h=libev-dev" \
+              "pkg-config --exists gnutls=libgnutls28-dev" \
+              "pkg-config --exists libconfig=libconfig-dev" \
+              "pkg-config --exists jansson=libjansson-dev"
+TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
+              "command -v nginx=nginx" \
+              "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
+              "command -v iperf3=iperf3" "command -v certtool=gnutls-bin"
+
+$(BUILD)/.deps:
+	$(call need_pkg,$(BUILD_DEPS))
+	@mkdir -p $(BUILD) && touch $@
+
+test-deps:
+	$(call need_pkg,$(TEST_DEPS))
+
+# ---- core and plugins ------------------------------------------------------
+$(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
+
+$(BUILD)/ri-core: $(CORE_OBJ)
+	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LDLIBS_CORE)
+
+# A plugin is every .c in its folder, built against sdk/ only.
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -shared -Isdk -Iplugins/$* \
+	    -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
+
+# ---- tests -----------------------------------------------------------------
+$(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iplugins -c $< -o $@
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LDLIBS_CORE)
+
+$(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
+
+test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO)
+	@python3 tests/run.py --build $(BUILD)
+
+unit: all $(BUILD)/unit-tests $(TPLUG_SO)
+	@$(BUILD)/unit-tests
+
+# libFuzzer targets (clang): make fuzz builds build-fuzz/fuzz_<name>
+fuzz:
+	@mkdir -p build-fuzz
+	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Isdk -Icore \
+	    $$(pkg-config --cflags $(PKGS)) -o build-fuzz/$$n $$f \
+	    core/frame.c core/b64.c core/token.c $$(pkg-config --libs jansson) || exit 1; done
+
+demo: all
+	@python3 tests/demo.py --build $(BUILD)
+
+bench: all
+	@tests/bench/run.sh $(BUILD)
+
+# ---- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR_DEFAULT) \
+	    $(DESTDIR)$(PREFIX)/include/ri $(DESTDIR)$(PREFIX)/share/ri/conf
+	install -m 755 $(BUILD)/ri-core $(DESTDIR)$(PREFIX)/bin/ri-core
+	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PLUGINDIR_DEFAULT)/
+	install -m 644 sdk/ri_plugin.h sdk/README.md $(DESTDIR)$(PREFIX)/include/ri/
+	install -m 644 conf/*.cfg $(DESTDIR)$(PREFIX)/share/ri/conf/
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,130 @@
+/* bq.c -- chunked byte queue with a free-list pool. */
+#include "bq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct ri_chunk *pool;
+static size_t pool_n, pool_max = 1024, in_use;
+
+void ri_bq_pool_limit(size_t chunks) { pool_max = chunks; }
+size_t ri_bq_pool_allocated(void) { return in_use; }
+
+static struct ri_chunk *chunk_get(void)
+{
+    struct ri_chunk *c = pool;
+    if (c) {
+        pool = c->next;
+        pool_n--;
+    } else if (!(c = malloc(sizeof *c))) {
+        return NULL;
+    }
+    c->next = NULL;
+    c->off = c->len = 0;
+    in_use++;
+    return c;
+}
+
+static void chunk_put(struct ri_chunk *c)
+{
+    in_use--;
+    if (pool_n >= pool_max) {
+        free(c);
+        return;
+    }
+    c->next = pool;
+    pool = c;
+    pool_n++;
+}
+
+void ri_bq_pool_drain(void)
+{
+    while (pool) {
+        struct ri_chunk *c = pool;
+        pool = c->next;
+        free(c);
+    }
+    pool_n = 0;
+}
+
+int ri_bq_append(struct ri_bq *q, const void *p, size_t n)
+{
+    const uint8_t *src = p;
+    /* reserve every chunk first so a failure appends nothing */
+    size_t room = q->tail ? RI_CHUNK_SIZE - q->tail->off - q->tail->len : 0;
+    struct ri_chunk *first = NULL, *last = NULL;
+    size_t need = n > room ? n - room : 0;
+    while (need) {
+        struct ri_chunk *c = chunk_get();
+        if (!c) {
+            while (first) {
+                struct ri_chunk *nx = first->next;
+                chunk_put(first);
+                first = nx;
+            }
+            return -1;
+        }
+        if (last) last->next = c; else first = c;
+        last = c;
+        need = need > RI_CHUNK_SIZE ? need - RI_CHUNK_SIZE : 0;
+    }
+    if (room) {
+        size_t k = n < room ? n : room;
+        memcpy(q->tail->data + q->tail->off + q->tail->len, src, k);
+        q->tail->len += (uint32_t)k;
+        src += k, n -= k, q->bytes += k;
+    }
+    for (struct ri_chunk *c = first; c; c = c->next) {
+        size_t k = n < RI_CHUNK_SIZE ? n : RI_CHUNK_SIZE;
+        memcpy(c->data, src, k);
+        c->len = (uint32_t)k;
+        src += k, n -= k, q->bytes += k;
+    }
+    if (first) {
+        if (q->tail) q->tail->next = first; else q->head = first;
+        q->tail = last;
+    }
+    return 0;
+}
+
+int ri_bq_iov(const struct ri_bq *q, struct iovec *iov, int max)
+{
+    int i = 0;
+    for (struct ri_chunk *c = q->head; c && i < max; c = c->next) {
+        if (!c->len)
+            continue;
+        iov[i].iov_base = c->data + c->off;
+        iov[i].iov_len = c->len;
+        i++;
+    }
+    return i;
+}
+
+void ri_bq_consume(struct ri_bq *q, size_t n)
+{
+    q->bytes -= n;
+    while (n && q->head) {
+        struct ri_chunk *c = q->head;
+        size_t k = n < c->len ? n : c->len;
+        c->off += (uint32_t)k;
+        c->len -= (uint32_t)k;
+        n -= k;
+        if (c->len == 0) {
+            q->head = c->next;
+            if (!q->head)
+                q->tail = NULL;
+            chunk_put(c);
+        }
+    }
+}
+
+void ri_bq_clear(struct ri_bq *q)
+{
+    while (q->head) {
+        struct ri_chunk *c = q->head;
+        q->head = c->next;
+        chunk_put(c);
+    }
+    q->tail = NULL;
+    q->bytes = 0;
+}

@@ -1,0 +1,37 @@
+/* bq.h -- a byte queue of fixed-size chunks from a shared pool. A stream
+ * holds no chunk until data waits for its socket, and returns them as soon
+ * as the socket takes the bytes: an idle stream costs no buffer memory. */
+#ifndef RI_BQ_H
+#define RI_BQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define RI_CHUNK_SIZE (16384 - 2 * sizeof(void *))
+
+struct ri_chunk {
+    struct ri_chunk *next;
+    uint32_t off, len; /* valid bytes are data[off, off+len) */
+    uint8_t data[RI_CHUNK_SIZE];
+};
+
+struct ri_bq {
+    struct ri_chunk *head, *tail;
+    size_t bytes;
+};
+
+/* Appends n bytes; -1 on allocation failure (nothing appended). */
+int ri_bq_append(struct ri_bq *q, const void *p, size_t n);
+/* Fills up to max iovecs with the queued bytes; returns the count. */
+int ri_bq_iov(const struct ri_bq *q, struct iovec *iov, int max);
+/* Drops n bytes from the front, returning emptied chunks to the pool. */
+void ri_bq_consume(struct ri_bq *q, size_t n);
+void ri_bq_clear(struct ri_bq *q);
+
+/* Chunks kept in the pool for reuse (beyond that they are freed). */
+void ri_bq_pool_limit(size_t chunks);
+size_t ri_bq_pool_allocated(void); /* chunks currently in use by queues */
+void ri_bq_pool_drain(void);
+
+#endif

@@ -1,0 +1,479 @@
+/* config.c -- parse and validate the config file. Nothing here starts
+ * anything: a config is either complete and valid, or rejected whole with
+ * every error found, each as FILE:LINE: message. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "netutil.h"
+#include "token.h"
+
+struct ctx {
+    struct ri_config *c;
+    struct ri_errs *errs;
+};
+
+static int line_of(const config_setting_t *s)
+{
+    return s ? (int)config_setting_source_line(s) : 0;
+}
+
+#define ERR(x, s, ...) ri_errs_add((x)->errs, (x)->c->path, line_of(s), __VA_ARGS__)
+
+static char *resolve_path(const struct ri_config *c, const char *p)
+{
+    if (p[0] == '/' || !c->dir)
+        return strdup(p);
+    size_t n = strlen(c->dir) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%s", c->dir, p);
+    return out;
+}
+
+/* Unknown keys are errors: a typo must not silently fall back to a default. */
+static void check_keys(struct ctx *x, const config_setting_t *grp, const char *where,
+                       const char *const *known)
+{
+    int n = config_setting_length(grp);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *m = config_setting_get_elem(grp, (unsigned)i);
+        const char *name = config_setting_name(m);
+        if (!name)
+            continue;
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (strcmp(*k, name) == 0)
+                ok = 1;
+        if (!ok)
+            ERR(x, m, "unknown key '%s' in %s", name, where);
+    }
+}
+
+static const char *get_str(struct ctx *x, const config_setting_t *grp, const char *key,
+                           int required)
+{
+    config_setting_t *s = config_setting_get_member(grp, key);
+    if (!s) {
+        if (required)
+            ERR(x, grp, "'%s' is required", key);
+        return NULL;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        ERR(x, s, "'%s' must be a string", key);
+        return NULL;
+    }
+    const char *v = config_setting_get_string(s);
+    if (required && !*v) {
+        ERR(x, s, "'%s' must not be empty", key);
+        return NULL;
+    }
+    return v;
+}
+
+static int is_int(const config_setting_t *s)
+{
+    int t = config_setting_type(s);
+    return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+static long long get_int(struct ctx *x, const config_setting_t *grp, const char *key,
+                         long long def, long long min, long long max)
+{
+    config_setting_t *s = config_setting_get_member(grp, key);
+    if (!s)
+        return def;
+    if (!is_int(s)) {
+        ERR(x, s, "'%s' must be an integer", key);
+        return def;
+    }
+    long long v = config_setting_get_int64(s);
+    if (v < min || v > max) {
+        ERR(x, s, "'%s' = %lld is out of range %lld-%lld", key, v, min, max);
+        return def;
+    }
+    return v;
+}
+
+static double get_secs(struct ctx *x, const config_setting_t *grp, const char *key,
+                       double def, double min, double max)
+{
+    config_setting_t *s = config_setting_get_member(grp, key);
+    if (!s)
+        return def;
+    double v;
+    if (is_int(s))
+        v = (double)config_setting_get_int64(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+        v = config_setting_get_float(s);
+    else {
+        ERR(x, s, "'%s' must be a number of seconds", key);
+        return def;
+    }
+    if (v < min || v > max) {
+        ERR(x, s, "'%s' = %g is out of range %g-%g", key, v, min, max);
+        return def;
+    }
+    return v;
+}
+
+static int numeric_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static void parse_plugins(struct ctx *x, config_setting_t *root)
+{
+    struct ri_config *c = x->c;
+    config_setting_t *pl = config_setting_get_member(root, "plugins");
+    if (!pl)
+        return;
+    c->plugins_line = line_of(pl);
+    if (config_setting_type(pl) != CONFIG_TYPE_LIST && config_setting_type(pl) != CONFIG_TYPE_ARRAY) {
+        ERR(x, pl, "'plugins' must be a list: plugins = ( { name = \"...\"; }, ... );");
+        return;
+    }
+    int n = config_setting_length(pl);
+    c->plugins = calloc((size_t)n + 1, sizeof *c->plugins);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *g = config_setting_get_elem(pl, (unsigned)i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+            ERR(x, g, "plugins entry %d must be a group { name = \"...\"; }", i + 1);
+            continue;
+        }
+        const char *name = get_str(x, g, "name", 1);
+        if (!name)
+            continue;
+        int enabled = 1;
+        config_setting_t *en = config_setting_get_member(g, "enabled");
+        if (en) {
+            if (config_setting_type(en) != CONFIG_TYPE_BOOL)
+                ERR(x, en, "'enabled' must be true or false");
+            else
+                enabled = config_setting_get_bool(en);
+        }
+        for (size_t j = 0; j < c->n_plugins; j++)
+            if (strcmp(c->plugins[j].name, name) == 0)
+                ERR(x, g, "plugin '%s' is listed twice (first at line %d)", name,
+                    c->plugins[j].line);
+        struct ri_plugin_conf *p = &c->plugins[c->n_plugins++];
+        p->name = name;
+        p->enabled = enabled;
+        p->line = line_of(g);
+        p->group = g;
+    }
+}
+
+static void parse_edges(struct ctx *x, config_setting_t *hub)
+{
+    struct ri_config *c = x->c;
+    config_setting_t *el = config_setting_get_member(hub, "edges");
+    if (!el)
+        return; /* a hub with no edges is valid: edges arrive on reload */
+    if (config_setting_type(el) != CONFIG_TYPE_LIST) {
+        ERR(x, el, "'edges' must be a list: edges = ( { id = ...; secret = ...; }, ... );");
+        return;
+    }
+    int n = config_setting_length(el);
+    c->edges = calloc((size_t)n + 1, sizeof *c->edges);
+    static const char *const keys[] = {"id", "secret", "listen_ports", "stun_interval_secs",
+                                       NULL};
+    for (int i = 0; i < n; i++) {
+        config_setting_t *g = config_setting_get_elem(el, (unsigned)i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+            ERR(x, g, "edges entry %d must be a group", i + 1);
+            continue;
+        }
+        check_keys(x, g, "an edge", keys);
+        struct ri_edge_conf *e = &c->edges[c->n_edges];
+        e->line = line_of(g);
+        e->id = get_str(x, g, "id", 1);
+        e->secret = get_str(x, g, "secret", 1);
+        e->stun_interval_secs = (uint32_t)get_int(x, g, "stun_interval_secs", 300, 0, 86400);
+        if (e->id) {
+            size_t il = strlen(e->id);
+            int bad = il > 128;
+            for (size_t k = 0; k < il; k++)
+                if (e->id[k] < 0x21 || e->id[k] > 0x7e)
+                    bad = 1;
+            if (bad)
+                ERR(x, g, "edge id '%s' must be 1-128 printable characters without spaces", e->id);
+            for (size_t j = 0; j < c->n_edges; j++)
+                if (c->edges[j].id && strcmp(c->edges[j].id, e->id) == 0)
+                    ERR(x, g, "edge id '%s' is listed twice (first at line %d)", e->id,
+                        c->edges[j].line);
+        }
+        if (e->secret && strlen(e->secret) < 16)
+            ERR(x, config_setting_get_member(g, "secret"),
+                "secret of edge '%s' is shorter than 16 characters (use `ri-core secret`)",
+                e->id ? e->id : "?");
+        config_setting_t *ports = config_setting_get_member(g, "listen_ports");
+        if (ports) {
+            int t = config_setting_type(ports);
+            if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
+                ERR(x, ports, "'listen_ports' must be an array like [ 80, 443 ]");
+            } else {
+                int np = config_setting_length(ports);
+                if (np > 4096) {
+                    ERR(x, ports, "'listen_ports' has %d entries, at most 4096", np);
+                    np = 0;
+                }
+                e->ports = calloc((size_t)np + 1, sizeof *e->ports);
+                for (int k = 0; k < np; k++) {
+                    config_setting_t *p = config_setting_get_elem(ports, (unsigned)k);
+                    if (!is_int(p) || config_setting_get_int64(p) < 1 ||
+                        config_setting_get_int64(p) > 65535) {
+                        ERR(x, p, "listen port must be an integer 1-65535");
+                        continue;
+                    }
+                    e->ports[e->n_ports++] = (uint16_t)config_setting_get_int64(p);
+                }
+                qsort(e->ports, e->n_ports, sizeof *e->ports, cmp_u16);
+                for (size_t k = 1; k < e->n_ports; k++)
+                    if (e->ports[k] == e->ports[k - 1])
+                        ERR(x, ports, "listen port %u is listed twice", e->ports[k]);
+            }
+        }
+        c->n_edges++;
+    }
+}
+
+static void parse_hub(struct ctx *x, config_setting_t *root)
+{
+    struct ri_config *c = x->c;
+    config_setting_t *hub = config_setting_get_member(root, "hub");
+    if (!hub) {
+        ERR(x, NULL, "role is \"hub\" but there is no 'hub = { ... };' group");
+        return;
+    }
+    if (config_setting_type(hub) != CONFIG_TYPE_GROUP) {
+        ERR(x, hub, "'hub' must be a group");
+        return;
+    }
+    static const char *const keys[] = {
+        "listen", "tls_cert", "tls_key", "target_host", "edges", "handshake_timeout_secs",
+        "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
+        "drain_timeout_secs", "max_streams", NULL};
+    check_keys(x, hub, "hub", keys);
+    c->listen = get_str(x, hub, "listen", 1);
+    char host[256];
+    int port;
+    if (c->listen && (ri_parse_hostport(c->listen, host, sizeof host, &port) < 0 || !numeric_ip(host)))
+        ERR(x, config_setting_get_member(hub, "listen"),
+            "'listen' must be a numeric address and port, like \"0.0.0.0:8443\" or \"[::]:8443\"");
+    const char *cert = get_str(x, hub, "tls_cert", 0), *key = get_str(x, hub, "tls_key", 0);
+    if (!cert != !key)
+        ERR(x, hub, "'tls_cert' and 'tls_key' go together: give both or neither");
+    if (cert && key) {
+        c->tls_cert = resolve_path(c, cert);
+        c->tls_key = resolve_path(c, key);
+    }
+    c->target_host = get_str(x, hub, "target_host", 0);
+    if (!c->target_host)
+        c->target_host = "127.0.0.1";
+    c->handshake_timeout = get_secs(x, hub, "handshake_timeout_secs", 10, 0.1, 300);
+    c->max_handshakes = (uint32_t)get_int(x, hub, "max_handshakes", 64, 1, 100000);
+    c->connect_timeout = get_secs(x, hub, "connect_timeout_secs", 10, 0.1, 300);
+    c->ping_interval = get_secs(x, hub, "ping_interval_secs", 15, 0.1, 3600);
+    c->ping_timeout = get_secs(x, hub, "ping_timeout_secs", 45, 0.2, 7200);
+    c->drain_timeout = get_secs(x, hub, "drain_timeout_secs", 30, 0, 3600);
+    c->max_streams = (uint32_t)get_int(x, hub, "max_streams", 20000, 1, 1000000);
+    parse_edges(x, hub);
+}
+
+static void parse_edge(struct ctx *x, config_setting_t *root)
+{
+    struct ri_config *c = x->c;
+    config_setting_t *edge = config_setting_get_member(root, "edge");
+    if (!edge) {
+        ERR(x, NULL, "role is \"edge\" but there is no 'edge = { ... };' group");
+        return;
+    }
+    if (config_setting_type(edge) != CONFIG_TYPE_GROUP) {
+        ERR(x, edge, "'edge' must be a group");
+        return;
+    }
+    static const char *const keys[] = {
+        "token", "hub_host", "hub_port", "edge_id", "secret", "bind_address",
+        "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
+        "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams", NULL};
+    check_keys(x, edge, "edge", keys);
+    const char *token = get_str(x, edge, "token", 0);
+    int fields = config_setting_get_member(edge, "hub_host") || config_setting_get_member(edge, "hub_port") ||
+                 config_setting_get_member(edge, "edge_id") || config_setting_get_member(edge, "secret");
+    if (token && fields) {
+        ERR(x, edge, "give either 'token' or hub_host/hub_port/edge_id/secret, not both");
+    } else if (token) {
+        struct ri_token t;
+        char err[256];
+        if (ri_token_decode(token, &t, err, sizeof err) < 0) {
+            ERR(x, config_setting_get_member(edge, "token"), "bad token: %s", err);
+        } else {
+            c->hub_host = strdup(t.hub_host);
+            c->hub_port = t.hub_port;
+            c->edge_id = strdup(t.edge_id);
+            c->secret = strdup(t.secret);
+        }
+    } else {
+        const char *h = get_str(x, edge, "hub_host", 1), *e = get_str(x, edge, "edge_id", 1),
+                   *s = get_str(x, edge, "secret", 1);
+        c->hub_port = (int)get_int(x, edge, "hub_port", 0, 1, 65535);
+        if (!config_setting_get_member(edge, "hub_port"))
+            ERR(x, edge, "'hub_port' is required (or use 'token')");
+        c->hub_host = h ? strdup(h) : NULL;
+        c->edge_id = e ? strdup(e) : NULL;
+        c->secret = s ? strdup(s) : NULL;
+    }
+    if (c->edge_id && (strlen(c->edge_id) > 128 || strpbrk(c->edge_id, " \t\r\n")))
+        ERR(x, edge, "edge id must be 1-128 printable characters without spaces");
+    c->bind_address = get_str(x, edge, "bind_address", 0);
+    if (!c->bind_address)
+        c->bind_address = "0.0.0.0";
+    else if (!numeric_ip(c->bind_address))
+        ERR(x, config_setting_get_member(edge, "bind_address"),
+            "'bind_address' must be a numeric IPv4 or IPv6 address");
+    c->hub_fingerprint = get_str(x, edge, "hub_fingerprint", 0);
+    if (c->hub_fingerprint) {
+        const char *f = c->hub_fingerprint;
+        int ok = strncmp(f, "sha256:", 7) == 0;
+        size_t hex = 0;
+        for (const char *p = f + 7; ok && *p; p++) {
+            if (*p == ':')
+                continue;
+            if (!strchr("0123456789abcdefABCDEF", *p))
+                ok = 0;
+            hex++;
+        }
+        if (!ok || hex != 64)
+            ERR(x, config_setting_get_member(edge, "hub_fingerprint"),
+                "'hub_fingerprint' must be \"sha256:\" and 64 hex digits (colons allowed)");
+    }
+    const char *ca = get_str(x, edge, "hub_ca", 0);
+    if (ca)
+        c->hub_ca = resolve_path(c, ca);
+    c->reconnect_min = get_secs(x, edge, "reconnect_min_secs", 1, 0.01, 3600);
+    c->reconnect_max = get_secs(x, edge, "reconnect_max_secs", 30, 0.01, 86400);
+    if (c->reconnect_max < c->reconnect_min)
+        ERR(x, edge, "'reconnect_max_secs' is below 'reconnect_min_secs'");
+    c->ping_interval = get_secs(x, edge, "ping_interval_secs", 15, 0.1, 3600);
+    c->ping_timeout = get_secs(x, edge, "ping_timeout_secs", 45, 0.2, 7200);
+    c->drain_timeout = get_secs(x, edge, "drain_timeout_secs", 30, 0, 3600);
+    c->max_streams = (uint32_t)get_int(x, edge, "max_streams", 20000, 1, 1000000);
+}
+
+struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
+{
+    struct ri_config *c = calloc(1, sizeof *c);
+    if (!c) {
+        ri_errs_add(errs, path, 0, "out of memory");
+        return NULL;
+    }
+    struct ctx x = {c, errs};
+    size_t before = errs->n;
+    c->path = strdup(path);
+    char *tmp = strdup(path);
+    c->dir = strdup(dirname(tmp));
+    free(tmp);
+    config_init(&c->cf);
+    config_set_include_dir(&c->cf, c->dir);
+    if (config_read_file(&c->cf, path) != CONFIG_TRUE) {
+        if (config_error_type(&c->cf) == CONFIG_ERR_FILE_IO)
+            ri_errs_add(errs, path, 0, "cannot read: %s", strerror(errno ? errno : ENOENT));
+        else
+            ri_errs_add(errs, config_error_file(&c->cf) ? config_error_file(&c->cf) : path,
+                        config_error_line(&c->cf), "syntax error: %s",
+                        config_error_text(&c->cf));
+        ri_config_free(c);
+        return NULL;
+    }
+    config_setting_t *root = config_root_setting(&c->cf);
+    static const char *const keys[] = {"role", "log_level", "plugin_dir", "plugins", "hub",
+                                       "edge", NULL};
+    check_keys(&x, root, "the top level", keys);
+
+    const char *role = get_str(&x, root, "role", 1);
+    if (role) {
+        if (strcmp(role, "hub") == 0)
+            c->role = RI_ROLE_HUB;
+        else if (strcmp(role, "edge") == 0)
+            c->role = RI_ROLE_EDGE;
+        else
+            ERR(&x, config_setting_get_member(root, "role"),
+                "role must be \"hub\" or \"edge\", not \"%s\"", role);
+    }
+    c->log_level = RI_LOG_INFO;
+    const char *lvl = get_str(&x, root, "log_level", 0);
+    if (lvl && (c->log_level = ri_log_parse_level(lvl)) < 0) {
+        ERR(&x, config_setting_get_member(root, "log_level"),
+            "log_level must be error, warn, info or debug, not \"%s\"", lvl);
+        c->log_level = RI_LOG_INFO;
+    }
+    const char *pd = get_str(&x, root, "plugin_dir", 0);
+    if (pd)
+        c->plugin_dir = resolve_path(c, pd);
+    parse_plugins(&x, root);
+    if (c->role == RI_ROLE_HUB)
+        parse_hub(&x, root);
+    else if (c->role == RI_ROLE_EDGE)
+        parse_edge(&x, root);
+    if (c->role != RI_ROLE_HUB && config_setting_get_member(root, "hub") && c->role)
+        ERR(&x, config_setting_get_member(root, "hub"), "'hub' group in an edge config");
+    if (c->role != RI_ROLE_EDGE && config_setting_get_member(root, "edge") && c->role)
+        ERR(&x, config_setting_get_member(root, "edge"), "'edge' group in a hub config");
+    if (c->ping_timeout && c->ping_timeout <= c->ping_interval)
+        ERR(&x, NULL, "ping_timeout_secs (%g) must exceed ping_interval_secs (%g)",
+            c->ping_timeout, c->ping_interval);
+
+    if (errs->n > before) {
+        ri_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const char *id)
+{
+    for (size_t i = 0; i < c->n_edges; i++)
+        if (strcmp(c->edges[i].id, id) == 0)
+            return &c->edges[i];
+    return NULL;
+}
+
+void ri_config_free(struct ri_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_edges; i++)
+        free(c->edges[i].ports);
+    free(c->edges);
+    free(c->plugins);
+    free(c->plugin_dir);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->hub_host);
+    free(c->edge_id);
+    if (c->secret) {
+        /* do not leave the secret in freed memory */
+        volatile char *p = c->secret;
+        while (*p) *p++ = 0;
+        free(c->secret);
+    }
+    free(c->hub_ca);
+    config_destroy(&c->cf);
+    free(c->path);
+    free(c->dir);
+    free(c);
+}

@@ -1,0 +1,69 @@
+/* config.h -- the operator's config file (libconfig syntax), parsed and
+ * validated into plain structs. Every error is reported as FILE:LINE: msg. */
+#ifndef RI_CONFIG_H
+#define RI_CONFIG_H
+
+#include <libconfig.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errs.h"
+
+struct ri_plugin_conf {
+    const char *name;
+    int enabled;
+    int line;
+    config_setting_t *group; /* the plugin's own settings (name/enabled skipped) */
+};
+
+struct ri_edge_conf {
+    const char *id;
+    const char *secret;
+    uint16_t *ports; /* sorted, unique */
+    size_t n_ports;
+    uint32_t stun_interval_secs;
+    int line;
+};
+
+struct ri_config {
+    char *path;
+    char *dir; /* folder of the file: relative paths resolve against it */
+    config_t cf;
+
+    int role; /* enum ri_role */
+    int log_level;
+    char *plugin_dir; /* resolved, or NULL for the default search */
+    int plugins_line;
+    struct ri_plugin_conf *plugins;
+    size_t n_plugins;
+
+    /* both roles */
+    double ping_interval, ping_timeout, drain_timeout;
+    uint32_t max_streams; /* per tunnel */
+
+    /* hub */
+    const char *listen;
+    char *tls_cert, *tls_key;
+    const char *target_host;
+    struct ri_edge_conf *edges;
+    size_t n_edges;
+    double handshake_timeout, connect_timeout;
+    uint32_t max_handshakes;
+
+    /* edge */
+    char *hub_host;
+    int hub_port;
+    char *edge_id;
+    char *secret;
+    const char *bind_address;
+    const char *hub_fingerprint; /* "sha256:<hex>" or NULL */
+    char *hub_ca;
+    double reconnect_min, reconnect_max;
+};
+
+/* Loads and validates; NULL with every problem appended to errs. */
+struct ri_config *ri_config_load(const char *path, struct ri_errs *errs);
+void ri_config_free(struct ri_config *c);
+const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const char *id);
+
+#endif

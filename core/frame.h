@@ -1,0 +1,132 @@
+/* frame.h -- the tunnel's wire format (see core/PROTOCOL.md), pure codec.
+ *
+ * Every frame: type u8 | flags u8 | stream u32 | length u32 | payload,
+ * big-endian, 10-byte header. Stream 0 carries connection-level frames. */
+#ifndef RI_FRAME_H
+#define RI_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define RI_PROTO_MAGIC "RITN"
+#define RI_PROTO_VERSION 1
+#define RI_FRAME_HDR 10
+#define RI_FRAME_MAX_PAYLOAD (64u * 1024u) /* hard limit; larger is a protocol error */
+#define RI_REASON_MAX 200                  /* reason text in REFUSE/GOAWAY/RST */
+#define RI_EDGE_ID_MAX 128
+#define RI_CONFIG_PORTS_MAX 4096
+
+enum ri_ftype {
+    RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
+    RI_F_AUTH = 0x02,    /* both: next auth message */
+    RI_F_WELCOME = 0x03, /* hub -> edge: authenticated; streams may open */
+    RI_F_REFUSE = 0x04,  /* both: handshake refused: code, reason; then close */
+    RI_F_CONFIG = 0x05,  /* hub -> edge: listen ports and settings */
+    RI_F_PING = 0x06,    /* both: 8 opaque bytes */
+    RI_F_PONG = 0x07,    /* both: echo of a PING's bytes */
+    RI_F_GOAWAY = 0x08,  /* both: no new streams; code, last stream, reason */
+    RI_F_OPEN = 0x10,    /* edge -> hub: new stream with addresses */
+    RI_F_DATA = 0x11,    /* both: stream bytes */
+    RI_F_FIN = 0x12,     /* both: sender's direction ends (half-close) */
+    RI_F_RST = 0x13,     /* both: stream aborted: code, reason */
+    RI_F_WINDOW = 0x14,  /* both: u32 more bytes of send credit */
+};
+
+/* Connection-level codes (REFUSE, GOAWAY). */
+enum ri_conn_code {
+    RI_E_NONE = 0,
+    RI_E_PROTOCOL = 1,     /* malformed or unexpected frame */
+    RI_E_VERSION = 2,      /* incompatible protocol version */
+    RI_E_AUTH = 3,         /* authentication failed */
+    RI_E_UNKNOWN_EDGE = 4, /* edge id not configured on the hub */
+    RI_E_REPLACED = 5,     /* a newer connection took this edge id */
+    RI_E_SHUTDOWN = 6,     /* peer is shutting down */
+    RI_E_TIMEOUT = 7,      /* handshake or keepalive timeout */
+    RI_E_FLOW = 8,         /* flow-control violation */
+    RI_E_INTERNAL = 9,     /* resource failure on the sender */
+    RI_E_REMOVED = 10,     /* edge removed from the hub's config */
+    RI_E_AUTH_METHOD = 11, /* edge and hub use different auth plugins */
+};
+
+/* Stream-level codes (RST). */
+enum ri_rst_code {
+    RI_RST_REFUSED = 1,     /* upstream refused the connection */
+    RI_RST_UNREACHABLE = 2, /* upstream unreachable / connect failed */
+    RI_RST_RESET = 3,       /* local socket reset or errored */
+    RI_RST_PROTOCOL = 4,    /* stream protocol error */
+    RI_RST_FLOW = 5,        /* peer exceeded its window */
+    RI_RST_SHUTDOWN = 6,    /* drained at shutdown */
+    RI_RST_TIMEOUT = 7,     /* upstream connect timeout */
+    RI_RST_INTERNAL = 8,    /* resource failure (header, memory) */
+};
+
+const char *ri_conn_code_str(unsigned code);
+const char *ri_rst_code_str(unsigned code);
+const char *ri_ftype_str(unsigned type);
+
+struct ri_frame_hdr {
+    uint8_t type;
+    uint8_t flags;
+    uint32_t stream;
+    uint32_t len;
+};
+
+static inline void ri_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void ri_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint16_t ri_get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint32_t ri_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void ri_frame_hdr_put(uint8_t *p, uint8_t type, uint32_t stream, uint32_t len);
+/* 1: header decoded; 0: need more bytes; -1: length above max_payload. */
+int ri_frame_hdr_get(const uint8_t *p, size_t avail, uint32_t max_payload,
+                     struct ri_frame_hdr *h);
+
+/* Checks a frame's stream/length against its type's rules (pure).
+ * 0 ok; -1 with reason in err. Unknown types are rejected. */
+int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen);
+
+/* HELLO */
+struct ri_hello {
+    uint16_t version;
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    char auth[64];
+    const uint8_t *auth_msg; /* points into the decoded payload */
+    size_t auth_len;
+};
+size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
+                       const uint8_t *msg, size_t msg_len); /* 0 if it does not fit */
+int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, size_t errlen);
+
+/* OPEN */
+struct ri_open {
+    struct sockaddr_storage client;
+    struct sockaddr_storage edge;
+};
+#define RI_OPEN_LEN 37
+void ri_open_encode(uint8_t out[RI_OPEN_LEN], const struct sockaddr *client,
+                    const struct sockaddr *edge);
+int ri_open_decode(const uint8_t *p, size_t n, struct ri_open *o, char *err, size_t errlen);
+
+/* CONFIG */
+struct ri_config_msg {
+    uint32_t stun_interval_secs;
+    uint16_t n_ports;
+    uint16_t ports[RI_CONFIG_PORTS_MAX];
+};
+size_t ri_config_encode(uint8_t *out, size_t cap, const struct ri_config_msg *c);
+int ri_config_decode(const uint8_t *p, size_t n, struct ri_config_msg *c, char *err,
+                     size_t errlen);
+
+/* REFUSE / RST: code u16 + reason; GOAWAY: code u16 + last stream u32 + reason */
+size_t ri_reason_encode(uint8_t *out, size_t cap, uint16_t code, const char *reason);
+void ri_reason_decode(const uint8_t *p, size_t n, uint16_t *code, char *reason,
+                      size_t reason_cap);
+
+#endif

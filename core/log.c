@@ -1,0 +1,52 @@
+/* log.c -- leveled logging to stderr with wall-clock timestamps. */
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+int ri_log_level = RI_LOG_INFO;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+int ri_log_parse_level(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void ri_logv(int level, const char *prefix, const char *fmt, va_list ap)
+{
+    if (level > ri_log_level)
+        return;
+    char line[1024];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03d %-5s %s%s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level],
+                     prefix ? prefix : "", prefix ? ": " : "");
+    if (n < 0 || (size_t)n >= sizeof line)
+        n = 0;
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    /* one write per line so concurrent processes do not interleave */
+    size_t len = strlen(line);
+    if (len < sizeof line - 1)
+        line[len++] = '\n';
+    else
+        line[sizeof line - 2] = '\n', len = sizeof line - 1;
+    fwrite(line, 1, len, stderr);
+}
+
+void ri_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ri_logv(level, NULL, fmt, ap);
+    va_end(ap);
+}

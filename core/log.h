@@ -1,0 +1,19 @@
+/* log.h -- leveled logging to stderr, one line per event. */
+#ifndef RI_LOG_H
+#define RI_LOG_H
+
+#include <stdarg.h>
+#include "ri_plugin.h"
+
+extern int ri_log_level; /* enum ri_log_level; messages above it are dropped */
+
+int ri_log_parse_level(const char *s); /* -1 if unknown */
+void ri_log(int level, const char *fmt, ...) RI_PRINTF(2, 3);
+void ri_logv(int level, const char *prefix, const char *fmt, va_list ap);
+
+#define log_err(...)   ri_log(RI_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  ri_log(RI_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  ri_log(RI_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) do { if (ri_log_level >= RI_LOG_DEBUG) ri_log(RI_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

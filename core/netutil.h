@@ -1,0 +1,15 @@
+/* netutil.h -- address parsing, resolution and formatting helpers. */
+#ifndef RI_NETUTIL_H
+#define RI_NETUTIL_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* "host:port" or "[v6]:port"; 0 ok, -1 malformed. */
+int ri_parse_hostport(const char *s, char *host, size_t hcap, int *port);
+int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+               char *err, size_t errlen);
+const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
+int ri_set_nonblock(int fd);
+
+#endif

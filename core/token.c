@@ -1,0 +1,116 @@
+/* token.c -- connection token codec, compatible with the TypeScript/Rust
+ * implementation: base64url without padding of the compact JSON
+ * {"h":"<hubHost>","p":<hubPort>,"e":"<edgeId>","s":"<secret>"}. */
+#include "token.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+
+static int check_fields(const struct ri_token *t, char *err, size_t errlen)
+{
+    if (!t->hub_host[0]) return snprintf(err, errlen, "hub host is empty"), -1;
+    if (t->hub_port < 1 || t->hub_port > 65535)
+        return snprintf(err, errlen, "hub port %d is out of range 1-65535", t->hub_port), -1;
+    if (!t->edge_id[0]) return snprintf(err, errlen, "edge id is empty"), -1;
+    if (!t->secret[0]) return snprintf(err, errlen, "secret is empty"), -1;
+    return 0;
+}
+
+char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen)
+{
+    if (check_fields(t, err, errlen) < 0)
+        return NULL;
+    /* key order h, p, e, s matches JSON.stringify of the original */
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "h", t->hub_host, "p", t->hub_port,
+                          "e", t->edge_id, "s", t->secret);
+    if (!o) {
+        snprintf(err, errlen, "cannot build token JSON (invalid UTF-8?)");
+        return NULL;
+    }
+    char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!js) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t n = strlen(js);
+    char *out = malloc(b64url_enc_len(n) + 1);
+    if (out)
+        b64url_encode(js, n, out);
+    else
+        snprintf(err, errlen, "out of memory");
+    free(js);
+    return out;
+}
+
+static int get_str(json_t *o, const char *key, const char *what, char *dst, char *err,
+                   size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v) return snprintf(err, errlen, "token has no \"%s\" (%s)", key, what), -1;
+    if (!json_is_string(v))
+        return snprintf(err, errlen, "token key \"%s\" (%s) is not a string", key, what), -1;
+    size_t len = json_string_length(v);
+    if (len > RI_TOKEN_FIELD_MAX)
+        return snprintf(err, errlen, "token key \"%s\" (%s) is longer than %d bytes", key,
+                        what, RI_TOKEN_FIELD_MAX), -1;
+    if (memchr(json_string_value(v), '\0', len))
+        return snprintf(err, errlen, "token key \"%s\" (%s) contains a NUL byte", key, what), -1;
+    memcpy(dst, json_string_value(v), len + 1);
+    return 0;
+}
+
+int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) n--;
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    if (n == 0) return snprintf(err, errlen, "token is empty"), -1;
+    if (n > 4096) return snprintf(err, errlen, "token is longer than 4096 characters"), -1;
+    unsigned char raw[4096];
+    long len = b64url_decode(s, n, raw);
+    if (len < 0)
+        return snprintf(err, errlen, "token is not valid base64url"), -1;
+    json_error_t je;
+    json_t *o = json_loadb((const char *)raw, (size_t)len, JSON_REJECT_DUPLICATES, &je);
+    if (!o) return snprintf(err, errlen, "token is not valid JSON: %s", je.text), -1;
+    int rc = -1;
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "token JSON is not an object");
+        goto out;
+    }
+    if (get_str(o, "h", "hub host", t->hub_host, err, errlen) < 0) goto out;
+    json_t *p = json_object_get(o, "p");
+    if (!p) { snprintf(err, errlen, "token has no \"p\" (hub port)"); goto out; }
+    if (!json_is_integer(p)) {
+        snprintf(err, errlen, "token key \"p\" (hub port) is not an integer");
+        goto out;
+    }
+    json_int_t port = json_integer_value(p);
+    if (port < 1 || port > 65535) {
+        snprintf(err, errlen, "token hub port %lld is out of range 1-65535", (long long)port);
+        goto out;
+    }
+    t->hub_port = (int)port;
+    if (get_str(o, "e", "edge id", t->edge_id, err, errlen) < 0) goto out;
+    if (get_str(o, "s", "secret", t->secret, err, errlen) < 0) goto out;
+    rc = check_fields(t, err, errlen);
+out:
+    json_decref(o);
+    return rc;
+}
+
+char *ri_token_to_json(const struct ri_token *t)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "hubHost", t->hub_host, "hubPort",
+                          t->hub_port, "edgeId", t->edge_id, "secret", t->secret);
+    if (!o) return NULL;
+    char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return js;
+}

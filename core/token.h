@@ -1,0 +1,23 @@
+/* token.h -- connection tokens: base64url(JSON {"h","p","e","s"}), pure. */
+#ifndef RI_TOKEN_H
+#define RI_TOKEN_H
+
+#include <stddef.h>
+
+#define RI_TOKEN_FIELD_MAX 256 /* each string field, bytes, excluding NUL */
+
+struct ri_token {
+    char hub_host[RI_TOKEN_FIELD_MAX + 1];
+    int hub_port; /* 1..65535 */
+    char edge_id[RI_TOKEN_FIELD_MAX + 1];
+    char secret[RI_TOKEN_FIELD_MAX + 1];
+};
+
+/* Returns a malloc'd token string, or NULL with err set. */
+char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen);
+/* 0 on success; -1 with a one-line reason in err. */
+int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen);
+/* malloc'd {"hubHost":..,"hubPort":..,"edgeId":..,"secret":..} */
+char *ri_token_to_json(const struct ri_token *t);
+
+#endif

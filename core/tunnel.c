@@ -1,0 +1,588 @@
+/* tunnel.c -- one TLS connection: handshake and authentication, frame
+ * parsing, batched writes (control frames first), keepalive, teardown. */
+#include "tunnel.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "log.h"
+
+static void tunnel_read_cb(EV_P_ ev_io *w, int revents);
+static void tunnel_write_cb(EV_P_ ev_io *w, int revents);
+static void tunnel_flush(struct ri_tunnel *t);
+
+static void reaper_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, reaper));
+    ri_mux_destroy(t);
+    ev_timer_stop(EV_A_ & t->timer);
+    ev_timer_stop(EV_A_ & t->reaper);
+    if (t->tls)
+        gnutls_deinit(t->tls);
+    if (t->fd >= 0)
+        close(t->fd);
+    /* last: the owner may free the TLS credentials the session used */
+    if (t->hooks->closed)
+        t->hooks->closed(t, t->close_code);
+    if (t->auth_conn)
+        free(t->auth_conn);
+    if (t->secret) {
+        memset(t->secret, 0, t->secret_len);
+        free(t->secret);
+    }
+    ri_bq_clear(&t->ctrl);
+    free(t->rbuf);
+    free(t->wbuf);
+    ri_cycle_unref(t->cy);
+    free(t);
+}
+
+struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
+                                const struct ri_tunnel_hooks *hooks, void *owner,
+                                const char *peer)
+{
+    struct ri_tunnel *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->rbuf = malloc(RI_RBUF_SIZE);
+    t->wbuf = malloc(RI_WBUF_SIZE);
+    const struct ri_config *c = cy->cfg;
+    char err[256];
+    if (!t->rbuf || !t->wbuf ||
+        ri_mux_init(t, cy->pl->by_kind[RI_KIND_SCHED], cy->pl->by_kind[RI_KIND_CLASSIFY],
+                    c->max_streams, err, sizeof err) < 0) {
+        if (t->rbuf && t->wbuf)
+            log_err("tunnel %s: %s", peer, err);
+        free(t->rbuf);
+        free(t->wbuf);
+        free(t);
+        return NULL;
+    }
+    t->role = role;
+    t->fd = fd;
+    t->state = RI_T_TCP;
+    t->cy = ri_cycle_ref(cy);
+    t->hooks = hooks;
+    t->owner = owner;
+    t->ping_interval = c->ping_interval;
+    t->ping_timeout = c->ping_timeout;
+    snprintf(t->peer, sizeof t->peer, "%s", peer);
+    t->auth = cy->pl->auth;
+    const struct ri_auth_ops *ao = t->auth->mod->desc->ops;
+    if (ao->conn_size && !(t->auth_conn = calloc(1, ao->conn_size))) {
+        /* freed by the reaper like any other tunnel */
+        t->state = RI_T_DEAD;
+    }
+    ev_io_init(&t->rio, tunnel_read_cb, fd, EV_READ);
+    ev_io_init(&t->wio, tunnel_write_cb, fd, EV_WRITE);
+    ev_init(&t->timer, NULL);
+    ev_timer_init(&t->reaper, reaper_cb, 0, 0);
+    return t;
+}
+
+static void keepalive_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, timer));
+    ev_tstamp idle = ev_now(EV_A) - t->last_rx;
+    if (t->state == RI_T_READY && idle >= t->ping_timeout) {
+        ri_tunnel_fail(t, RI_E_TIMEOUT, "peer silent for %.0f s (ping_timeout_secs %.0f): dead",
+                       idle, t->ping_timeout);
+        return;
+    }
+    if (t->state != RI_T_READY) {
+        ri_tunnel_fail(t, RI_E_TIMEOUT, "handshake not finished in time");
+        return;
+    }
+    if (idle >= t->ping_interval * 0.9) {
+        uint8_t p[8];
+        uint64_t now = (uint64_t)(ev_now(EV_A) * 1e6);
+        for (int i = 0; i < 8; i++)
+            p[i] = (uint8_t)(now >> (56 - 8 * i));
+        ri_tunnel_ctrl(t, RI_F_PING, 0, p, 8);
+    }
+}
+
+int ri_tunnel_start_tls(struct ri_tunnel *t, const struct ri_tls_creds *creds,
+                        const char *server_name, double handshake_timeout)
+{
+    int rc = ri_tls_session(&t->tls, creds, t->role == RI_ROLE_HUB, t->fd, server_name);
+    if (rc < 0) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "TLS session: %s", gnutls_strerror(rc));
+        return -1;
+    }
+    t->state = RI_T_TLS;
+    t->last_rx = ev_now(EV_DEFAULT);
+    /* one deadline covers TLS and authentication */
+    ev_timer_init(&t->timer, keepalive_cb, handshake_timeout, 0);
+    ev_timer_start(EV_DEFAULT, &t->timer);
+    ev_io_start(EV_DEFAULT, &t->rio);
+    ev_io_start(EV_DEFAULT, &t->wio);
+    return 0;
+}
+
+/* ---- teardown ------------------------------------------------------------ */
+void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
+{
+    if (t->state == RI_T_DEAD)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) ? RI_LOG_INFO : RI_LOG_WARN;
+    ri_log(lvl, "tunnel %s%s%s: closed: %s", t->peer, t->edge_id[0] ? " edge " : "",
+           t->edge_id, msg);
+    t->state = RI_T_DEAD;
+    t->close_code = code;
+    ev_io_stop(EV_DEFAULT, &t->rio);
+    ev_io_stop(EV_DEFAULT, &t->wio);
+    ev_timer_stop(EV_DEFAULT, &t->timer);
+    ri_mux_stop_all(t);
+    ev_timer_start(EV_DEFAULT, &t->reaper);
+}
+
+static void linger_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, timer));
+    ri_tunnel_fail(t, t->close_code, "peer did not read our last frame in time");
+}
+
+static void close_when_flushed(struct ri_tunnel *t, unsigned code)
+{
+    t->close_after_flush = 1;
+    t->close_code = code;
+    ev_io_stop(EV_DEFAULT, &t->rio); /* nothing more from this peer matters */
+    ev_timer_stop(EV_DEFAULT, &t->timer);
+    ev_timer_init(&t->timer, linger_cb, 2.0, 0);
+    ev_timer_start(EV_DEFAULT, &t->timer);
+    ri_tunnel_kick(t);
+}
+
+void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason)
+{
+    if (t->state == RI_T_DEAD || t->close_after_flush)
+        return;
+    log_warn("tunnel %s%s%s: refused: %s: %s", t->peer, t->edge_id[0] ? " edge " : "",
+             t->edge_id, ri_conn_code_str(code), reason);
+    uint8_t p[2 + RI_REASON_MAX];
+    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
+    ri_tunnel_ctrl(t, RI_F_REFUSE, 0, p, n);
+    close_when_flushed(t, code);
+}
+
+void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now)
+{
+    if (t->state == RI_T_DEAD || t->close_after_flush)
+        return;
+    uint8_t p[6 + RI_REASON_MAX];
+    ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
+    size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, (uint16_t)code, reason);
+    ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n);
+    t->draining = 1;
+    if (close_now)
+        close_when_flushed(t, code);
+    else
+        ri_tunnel_kick(t);
+}
+
+/* ---- sending --------------------------------------------------------------- */
+int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,
+                   size_t n)
+{
+    if (t->state == RI_T_DEAD)
+        return -1;
+    if (t->ctrl.bytes + RI_FRAME_HDR + n > RI_CTRL_MAX) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "control queue over %u bytes: peer is not reading",
+                       RI_CTRL_MAX);
+        return -1;
+    }
+    uint8_t hdr[RI_FRAME_HDR];
+    ri_frame_hdr_put(hdr, type, stream, (uint32_t)n);
+    if (ri_bq_append(&t->ctrl, hdr, sizeof hdr) < 0 || (n && ri_bq_append(&t->ctrl, p, n) < 0)) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory queueing a control frame");
+        return -1;
+    }
+    ri_tunnel_kick(t);
+    return 0;
+}
+
+void ri_tunnel_kick(struct ri_tunnel *t)
+{
+    if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && !ev_is_active(&t->wio))
+        ev_io_start(EV_DEFAULT, &t->wio);
+}
+
+/* Fill wbuf with the next batch: every queued control byte first (whole
+ * frames are never split by data), then data from the scheduler. */
+static void compose(struct ri_tunnel *t)
+{
+    t->wlen = t->woff = 0;
+    while (t->ctrl.bytes && t->wlen < RI_WBUF_BATCH) {
+        struct iovec iov[1];
+        if (ri_bq_iov(&t->ctrl, iov, 1) < 1)
+            break;
+        size_t k = iov[0].iov_len;
+        if (k > RI_WBUF_BATCH - t->wlen)
+            k = RI_WBUF_BATCH - t->wlen;
+        memcpy(t->wbuf + t->wlen, iov[0].iov_base, k);
+        t->wlen += k;
+        ri_bq_consume(&t->ctrl, k);
+    }
+    if (t->ctrl.bytes || t->state != RI_T_READY || t->close_after_flush)
+        return; /* a control frame may be cut at the batch end: no data after it */
+    ri_mux_compose(t, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE);
+}
+
+static void tunnel_flush(struct ri_tunnel *t)
+{
+    for (;;) {
+        ssize_t n;
+        if (t->inflight) {
+            n = gnutls_record_send(t->tls, NULL, 0);
+        } else {
+            if (t->woff == t->wlen) {
+                compose(t);
+                if (t->wlen == 0) {
+                    ev_io_stop(EV_DEFAULT, &t->wio);
+                    if (t->close_after_flush)
+                        ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
+                    return;
+                }
+            }
+            size_t k = t->wlen - t->woff;
+            if (k > RI_TLS_RECORD)
+                k = RI_TLS_RECORD;
+            n = gnutls_record_send(t->tls, t->wbuf + t->woff, k);
+            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                t->inflight = k;
+        }
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            if (!ev_is_active(&t->wio))
+                ev_io_start(EV_DEFAULT, &t->wio);
+            return;
+        }
+        if (n < 0) {
+            ri_tunnel_fail(t, RI_E_NONE, "TLS send: %s", gnutls_strerror((int)n));
+            return;
+        }
+        t->woff += (size_t)n;
+        t->inflight = 0;
+    }
+}
+
+/* ---- handshake --------------------------------------------------------------- */
+static void do_handshake(struct ri_tunnel *t)
+{
+    int rc = gnutls_handshake(t->tls);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+        if (gnutls_record_get_direction(t->tls))
+            ev_io_start(EV_DEFAULT, &t->wio);
+        else
+            ev_io_stop(EV_DEFAULT, &t->wio);
+        return;
+    }
+    if (rc < 0) {
+        if (gnutls_error_is_fatal(rc)) {
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS handshake failed: %s", gnutls_strerror(rc));
+            return;
+        }
+        return; /* a warning alert: keep going */
+    }
+    ev_io_stop(EV_DEFAULT, &t->wio);
+    if (ri_tls_binding(t->tls, t->binding) < 0) {
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "no TLS 1.3 exporter channel binding");
+        return;
+    }
+    t->state = RI_T_AUTH;
+    log_debug("tunnel %s: TLS up (%s)", t->peer,
+              gnutls_cipher_get_name(gnutls_cipher_get(t->tls)));
+    if (t->hooks->tls_up)
+        t->hooks->tls_up(t);
+}
+
+/* Runs the auth plugin on the peer's message (NULL for the edge's first). */
+static int auth_step(struct ri_tunnel *t, const uint8_t *in, size_t n, uint8_t *out,
+                     size_t *out_len)
+{
+    const struct ri_auth_ops *ao = t->auth->mod->desc->ops;
+    struct ri_auth_ctx ctx = {
+        .role = t->role, .edge_id = t->edge_id, .secret = t->secret,
+        .secret_len = t->secret_len, .binding = t->binding, .binding_len = 32};
+    char err[256] = "";
+    int done = 0;
+    *out_len = RI_AUTH_MSG_MAX;
+    int rc = ao->step(t->auth->state, t->auth_conn, &ctx, in, n, out, out_len, &done, err,
+                      sizeof err);
+    if (rc < 0) {
+        if (t->role == RI_ROLE_HUB)
+            ri_tunnel_refuse(t, RI_E_AUTH, err[0] ? err : "authentication failed");
+        else
+            ri_tunnel_fail(t, RI_E_AUTH, "authentication failed: %s", err[0] ? err : "?");
+        return -1;
+    }
+    if (*out_len > RI_AUTH_MSG_MAX)
+        *out_len = RI_AUTH_MSG_MAX;
+    if (done)
+        t->auth_done = 1;
+    return 0;
+}
+
+int ri_tunnel_send_hello(struct ri_tunnel *t, const char *edge_id, const char *secret)
+{
+    snprintf(t->edge_id, sizeof t->edge_id, "%s", edge_id);
+    t->secret_len = strlen(secret);
+    t->secret = malloc(t->secret_len + 1);
+    if (!t->secret) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+        return -1;
+    }
+    memcpy(t->secret, secret, t->secret_len + 1);
+    uint8_t msg[RI_AUTH_MSG_MAX], hello[RI_PREAUTH_MAX_PAYLOAD];
+    size_t ml;
+    if (auth_step(t, NULL, 0, msg, &ml) < 0)
+        return -1;
+    size_t hl = ri_hello_encode(hello, sizeof hello, edge_id, t->auth->mod->desc->name, msg, ml);
+    if (!hl) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "HELLO does not fit");
+        return -1;
+    }
+    return ri_tunnel_ctrl(t, RI_F_HELLO, 0, hello, hl);
+}
+
+static void become_ready(struct ri_tunnel *t)
+{
+    t->state = RI_T_READY;
+    t->was_ready = 1;
+    ev_timer_stop(EV_DEFAULT, &t->timer);
+    ev_timer_init(&t->timer, keepalive_cb, t->ping_interval, t->ping_interval);
+    ev_timer_start(EV_DEFAULT, &t->timer);
+    if (t->hooks->ready)
+        t->hooks->ready(t);
+}
+
+static int on_hello(struct ri_tunnel *t, const uint8_t *p, size_t n)
+{
+    struct ri_hello h;
+    char err[256];
+    int rc = ri_hello_decode(p, n, &h, err, sizeof err);
+    if (rc < 0) {
+        ri_tunnel_refuse(t, rc == -2 ? RI_E_VERSION : RI_E_PROTOCOL, err);
+        return -1;
+    }
+    snprintf(t->edge_id, sizeof t->edge_id, "%s", h.edge_id);
+    const char *mine = t->auth->mod->desc->name;
+    if (strcmp(h.auth, mine) != 0) {
+        snprintf(err, sizeof err, "edge authenticates with '%s', this hub with '%s'", h.auth,
+                 mine);
+        ri_tunnel_refuse(t, RI_E_AUTH_METHOD, err);
+        return -1;
+    }
+    const uint8_t *secret;
+    size_t sl;
+    if (t->hooks->lookup(t, h.edge_id, &secret, &sl) < 0) {
+        snprintf(err, sizeof err, "unknown edge id '%s'", h.edge_id);
+        ri_tunnel_refuse(t, RI_E_UNKNOWN_EDGE, err);
+        return -1;
+    }
+    if (!(t->secret = malloc(sl + 1))) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+        return -1;
+    }
+    memcpy(t->secret, secret, sl);
+    t->secret[sl] = 0;
+    t->secret_len = sl;
+    uint8_t out[RI_AUTH_MSG_MAX];
+    size_t ol;
+    if (auth_step(t, h.auth_msg, h.auth_len, out, &ol) < 0)
+        return -1;
+    if (ol && ri_tunnel_ctrl(t, RI_F_AUTH, 0, out, ol) < 0)
+        return -1;
+    return 0;
+}
+
+/* Handshake and connection-level frames. */
+static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p)
+{
+    int hub = t->role == RI_ROLE_HUB;
+    uint16_t code;
+    char reason[RI_REASON_MAX + 1];
+    switch (h->type) {
+    case RI_F_HELLO:
+        if (!hub || t->state != RI_T_AUTH || t->edge_id[0])
+            goto unexpected;
+        return on_hello(t, p, h->len);
+    case RI_F_AUTH: {
+        if (t->state != RI_T_AUTH || t->auth_done || (hub && !t->edge_id[0]))
+            goto unexpected;
+        uint8_t out[RI_AUTH_MSG_MAX];
+        size_t ol;
+        if (auth_step(t, p, h->len, out, &ol) < 0)
+            return -1;
+        if (ol && ri_tunnel_ctrl(t, RI_F_AUTH, 0, out, ol) < 0)
+            return -1;
+        if (hub && t->auth_done) {
+            uint8_t w[2];
+            ri_put16(w, RI_PROTO_VERSION);
+            if (ri_tunnel_ctrl(t, RI_F_WELCOME, 0, w, 2) < 0)
+                return -1;
+            become_ready(t);
+        }
+        return 0;
+    }
+    case RI_F_WELCOME:
+        if (hub || t->state != RI_T_AUTH)
+            goto unexpected;
+        if (!t->auth_done) {
+            ri_tunnel_fail(t, RI_E_AUTH, "hub sent WELCOME before proving the shared secret");
+            return -1;
+        }
+        become_ready(t);
+        return 0;
+    case RI_F_REFUSE:
+        ri_reason_decode(p, h->len, &code, reason, sizeof reason);
+        ri_tunnel_fail(t, code, "peer refused us: %s: %s", ri_conn_code_str(code), reason);
+        return -1;
+    case RI_F_CONFIG: {
+        if (hub || t->state != RI_T_READY)
+            goto unexpected;
+        static struct ri_config_msg m; /* 8 KB: not on the stack */
+        char err[128];
+        if (ri_config_decode(p, h->len, &m, err, sizeof err) < 0) {
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "bad CONFIG: %s", err);
+            return -1;
+        }
+        if (t->hooks->config)
+            t->hooks->config(t, &m);
+        return 0;
+    }
+    case RI_F_PING:
+        return ri_tunnel_ctrl(t, RI_F_PONG, 0, p, 8);
+    case RI_F_PONG:
+        return 0;
+    case RI_F_GOAWAY:
+        if (t->state != RI_T_READY)
+            goto unexpected;
+        ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
+        log_info("tunnel %s%s%s: peer is going away: %s%s%s", t->peer,
+                 t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code),
+                 reason[0] ? ": " : "", reason);
+        t->draining = 1;
+        if (t->hooks->goaway)
+            t->hooks->goaway(t, code, reason);
+        return 0;
+    }
+unexpected:
+    ri_tunnel_fail(t, RI_E_PROTOCOL, "unexpected %s frame in state %d", ri_ftype_str(h->type),
+                   t->state);
+    return -1;
+}
+
+/* ---- receiving --------------------------------------------------------------- */
+static int parse(struct ri_tunnel *t)
+{
+    size_t off = 0;
+    uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
+    while (t->state != RI_T_DEAD && !t->close_after_flush) {
+        struct ri_frame_hdr h;
+        int r = ri_frame_hdr_get(t->rbuf + off, t->rlen - off, max, &h);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "frame of %u bytes exceeds the %u-byte limit",
+                           h.len, max);
+            return -1;
+        }
+        if (t->rlen - off < RI_FRAME_HDR + (size_t)h.len)
+            break;
+        char err[256];
+        if (ri_frame_check(&h, err, sizeof err) < 0) {
+            if (t->state == RI_T_AUTH && t->role == RI_ROLE_HUB)
+                ri_tunnel_refuse(t, RI_E_PROTOCOL, err);
+            else
+                ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+            return -1;
+        }
+        const uint8_t *p = t->rbuf + off + RI_FRAME_HDR;
+        off += RI_FRAME_HDR + h.len;
+        int rc;
+        if (h.stream == 0) {
+            rc = on_conn_frame(t, &h, p);
+        } else if (t->state != RI_T_READY) {
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "%s frame before authentication",
+                           ri_ftype_str(h.type));
+            rc = -1;
+        } else if ((rc = ri_mux_on_frame(t, &h, p, err, sizeof err)) < 0) {
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (t->state == RI_T_DEAD)
+        return -1;
+    if (off) {
+        memmove(t->rbuf, t->rbuf + off, t->rlen - off);
+        t->rlen -= off;
+    }
+    return 0;
+}
+
+static void tunnel_read(struct ri_tunnel *t)
+{
+    size_t budget = 1u << 20; /* then yield to other tunnels and streams */
+    for (;;) {
+        if (t->state == RI_T_DEAD || t->close_after_flush)
+            return;
+        ssize_t n = gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
+        if (n == GNUTLS_E_AGAIN)
+            return; /* socket drained and nothing left decrypted in GnuTLS */
+        if (n == GNUTLS_E_INTERRUPTED)
+            continue;
+        if (n == 0) {
+            ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
+                           "peer closed the connection");
+            return;
+        }
+        if (n < 0) {
+            if (!gnutls_error_is_fatal((int)n))
+                continue;
+            ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS receive: %s", gnutls_strerror((int)n));
+            return;
+        }
+        t->rlen += (size_t)n;
+        t->last_rx = ev_now(EV_DEFAULT);
+        if (parse(t) < 0)
+            return;
+        if ((size_t)n >= budget) {
+            /* more may sit decrypted inside GnuTLS: come back next iteration
+             * rather than wait for the socket to turn readable again */
+            ev_feed_event(EV_DEFAULT, &t->rio, EV_READ);
+            return;
+        }
+        budget -= (size_t)n;
+    }
+}
+
+static void tunnel_read_cb(EV_P_ ev_io *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, rio));
+    if (t->state == RI_T_TLS)
+        do_handshake(t);
+    else
+        tunnel_read(t);
+}
+
+static void tunnel_write_cb(EV_P_ ev_io *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, wio));
+    if (t->state == RI_T_TLS)
+        do_handshake(t);
+    else if (t->state != RI_T_DEAD)
+        tunnel_flush(t);
+}

@@ -1,0 +1,306 @@
+/*
+ * ri_plugin.h -- the public plugin ABI of ri (edge ingress tunnel).
+ *
+ * Self-contained C99: this header includes only standard headers. No libev,
+ * GnuTLS or libconfig type crosses the boundary. Handles are opaque; every
+ * service of the core reaches a plugin through `struct ri_core_api`, a
+ * versioned table of function pointers handed to `create`, so a plugin needs
+ * no link-time symbol from the ri-core binary.
+ *
+ * A plugin .so exports exactly one data symbol, RI_PLUGIN_SYMBOL ("ri_plugin"),
+ * of type `const struct ri_plugin`. See sdk/README.md for a walk-through.
+ *
+ * Conventions (everywhere in this header):
+ *   - functions return 0 on success or a negative errno-style code on failure;
+ *     where an `err` buffer is passed, a failure writes one line of human text
+ *     into it (no trailing newline);
+ *   - slots marked "required" must be non-NULL or the loader refuses the
+ *     plugin; "optional" slots may be NULL;
+ *   - hot-path slots come first in each ops table.
+ *
+ * Versioning rule: adding a slot at the end of a table, a new kind, a new
+ * event or a new core service bumps RI_ABI_MINOR; changing or removing
+ * anything bumps RI_ABI_MAJOR and resets the minor. The loader accepts a
+ * plugin whose major equals the core's and whose minor is <= the core's.
+ *
+ * Changelog:
+ *   1.0  first ABI: kinds auth, listener, header, sched, classify.
+ */
+#ifndef RI_PLUGIN_H
+#define RI_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RI_ABI_MAJOR 1
+#define RI_ABI_MINOR 0
+
+/* The one data symbol every plugin exports. */
+#define RI_PLUGIN_SYMBOL "ri_plugin"
+
+#if defined(__GNUC__)
+#define RI_EXPORT __attribute__((visibility("default")))
+#define RI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RI_EXPORT
+#define RI_PRINTF(f, a)
+#endif
+
+/* Opaque handles owned by the core. */
+typedef struct ri_inst ri_inst;     /* one configured plugin instance */
+typedef struct ri_stream ri_stream; /* one multiplexed stream */
+typedef struct ri_timer ri_timer;   /* a timer watcher */
+typedef struct ri_io ri_io;         /* an fd readiness watcher */
+
+enum ri_kind {
+    RI_KIND_AUTH = 1,     /* authenticates an edge to the hub and back */
+    RI_KIND_LISTENER = 2, /* opens the edge's public ports */
+    RI_KIND_HEADER = 3,   /* writes a header before a stream's bytes upstream */
+    RI_KIND_SCHED = 4,    /* orders data frames of ready streams */
+    RI_KIND_CLASSIFY = 5, /* puts a stream in a traffic class */
+    RI_KIND_MAX_ = 5
+};
+
+enum ri_log_level { RI_LOG_ERROR = 0, RI_LOG_WARN = 1, RI_LOG_INFO = 2, RI_LOG_DEBUG = 3 };
+
+enum ri_role { RI_ROLE_HUB = 1, RI_ROLE_EDGE = 2 };
+
+/* Traffic classes. A classifier returns one; a scheduler reads it from the
+ * stream's stats. Classes above SUSTAINED are reserved for later policies. */
+enum ri_class {
+    RI_CLASS_DATA = 0,      /* normal (interactive or short) traffic */
+    RI_CLASS_SUSTAINED = 1, /* elephant flow: demoted, guaranteed a minimum rate */
+    RI_CLASS_MAX_ = 7
+};
+
+/* ----------------------------------------------------------------------- */
+/* Measurements the core passes to policies (read-only).                   */
+
+/* Per-stream statistics, one direction pair as seen from this process:
+ * "tx" is towards the tunnel peer, "rx" is from it. */
+struct ri_stream_stats {
+    uint32_t id;            /* stream id, unique within one tunnel session */
+    uint32_t klass;         /* current enum ri_class */
+    uint64_t age_ns;        /* since the stream opened */
+    uint64_t tx_bytes;      /* payload bytes sent into the tunnel */
+    uint64_t rx_bytes;      /* payload bytes received from the tunnel */
+    uint64_t tx_window;     /* send credit currently left, bytes */
+    uint64_t rx_buffered;   /* received bytes not yet written onward */
+    uint32_t active_streams;/* streams open on this tunnel right now */
+    uint16_t edge_port;     /* the public port the client connected to */
+    uint16_t reserved_;
+};
+
+/* What a scheduler sees when asked for the next stream. */
+struct ri_sched_ctx {
+    uint64_t now_ns;        /* monotonic clock */
+    uint64_t tunnel_tx_bytes; /* payload bytes sent on this tunnel so far */
+    uint32_t queued;        /* streams currently enqueued in this scheduler */
+    uint32_t reserved_;
+};
+
+/* ----------------------------------------------------------------------- */
+/* Core services, handed to every plugin at create time.                   */
+
+typedef void ri_timer_cb(void *arg);
+typedef void ri_io_cb(void *arg, int fd, int revents);
+
+enum ri_io_events { RI_IO_READ = 1, RI_IO_WRITE = 2 };
+
+/* Settings lookups: 0 found, -ENOENT absent, -EINVAL wrong type/range. */
+struct ri_core_api {
+    uint16_t abi_major;     /* of the core */
+    uint16_t abi_minor;
+    uint32_t size;          /* sizeof(struct ri_core_api) in the core */
+
+    /* logging; the core prefixes the plugin's name */
+    void (*log)(ri_inst *self, int level, const char *fmt, ...) RI_PRINTF(3, 4);
+    uint64_t (*now_ns)(void); /* monotonic clock, nanoseconds */
+    int (*role)(ri_inst *self); /* enum ri_role of this process */
+
+    /* the plugin's own settings: the keys of its group in `plugins = (...)` */
+    int (*cfg_int)(ri_inst *self, const char *key, int64_t *out);
+    int (*cfg_bool)(ri_inst *self, const char *key, int *out);
+    int (*cfg_float)(ri_inst *self, const char *key, double *out);
+    int (*cfg_str)(ri_inst *self, const char *key, const char **out);
+
+    /* timers (seconds); callbacks run on the core's event loop */
+    ri_timer *(*timer_new)(ri_inst *self, ri_timer_cb *cb, void *arg);
+    void (*timer_start)(ri_timer *t, double after, double repeat);
+    void (*timer_stop)(ri_timer *t);
+    void (*timer_free)(ri_timer *t);
+
+    /* fd readiness watchers (level-triggered) */
+    ri_io *(*io_new)(ri_inst *self, int fd, int events, ri_io_cb *cb, void *arg);
+    void (*io_start)(ri_io *w);
+    void (*io_stop)(ri_io *w);
+    void (*io_free)(ri_io *w);
+
+    /* streams */
+    int (*stream_stats)(const ri_stream *s, struct ri_stream_stats *out);
+
+    /* crypto, backed by the core's TLS library */
+    int (*random)(void *buf, size_t len);
+    int (*hmac_sha256)(const void *key, size_t key_len, const void *msg,
+                       size_t msg_len, uint8_t out[32]);
+    int (*memeq_ct)(const void *a, const void *b, size_t len); /* 1 equal */
+
+    /* listener plugins hand accepted connections to the core. The core owns
+     * fd from then on (also on failure). `port` is the public port. */
+    int (*accept_conn)(ri_inst *self, int fd, uint16_t port);
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: auth. Runs once per tunnel, after TLS, before any stream.          */
+
+#define RI_AUTH_MSG_MAX 1024 /* largest message one step may produce */
+
+struct ri_auth_ctx {
+    int role;                 /* enum ri_role */
+    const char *edge_id;      /* edge: own id; hub: the id the edge claims */
+    const uint8_t *secret;    /* edge: own secret; hub: the configured secret */
+    size_t secret_len;
+    const uint8_t *binding;   /* TLS channel binding (exporter), this session */
+    size_t binding_len;
+};
+
+/* One step of the exchange. `in` is the peer's last message (NULL, 0 on the
+ * edge's first call). Write the next message into out (capacity *out_len,
+ * at least RI_AUTH_MSG_MAX) and set *out_len (0: nothing to send). Set *done
+ * to 1 when the peer is authenticated; the step that sets it may still
+ * produce a final message. Negative return: refuse, with a reason in err
+ * that may be shown to the peer (never include the secret). */
+typedef int ri_auth_step_f(void *inst, void *conn, const struct ri_auth_ctx *ctx,
+                           const uint8_t *in, size_t in_len, uint8_t *out,
+                           size_t *out_len, int *done, char *err, size_t errlen);
+
+struct ri_auth_ops {
+    ri_auth_step_f *step; /* required */
+    size_t conn_size;     /* per-connection state the core zeroes and keeps */
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: listener set. Runs on the edge.                                    */
+
+struct ri_listen_set {
+    const char *bind_address; /* numeric IPv4/IPv6, "0.0.0.0", "::" */
+    const uint16_t *ports;    /* sorted, unique */
+    size_t n_ports;
+};
+
+/* Make the open listeners equal `set`: open what is new, close what is gone,
+ * keep the rest (and every accepted connection) untouched. Returns 0 when all
+ * ports are open; on partial failure returns negative with the failing ports
+ * named in err, keeping whatever it could open. */
+typedef int ri_listen_apply_f(void *inst, const struct ri_listen_set *set,
+                              char *err, size_t errlen);
+
+struct ri_listener_ops {
+    ri_listen_apply_f *apply; /* required */
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: header injector. Runs on the hub, once per stream.                 */
+
+#define RI_HEADER_MAX 536 /* room one build call gets (PROXY v2 max + TLVs) */
+
+struct ri_conn_info {
+    struct sockaddr_storage client; /* the client as the edge saw it */
+    struct sockaddr_storage edge;   /* the edge address it connected to */
+    const char *edge_id;
+    uint32_t stream_id;
+};
+
+/* Write the header into buf (capacity cap >= RI_HEADER_MAX) and set *len. */
+typedef int ri_header_build_f(void *inst, const struct ri_conn_info *ci,
+                              uint8_t *buf, size_t cap, size_t *len,
+                              char *err, size_t errlen);
+
+struct ri_header_ops {
+    ri_header_build_f *build; /* required */
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: scheduler. Orders the data of ready streams into the tunnel.       */
+/*
+ * The core keeps control frames (window updates, pings, opens, closes,
+ * config) in its own queue that always goes first; a scheduler only decides
+ * which ready stream sends its next chunk of data. A stream is "ready" when
+ * it has data waiting and send credit. The core enqueues it once, asks for
+ * dequeue when the tunnel has room, sends one chunk from the stream it gets
+ * back (reporting it through `sent`), and enqueues it again if it is still
+ * ready. A stream is never enqueued twice. `sp` is the per-stream area of
+ * stream_size bytes the core allocates (zeroed) for this scheduler.
+ */
+typedef void ri_sched_enqueue_f(void *inst, ri_stream *s, void *sp, uint32_t klass);
+typedef ri_stream *ri_sched_dequeue_f(void *inst, const struct ri_sched_ctx *ctx);
+typedef void ri_sched_remove_f(void *inst, ri_stream *s, void *sp);
+typedef void ri_sched_sent_f(void *inst, ri_stream *s, void *sp, size_t bytes,
+                             const struct ri_sched_ctx *ctx);
+
+struct ri_sched_ops {
+    /* hot path */
+    ri_sched_enqueue_f *enqueue; /* required */
+    ri_sched_dequeue_f *dequeue; /* required: NULL when nothing is queued */
+    ri_sched_sent_f *sent;       /* optional: bytes sent for s after dequeue */
+    /* control path */
+    ri_sched_remove_f *remove;   /* required: s is queued and closing: unlink it */
+    /* where the plugin finds its per-stream area from a handle: the core
+     * passes sp to every call above except dequeue; to map a handle back,
+     * keep `s` in your per-stream area and a list of those areas. */
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: classifier. Decides a stream's class from its measurements.        */
+
+/* Called about once a second (core setting classify_interval_ms) for every
+ * stream that moved data since the last call. Return the new class (or the
+ * current one, st->klass). `sp` is the stream_size area for this plugin. */
+typedef uint32_t ri_classify_f(void *inst, void *sp, const struct ri_stream_stats *st);
+
+struct ri_classify_ops {
+    ri_classify_f *classify; /* required */
+};
+
+/* ----------------------------------------------------------------------- */
+/* The descriptor every plugin exports as `ri_plugin`.                      */
+
+/* Instance lifecycle. `state` is inst_size bytes, zeroed, owned by the core
+ * and valid until destroy returns. `api` stays valid as long as the instance.
+ * create reads the plugin's settings; a negative return refuses the config. */
+typedef int ri_create_f(const struct ri_core_api *api, ri_inst *self, void *state,
+                        char *err, size_t errlen);
+typedef void ri_destroy_f(void *state);
+
+struct ri_plugin {
+    /* version fields first: they protect the interpretation of the rest */
+    uint16_t abi_major;     /* RI_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;     /* RI_ABI_MINOR the plugin was built with */
+    uint32_t struct_size;   /* sizeof(struct ri_plugin) */
+    uint32_t kind;          /* enum ri_kind */
+    const char *name;       /* [a-z0-9_]+, unique among loaded plugins */
+    const char *description;/* one line, for `ri-core --list-plugins` */
+    const void *ops;        /* struct ri_<kind>_ops for `kind`, required */
+    size_t inst_size;       /* bytes of per-instance state (may be 0) */
+    size_t stream_size;     /* bytes of per-stream state (sched, classify) */
+    ri_create_f *create;    /* optional */
+    ri_destroy_f *destroy;  /* optional */
+    /* optional: NULL-terminated list of the setting keys this plugin reads;
+     * when given, any other key in its config group is a config error. */
+    const char *const *keys;
+};
+
+/* Convenience for the descriptor's first fields. */
+#define RI_PLUGIN_HEADER \
+    .abi_major = RI_ABI_MAJOR, .abi_minor = RI_ABI_MINOR, \
+    .struct_size = sizeof(struct ri_plugin)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RI_PLUGIN_H */
