@@ -36,6 +36,7 @@ const char *ri_ftype_str(unsigned t)
     case RI_F_PING: return "PING";
     case RI_F_PONG: return "PONG";
     case RI_F_GOAWAY: return "GOAWAY";
+    case RI_F_ACK: return "ACK";
     case RI_F_OPEN: return "OPEN";
     case RI_F_DATA: return "DATA";
     case RI_F_FIN: return "FIN";
@@ -78,6 +79,7 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     case RI_F_PING:
     case RI_F_PONG: conn_level = 1; min = max = 8; break;
     case RI_F_GOAWAY: conn_level = 1; min = 6; max = 6 + RI_REASON_MAX; break;
+    case RI_F_ACK: conn_level = 1; min = max = 4; break;
     case RI_F_OPEN: conn_level = 0; min = max = RI_OPEN_LEN; break;
     case RI_F_DATA: conn_level = 0; min = 1; break;
     case RI_F_FIN: conn_level = 0; max = 0; break;

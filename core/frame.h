@@ -26,6 +26,7 @@ enum ri_ftype {
     RI_F_PING = 0x06,    /* both: 8 opaque bytes */
     RI_F_PONG = 0x07,    /* both: echo of a PING's bytes */
     RI_F_GOAWAY = 0x08,  /* both: no new streams; code, last stream, reason */
+    RI_F_ACK = 0x09,     /* both: u32 DATA payload bytes taken out of the pipe */
     RI_F_OPEN = 0x10,    /* edge -> hub: new stream with addresses */
     RI_F_DATA = 0x11,    /* both: stream bytes */
     RI_F_FIN = 0x12,     /* both: sender's direction ends (half-close) */

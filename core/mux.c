@@ -254,10 +254,12 @@ static void stream_read_cb(EV_P_ ev_io *w, int revents)
     ri_tunnel_kick(s->t);
 }
 
-void ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target, size_t cap)
+size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target,
+                      size_t cap, size_t budget)
 {
     struct ri_mux *m = &t->mux;
-    while (*len < target && m->queued) {
+    size_t added = 0;
+    while (*len < target && m->queued && added < budget) {
         struct ri_sched_ctx ctx = {.now_ns = now_ns(), .tunnel_tx_bytes = m->tx_bytes,
                                    .queued = m->queued};
         struct ri_stream *s = m->sops->dequeue(m->sched->state, &ctx);
@@ -270,6 +272,8 @@ void ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t targe
             room = RI_DATA_CHUNK;
         if (room > s->tx_credit)
             room = (size_t)s->tx_credit;
+        if (room > budget - added)
+            room = budget - added;
         ssize_t n = read(s->fd, buf + *len + RI_FRAME_HDR, room);
         if (n > 0) {
             ri_frame_hdr_put(buf + *len, RI_F_DATA, s->id, (uint32_t)n);
@@ -277,6 +281,7 @@ void ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t targe
             s->tx_credit -= (uint64_t)n;
             s->tx_bytes += (uint64_t)n;
             m->tx_bytes += (uint64_t)n;
+            added += (size_t)n;
             if (m->sops->sent)
                 m->sops->sent(m->sched->state, s, SP(m, s), (size_t)n, &ctx);
             /* a full read suggests more is waiting: stay in line; a short one
@@ -299,6 +304,7 @@ void ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t targe
             ri_mux_stream_reset(s, RI_RST_RESET, why);
         }
     }
+    return added;
 }
 
 /* ---- receiving side ---------------------------------------------------------- */

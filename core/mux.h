@@ -72,9 +72,10 @@ void ri_mux_stream_reset(struct ri_stream *s, unsigned code, const char *reason)
 /* Stream frames from the tunnel. <0: the tunnel must fail (reason in err). */
 int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p,
                     char *err, size_t errlen);
-/* Appends DATA/FIN frames of ready streams to buf until *len >= target. */
-void ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target,
-                    size_t cap);
+/* Appends DATA/FIN frames of ready streams to buf until *len >= target or
+ * `budget` payload bytes went in; returns the payload bytes added. */
+size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target,
+                      size_t cap, size_t budget);
 /* Stops reading from every stream (tunnel dying) */
 void ri_mux_stop_all(struct ri_tunnel *t);
 

@@ -23,6 +23,9 @@ int ri_parse_hostport(const char *s, char *host, size_t hcap, int *port)
     size_t hl = (size_t)(he - h);
     if (hl == 0 || hl >= hcap)
         return -1;
+    /* an IPv6 host needs brackets: "::1:8443" could be an address without port */
+    if (h == s && memchr(h, ':', hl))
+        return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
     char *end;

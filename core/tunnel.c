@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +42,8 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ri_bq_clear(&t->ctrl);
     free(t->rbuf);
     free(t->wbuf);
+    free(t->ibuf);
+    free(t->obuf);
     ri_cycle_unref(t->cy);
     free(t);
 }
@@ -52,15 +57,18 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
         return NULL;
     t->rbuf = malloc(RI_RBUF_SIZE);
     t->wbuf = malloc(RI_WBUF_SIZE);
+    t->ibuf = malloc(RI_NETBUF_SIZE);
+    t->obuf = malloc(RI_NETBUF_SIZE);
     const struct ri_config *c = cy->cfg;
     char err[256];
-    if (!t->rbuf || !t->wbuf ||
+    if (!t->rbuf || !t->wbuf || !t->ibuf || !t->obuf ||
         ri_mux_init(t, cy->pl->by_kind[RI_KIND_SCHED], cy->pl->by_kind[RI_KIND_CLASSIFY],
                     c->max_streams, err, sizeof err) < 0) {
-        if (t->rbuf && t->wbuf)
-            log_err("tunnel %s: %s", peer, err);
+        log_err("tunnel %s: %s", peer, t->obuf ? err : "out of memory");
         free(t->rbuf);
         free(t->wbuf);
+        free(t->ibuf);
+        free(t->obuf);
         free(t);
         return NULL;
     }
@@ -79,6 +87,12 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
         /* freed by the reaper like any other tunnel */
         t->state = RI_T_DEAD;
     }
+    /* Queue in our scheduler, not in the kernel: past this many unsent bytes
+     * the socket reports "full", so control frames and interactive streams
+     * never wait behind megabytes of bulk data already handed to TCP. */
+    int lowat = RI_TCP_NOTSENT_LOWAT;
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    ri_pace_init(&t->pace);
     ev_io_init(&t->rio, tunnel_read_cb, fd, EV_READ);
     ev_io_init(&t->wio, tunnel_write_cb, fd, EV_WRITE);
     ev_init(&t->timer, NULL);
@@ -108,6 +122,77 @@ static void keepalive_cb(EV_P_ ev_timer *w, int revents)
     }
 }
 
+/* ---- transport: GnuTLS reads and writes our buffers, we do the syscalls -- */
+static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t n)
+{
+    struct ri_tunnel *t = p;
+    if (t->ooff && t->olen + n > RI_NETBUF_SIZE) {
+        memmove(t->obuf, t->obuf + t->ooff, t->olen - t->ooff);
+        t->olen -= t->ooff;
+        t->ooff = 0;
+    }
+    size_t room = RI_NETBUF_SIZE - t->olen;
+    if (room == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n > room)
+        n = room;
+    memcpy(t->obuf + t->olen, data, n);
+    t->olen += n;
+    return (ssize_t)n;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t n)
+{
+    struct ri_tunnel *t = p;
+    if (t->ioff == t->ilen) {
+        t->ioff = t->ilen = 0;
+        ssize_t r = recv(t->fd, t->ibuf, RI_NETBUF_SIZE, 0);
+        if (r <= 0)
+            return r; /* errno tells GnuTLS EAGAIN/EINTR/other; 0 is EOF */
+        t->ilen = (size_t)r;
+    }
+    size_t k = t->ilen - t->ioff;
+    if (k > n)
+        k = n;
+    memcpy(data, t->ibuf + t->ioff, k);
+    t->ioff += k;
+    return (ssize_t)k;
+}
+
+static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
+{
+    struct ri_tunnel *t = p;
+    if (t->ioff < t->ilen)
+        return 1;
+    struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
+    return poll(&pfd, 1, (int)ms);
+}
+
+/* Sends what GnuTLS produced. 0: all sent; 1: socket full (writer armed);
+ * -1: the tunnel failed. */
+static int obuf_send(struct ri_tunnel *t)
+{
+    while (t->ooff < t->olen) {
+        ssize_t n = send(t->fd, t->obuf + t->ooff, t->olen - t->ooff, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                if (!ev_is_active(&t->wio))
+                    ev_io_start(EV_DEFAULT, &t->wio);
+                return 1;
+            }
+            ri_tunnel_fail(t, RI_E_NONE, "send: %s", strerror(errno));
+            return -1;
+        }
+        t->ooff += (size_t)n;
+    }
+    t->ooff = t->olen = 0;
+    return 0;
+}
+
 int ri_tunnel_start_tls(struct ri_tunnel *t, const struct ri_tls_creds *creds,
                         const char *server_name, double handshake_timeout)
 {
@@ -116,6 +201,10 @@ int ri_tunnel_start_tls(struct ri_tunnel *t, const struct ri_tls_creds *creds,
         ri_tunnel_fail(t, RI_E_INTERNAL, "TLS session: %s", gnutls_strerror(rc));
         return -1;
     }
+    gnutls_transport_set_ptr(t->tls, t);
+    gnutls_transport_set_push_function(t->tls, tls_push);
+    gnutls_transport_set_pull_function(t->tls, tls_pull);
+    gnutls_transport_set_pull_timeout_function(t->tls, tls_pull_timeout);
     t->state = RI_T_TLS;
     t->last_rx = ev_now(EV_DEFAULT);
     /* one deadline covers TLS and authentication */
@@ -237,54 +326,70 @@ static void compose(struct ri_tunnel *t)
     }
     if (t->ctrl.bytes || t->state != RI_T_READY || t->close_after_flush)
         return; /* a control frame may be cut at the batch end: no data after it */
-    ri_mux_compose(t, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE);
+    size_t room = (size_t)ri_pace_room(&t->pace);
+    if (!room)
+        return; /* in-flight cap reached: the peer's ACK kicks us again */
+    size_t n = ri_mux_compose(t, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room);
+    if (n)
+        ri_pace_on_send(&t->pace, n, ri_core_api.now_ns());
 }
 
 static void tunnel_flush(struct ri_tunnel *t)
 {
     for (;;) {
-        ssize_t n;
-        if (t->inflight) {
-            n = gnutls_record_send(t->tls, NULL, 0);
-        } else {
-            if (t->woff == t->wlen) {
-                compose(t);
-                if (t->wlen == 0) {
-                    ev_io_stop(EV_DEFAULT, &t->wio);
-                    if (t->close_after_flush)
-                        ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
-                    return;
+        /* encrypt while a full record still fits in obuf */
+        while (RI_NETBUF_SIZE - (t->olen - t->ooff) >= RI_TLS_RECORD + 256) {
+            ssize_t n;
+            if (t->inflight) {
+                n = gnutls_record_send(t->tls, NULL, 0);
+            } else {
+                if (t->woff == t->wlen) {
+                    compose(t);
+                    if (t->wlen == 0)
+                        break;
                 }
+                size_t k = t->wlen - t->woff;
+                if (k > RI_TLS_RECORD)
+                    k = RI_TLS_RECORD;
+                n = gnutls_record_send(t->tls, t->wbuf + t->woff, k);
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                    t->inflight = k; /* re-offered as (NULL, 0) */
             }
-            size_t k = t->wlen - t->woff;
-            if (k > RI_TLS_RECORD)
-                k = RI_TLS_RECORD;
-            n = gnutls_record_send(t->tls, t->wbuf + t->woff, k);
             if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-                t->inflight = k;
+                break;
+            if (n < 0) {
+                ri_tunnel_fail(t, RI_E_NONE, "TLS send: %s", gnutls_strerror((int)n));
+                return;
+            }
+            t->woff += (size_t)n;
+            t->inflight = 0;
         }
-        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-            if (!ev_is_active(&t->wio))
-                ev_io_start(EV_DEFAULT, &t->wio);
-            return;
+        int rc = obuf_send(t);
+        if (rc != 0)
+            return; /* failed, or the socket is full and the writer is armed */
+        if (t->woff == t->wlen && !t->inflight) {
+            compose(t);
+            if (t->wlen == 0) {
+                ev_io_stop(EV_DEFAULT, &t->wio);
+                if (t->close_after_flush)
+                    ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
+                return;
+            }
         }
-        if (n < 0) {
-            ri_tunnel_fail(t, RI_E_NONE, "TLS send: %s", gnutls_strerror((int)n));
-            return;
-        }
-        t->woff += (size_t)n;
-        t->inflight = 0;
     }
 }
 
 /* ---- handshake --------------------------------------------------------------- */
 static void do_handshake(struct ri_tunnel *t)
 {
+    if (obuf_send(t) != 0)
+        return;
     int rc = gnutls_handshake(t->tls);
+    int sent = obuf_send(t);
+    if (sent < 0)
+        return;
     if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-        if (gnutls_record_get_direction(t->tls))
-            ev_io_start(EV_DEFAULT, &t->wio);
-        else
+        if (sent == 0)
             ev_io_stop(EV_DEFAULT, &t->wio);
         return;
     }
@@ -295,7 +400,8 @@ static void do_handshake(struct ri_tunnel *t)
         }
         return; /* a warning alert: keep going */
     }
-    ev_io_stop(EV_DEFAULT, &t->wio);
+    if (sent == 0)
+        ev_io_stop(EV_DEFAULT, &t->wio);
     if (ri_tls_binding(t->tls, t->binding) < 0) {
         ri_tunnel_fail(t, RI_E_PROTOCOL, "no TLS 1.3 exporter channel binding");
         return;
@@ -305,6 +411,11 @@ static void do_handshake(struct ri_tunnel *t)
               gnutls_cipher_get_name(gnutls_cipher_get(t->tls)));
     if (t->hooks->tls_up)
         t->hooks->tls_up(t);
+    /* the peer's first frames may have arrived with its last handshake
+     * message: they sit in ibuf (or in GnuTLS) and the socket will not turn
+     * readable again for them */
+    if (t->state == RI_T_AUTH && (t->ioff < t->ilen || gnutls_record_check_pending(t->tls)))
+        ev_feed_event(EV_DEFAULT, &t->rio, EV_READ);
 }
 
 /* Runs the auth plugin on the peer's message (NULL for the edge's first). */
@@ -466,6 +577,12 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         return ri_tunnel_ctrl(t, RI_F_PONG, 0, p, 8);
     case RI_F_PONG:
         return 0;
+    case RI_F_ACK:
+        if (t->state != RI_T_READY)
+            goto unexpected;
+        ri_pace_on_ack(&t->pace, ri_get32(p), ri_core_api.now_ns());
+        ri_tunnel_kick(t);
+        return 0;
     case RI_F_GOAWAY:
         if (t->state != RI_T_READY)
             goto unexpected;
@@ -485,9 +602,20 @@ unexpected:
 }
 
 /* ---- receiving --------------------------------------------------------------- */
+/* Tells the peer how much of its DATA left the pipe (pace.h). */
+static int send_ack(struct ri_tunnel *t)
+{
+    if (!t->rx_unacked)
+        return 0;
+    uint8_t p[4];
+    ri_put32(p, (uint32_t)t->rx_unacked);
+    t->rx_unacked = 0;
+    return ri_tunnel_ctrl(t, RI_F_ACK, 0, p, 4);
+}
+
 static int parse(struct ri_tunnel *t)
 {
-    size_t off = 0;
+    size_t off = t->roff;
     uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
     while (t->state != RI_T_DEAD && !t->close_after_flush) {
         struct ri_frame_hdr h;
@@ -520,15 +648,23 @@ static int parse(struct ri_tunnel *t)
             rc = -1;
         } else if ((rc = ri_mux_on_frame(t, &h, p, err, sizeof err)) < 0) {
             ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+        } else if (h.type == RI_F_DATA && (t->rx_unacked += h.len) >= RI_ACK_EVERY) {
+            rc = send_ack(t);
         }
         if (rc < 0)
             return -1;
     }
     if (t->state == RI_T_DEAD)
         return -1;
-    if (off) {
-        memmove(t->rbuf, t->rbuf + off, t->rlen - off);
-        t->rlen -= off;
+    /* move a partial frame to the front only when the next record might
+     * not fit behind it: most records then cost no memmove at all */
+    t->roff = off;
+    if (t->roff == t->rlen) {
+        t->roff = t->rlen = 0;
+    } else if (RI_RBUF_SIZE - t->rlen < RI_TLS_RECORD + 1024) {
+        memmove(t->rbuf, t->rbuf + t->roff, t->rlen - t->roff);
+        t->rlen -= t->roff;
+        t->roff = 0;
     }
     return 0;
 }
@@ -540,8 +676,10 @@ static void tunnel_read(struct ri_tunnel *t)
         if (t->state == RI_T_DEAD || t->close_after_flush)
             return;
         ssize_t n = gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
-        if (n == GNUTLS_E_AGAIN)
+        if (n == GNUTLS_E_AGAIN) {
+            send_ack(t);
             return; /* socket drained and nothing left decrypted in GnuTLS */
+        }
         if (n == GNUTLS_E_INTERRUPTED)
             continue;
         if (n == 0) {
@@ -563,6 +701,7 @@ static void tunnel_read(struct ri_tunnel *t)
             /* more may sit decrypted inside GnuTLS: come back next iteration
              * rather than wait for the socket to turn readable again */
             ev_feed_event(EV_DEFAULT, &t->rio, EV_READ);
+            send_ack(t);
             return;
         }
         budget -= (size_t)n;

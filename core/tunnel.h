@@ -12,14 +12,20 @@
 #include "cycle.h"
 #include "frame.h"
 #include "mux.h"
+#include "pace.h"
 #include "tls.h"
 
-#define RI_RBUF_SIZE (256u * 1024u)
+#define RI_RBUF_SIZE (128u * 1024u)            /* decrypted, unparsed frames */
+#define RI_NETBUF_SIZE (128u * 1024u)          /* raw TLS bytes each way */
 #define RI_WBUF_BATCH (64u * 1024u)          /* compose this much per batch */
 #define RI_WBUF_SIZE (RI_WBUF_BATCH + RI_FRAME_MAX_PAYLOAD + RI_FRAME_HDR)
 #define RI_PREAUTH_MAX_PAYLOAD 8192u         /* before authentication */
 #define RI_CTRL_MAX (8u * 1024u * 1024u)     /* queued control bytes: peer not reading */
 #define RI_TLS_RECORD 16384u
+#define RI_ACK_EVERY (64u * 1024u)          /* ACK at least this often */
+#ifndef RI_TCP_NOTSENT_LOWAT
+#define RI_TCP_NOTSENT_LOWAT (128 * 1024)
+#endif
 
 enum ri_tstate {
     RI_T_TCP,   /* edge: connecting */
@@ -72,12 +78,19 @@ struct ri_tunnel {
 
     /* receive: decrypted bytes not yet parsed */
     uint8_t *rbuf;
-    size_t rlen;
+    size_t roff, rlen; /* unparsed bytes are rbuf[roff, rlen) */
     /* send: one batch of frames being written; `inflight` bytes were offered
      * to GnuTLS and answered E_AGAIN (re-offered as NULL, 0) */
     uint8_t *wbuf;
     size_t wlen, woff, inflight;
+    /* raw TLS bytes between GnuTLS and the socket: one recv fills ibuf for
+     * many records, one send drains obuf of many (GnuTLS's own transport
+     * would make two syscalls per 16 KB record) */
+    uint8_t *ibuf, *obuf;
+    size_t ilen, ioff, olen, ooff;
     struct ri_bq ctrl; /* control frames: always composed before data */
+    struct ri_pace pace;   /* our DATA in flight (see pace.h) */
+    uint64_t rx_unacked;   /* peer DATA bytes parsed but not yet ACKed */
     int close_after_flush;
     unsigned close_code;
 
