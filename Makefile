@@ -37,6 +37,9 @@ PLUGIN_SO := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 UNIT_OBJ  := $(patsubst tests/unit/%.c,$(BUILD)/obj/tests/%.o,$(UNIT_SRC))
+# Pure plugin code the unit tests call directly, linked into unit-tests.
+UNIT_EXTRA     := plugins/header_proxy_v1/proxy_v1.c
+UNIT_EXTRA_OBJ := $(patsubst %.c,$(BUILD)/obj/tests/extra/%.o,$(UNIT_EXTRA))
 TPLUG_SRC := $(wildcard tests/plugins/*.c)
 TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC))
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
@@ -86,7 +89,7 @@ $(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/
 	$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
 
 $(BUILD)/ri-core: $(CORE_OBJ)
-	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LDLIBS_CORE)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
 # A plugin is every .c in its folder, built against sdk/ only.
 .SECONDEXPANSION:
@@ -96,12 +99,17 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk
 	    -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
 
 # ---- tests -----------------------------------------------------------------
-$(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) | $(BUILD)/.deps
+# RI_SRCDIR: where the tests find conf/ and tests/plugins/ (env RI_SRC overrides)
+$(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) $(wildcard plugins/*/*.h) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' -c $< -o $@
+
+$(BUILD)/obj/tests/extra/%.o: %.c $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Iplugins -c $< -o $@
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(CORE_LIB_OBJ)
-	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LDLIBS_CORE)
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(UNIT_EXTRA_OBJ) $(CORE_LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
@@ -111,13 +119,17 @@ test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO)
 	@python3 tests/run.py --build $(BUILD)
 
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)
-	@$(BUILD)/unit-tests
+	@RI_BUILD=$(BUILD) $(BUILD)/unit-tests
 
-# libFuzzer targets (clang): make fuzz builds build-fuzz/fuzz_<name>
+# libFuzzer targets (clang): make fuzz builds build-fuzz/fuzz_<name>; run one
+# with e.g. build-fuzz/fuzz_frame -max_total_time=60. UBSan must not recover,
+# or libFuzzer would not see its findings as crashes.
 fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)" >&2; exit 1; }
 	@mkdir -p build-fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Isdk -Icore \
+	  clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isdk -Icore \
 	    $$(pkg-config --cflags $(PKGS)) -o build-fuzz/$$n $$f \
 	    core/frame.c core/b64.c core/token.c $$(pkg-config --libs jansson) || exit 1; done
 

@@ -427,7 +427,8 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
             uint8_t r[2 + RI_REASON_MAX];
             size_t n = ri_reason_encode(r, sizeof r, RI_RST_INTERNAL,
                                         t->draining ? "hub is draining" : "too many streams");
-            return ri_tunnel_ctrl(t, RI_F_RST, h->stream, r, n) < 0 ? 0 : 0;
+            ri_tunnel_ctrl(t, RI_F_RST, h->stream, r, n);
+            return 0;
         }
         t->hooks->open(t, h->stream, &o);
         return 0;

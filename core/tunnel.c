@@ -682,7 +682,8 @@ static void tunnel_read(struct ri_tunnel *t)
         }
         if (n == GNUTLS_E_INTERRUPTED)
             continue;
-        if (n == 0) {
+        if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+            /* peers close without close_notify: the frames say what happened */
             ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
                            "peer closed the connection");
             return;
