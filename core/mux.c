@@ -344,7 +344,10 @@ static int flush_out(struct ri_stream *s)
             return -1;
         }
         ri_bq_consume(&s->outq, (size_t)w);
-        consumed(s, (size_t)w);
+        size_t hdr = w < (ssize_t)s->hdr_left ? (size_t)w : s->hdr_left;
+        s->hdr_left -= (uint32_t)hdr; /* the injected header earns the peer no credit */
+        if ((size_t)w > hdr)
+            consumed(s, (size_t)w - hdr);
     }
     if (s->outq.bytes) {
         ev_io_start(EV_DEFAULT, &s->wio);
@@ -587,7 +590,10 @@ void ri_mux_stream_connected(struct ri_stream *s, int err)
 int ri_mux_stream_prepend(struct ri_stream *s, const void *p, size_t n)
 {
     /* only used before any data arrived, so appending is prepending */
-    return ri_bq_append(&s->outq, p, n);
+    if (ri_bq_append(&s->outq, p, n) < 0)
+        return -1;
+    s->hdr_left += (uint32_t)n;
+    return 0;
 }
 
 /* ---- classification ------------------------------------------------------------ */

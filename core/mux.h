@@ -29,6 +29,7 @@ struct ri_stream {
     uint64_t tx_credit, tx_bytes;  /* towards the tunnel */
     uint64_t rx_bytes, rx_consumed, rx_granted; /* from the tunnel */
     uint64_t opened_ns, tick_bytes;
+    uint32_t hdr_left; /* header bytes at the front of outq (not stream data) */
     uint32_t klass;
     uint16_t edge_port;
     unsigned queued : 1, reading : 1, rd_eof : 1, fin_sent : 1, fin_rcvd : 1, wr_shut : 1,
