@@ -30,6 +30,7 @@ struct hub {
     int stopping, exit_code;
     ev_timer drain;
     ev_tstamp last_overload_log;
+    ev_timer accept_pause;
 };
 
 static struct hub H;
@@ -171,8 +172,14 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         socklen_t sl = sizeof ss;
         int fd = accept4(H.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the listener stays readable: pause it instead of spinning */
+                log_warn("hub: accept: %s: pausing new connections for 1 s", strerror(errno));
+                ev_io_stop(EV_A_ & H.lio);
+                ev_timer_start(EV_A_ & H.accept_pause);
+            } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
                 log_warn("hub: accept: %s", strerror(errno));
+            }
             return;
         }
         char peer[64];
@@ -201,6 +208,12 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         log_debug("hub: connection from %s", peer);
         ri_tunnel_start_tls(t, &H.creds, NULL, H.cy->cfg->handshake_timeout);
     }
+}
+
+static void accept_resume_cb(EV_P_ ev_timer *w, int revents)
+{
+    if (!H.stopping && H.lfd >= 0)
+        ev_io_start(EV_A_ & H.lio);
 }
 
 static int open_listener(const char *listen_addr, char *err, size_t errlen)
@@ -329,6 +342,7 @@ static void hub_stop(void)
     log_info("hub: stopping: no new edges; draining open streams (up to %.0f s)",
              H.cy->cfg->drain_timeout);
     ev_io_stop(EV_DEFAULT, &H.lio);
+    ev_timer_stop(EV_DEFAULT, &H.accept_pause);
     close(H.lfd);
     H.lfd = -1;
     if (!H.tunnels) {
@@ -379,6 +393,7 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
              cy->pl->header ? " with header " : " (no header injector)",
              cy->pl->header ? cy->pl->header->mod->desc->name : "");
     ev_io_init(&H.lio, accept_cb, H.lfd, EV_READ);
+    ev_timer_init(&H.accept_pause, accept_resume_cb, 1.0, 0);
     ev_io_start(EV_DEFAULT, &H.lio);
     ev_signal sig_term, sig_int, sig_hup;
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
@@ -392,6 +407,7 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
 
     /* after the loop: free what is left (tunnels freed by their reapers) */
     ev_timer_stop(EV_DEFAULT, &H.drain);
+    ev_timer_stop(EV_DEFAULT, &H.accept_pause);
     ev_signal_stop(EV_DEFAULT, &sig_term);
     ev_signal_stop(EV_DEFAULT, &sig_int);
     ev_signal_stop(EV_DEFAULT, &sig_hup);

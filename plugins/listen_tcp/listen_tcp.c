@@ -23,6 +23,7 @@ struct listener {
     uint16_t port;
     int fd;
     ri_io *w;
+    ri_timer *pause;
 };
 
 struct inst {
@@ -49,9 +50,15 @@ static void on_accept(void *arg, int fd, int revents)
                 return;
             uint64_t now = in->api->now_ns();
             if (now - in->last_err_log_ns > 1000000000ull) {
-                in->api->log(in->self, RI_LOG_WARN, "accept on port %u: %s", l->port,
-                             strerror(errno));
+                in->api->log(in->self, RI_LOG_WARN, "accept on port %u: %s%s", l->port,
+                             strerror(errno), l->pause ? ": pausing this port for 1 s" : "");
                 in->last_err_log_ns = now;
+            }
+            /* out of descriptors: the socket stays readable, so pause it
+             * rather than spin; clients wait in the backlog meanwhile */
+            if (l->pause) {
+                in->api->io_stop(l->w);
+                in->api->timer_start(l->pause, 1.0, 0);
             }
             return;
         }
@@ -80,8 +87,15 @@ static int lt_create(const struct ri_core_api *api, ri_inst *self, void *state, 
     return 0;
 }
 
+static void resume(void *arg)
+{
+    struct listener *l = arg;
+    l->in->api->io_start(l->w);
+}
+
 static void close_listener(struct inst *in, struct listener *l)
 {
+    in->api->timer_free(l->pause);
     in->api->io_free(l->w);
     close(l->fd);
     free(l);
@@ -138,6 +152,7 @@ static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char
         snprintf(why, wl, "out of memory");
         return -1;
     }
+    l->pause = in->api->timer_new(in->self, resume, l);
     l->in = in;
     l->port = port;
     l->fd = fd;
