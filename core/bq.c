@@ -102,6 +102,8 @@ int ri_bq_iov(const struct ri_bq *q, struct iovec *iov, int max)
 
 void ri_bq_consume(struct ri_bq *q, size_t n)
 {
+    if (n > q->bytes)
+        n = q->bytes;
     q->bytes -= n;
     while (n && q->head) {
         struct ri_chunk *c = q->head;

@@ -275,6 +275,8 @@ void ri_reason_decode(const uint8_t *p, size_t n, uint16_t *code, char *reason,
                       size_t reason_cap)
 {
     *code = n >= 2 ? ri_get16(p) : 0;
+    if (reason_cap == 0)
+        return;
     size_t rl = n > 2 ? n - 2 : 0;
     if (rl >= reason_cap)
         rl = reason_cap - 1;

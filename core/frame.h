@@ -25,7 +25,7 @@ enum ri_ftype {
     RI_F_CONFIG = 0x05,  /* hub -> edge: listen ports and settings */
     RI_F_PING = 0x06,    /* both: 8 opaque bytes */
     RI_F_PONG = 0x07,    /* both: echo of a PING's bytes */
-    RI_F_GOAWAY = 0x08,  /* both: no new streams; code, last stream, reason */
+    RI_F_GOAWAY = 0x08,  /* both: no new streams; last stream, code, reason */
     RI_F_ACK = 0x09,     /* both: u32 DATA payload bytes taken out of the pipe */
     RI_F_OPEN = 0x10,    /* edge -> hub: new stream with addresses */
     RI_F_DATA = 0x11,    /* both: stream bytes */
@@ -125,7 +125,7 @@ size_t ri_config_encode(uint8_t *out, size_t cap, const struct ri_config_msg *c)
 int ri_config_decode(const uint8_t *p, size_t n, struct ri_config_msg *c, char *err,
                      size_t errlen);
 
-/* REFUSE / RST: code u16 + reason; GOAWAY: code u16 + last stream u32 + reason */
+/* REFUSE / RST: code u16 + reason; GOAWAY: last stream u32 + code u16 + reason */
 size_t ri_reason_encode(uint8_t *out, size_t cap, uint16_t code, const char *reason);
 void ri_reason_decode(const uint8_t *p, size_t n, uint16_t *code, char *reason,
                       size_t reason_cap);

@@ -9,7 +9,7 @@ extern int ri_log_level; /* enum ri_log_level; messages above it are dropped */
 
 int ri_log_parse_level(const char *s); /* -1 if unknown */
 void ri_log(int level, const char *fmt, ...) RI_PRINTF(2, 3);
-void ri_logv(int level, const char *prefix, const char *fmt, va_list ap);
+void ri_logv(int level, const char *prefix, const char *fmt, va_list ap) RI_PRINTF(3, 0);
 
 #define log_err(...)   ri_log(RI_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  ri_log(RI_LOG_WARN, __VA_ARGS__)

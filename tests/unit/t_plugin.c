@@ -1,0 +1,353 @@
+/* the plugin loader (core/plugin.c) with the test plugins of tests/plugins/
+ * (built into $RI_BUILD/test-plugins) and the real ones ($RI_BUILD/plugins).
+ * Every config below is a hub with auth_secret plus the entries under test;
+ * "#<" marks the entry an error must be reported at. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cfgu.h"
+#include "config.h"
+#include "plugin.h"
+#include "t.h"
+
+#define AUTH "  { name = \"auth_secret\"; file = \"@P@/auth_secret.so\"; },\n"
+
+struct loaded {
+    struct ri_config *cfg;
+    struct ri_plugins *pl;
+    struct ri_errs errs;
+    char path[4096];
+    int mark; /* line of "#<", 0 if none */
+};
+
+static void unload(struct loaded *l)
+{
+    ri_plugins_free(l->pl);
+    ri_config_free(l->cfg);
+    ri_errs_free(&l->errs);
+    memset(l, 0, sizeof *l);
+}
+
+/* A hub config with plugin_dir = test-plugins and the given plugin entries.
+ * The config itself must be valid; l->pl is what the loader made of it. */
+static int load(const char *file, int line, struct loaded *l, const char *entries)
+{
+    char text[8192], tp[4200];
+    memset(l, 0, sizeof *l);
+    snprintf(tp, sizeof tp, "%s/test-plugins/tp_settings.so", t_build_dir());
+    if (access(tp, R_OK) != 0)
+        return t_fail_at(file, line, "%s is missing: build with `make unit` (RI_BUILD=%s)", tp,
+                         t_build_dir());
+    snprintf(text, sizeof text,
+             "role = \"hub\";\nplugin_dir = \"@TP@\";\nplugins = (\n%s);\n"
+             "hub = { listen = \"127.0.0.1:8443\"; };\n", entries);
+    l->mark = u_marked_line(text, "#<");
+    if (u_write_cfg(l->path, sizeof l->path, "hub.cfg", text) < 0)
+        return t_fail_at(file, line, "cannot write %s", l->path);
+    l->cfg = ri_config_load(l->path, &l->errs);
+    if (!l->cfg) {
+        t_fail_at(file, line, "config refused: %s", u_errs_str(&l->errs));
+        unload(l);
+        return -1;
+    }
+    l->pl = ri_plugins_load(l->cfg, &l->errs);
+    return 0;
+}
+
+/* The entries must be refused with exactly one error at the "#<" line that
+ * names the .so file (when so is given) and holds both words. */
+static int refused(const char *file, int line, const char *entries, const char *so,
+                   const char *w1, const char *w2)
+{
+    struct loaded l;
+    if (load(file, line, &l, entries) < 0)
+        return -1;
+    int rc = 0;
+    char sopath[4200];
+    snprintf(sopath, sizeof sopath, "%s/test-plugins/%s", t_build_dir(), so ? so : "");
+    if (l.pl)
+        rc = t_fail_at(file, line, "plugins loaded, wanted \"%s\"", w1);
+    else if (u_has_err(file, line, &l.errs, l.path, l.mark, w1) < 0 ||
+             (w2 && u_has_err(file, line, &l.errs, l.path, l.mark, w2) < 0) ||
+             (so && u_has_err(file, line, &l.errs, l.path, l.mark, sopath) < 0))
+        rc = -1;
+    else if (l.errs.n != 1)
+        rc = t_fail_at(file, line, "%zu errors, wanted 1: %s", l.errs.n, u_errs_str(&l.errs));
+    unload(&l);
+    return rc;
+}
+#define CHECK_REFUSED(entries, so, w1, w2) \
+    CHECK(refused(__FILE__, __LINE__, entries, so, w1, w2) == 0)
+
+TEST(plugin_real_plugins_load)
+{
+    struct loaded l;
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"header_proxy_v1\"; file = \"@P@/header_proxy_v1.so\"; }\n") == 0);
+    int ok = l.pl && l.pl->n == 2 && l.pl->auth && l.pl->header && !l.pl->listener &&
+             !strcmp(l.pl->by_kind[RI_KIND_AUTH]->desc->name, "auth_secret") &&
+             !strcmp(l.pl->by_kind[RI_KIND_HEADER]->desc->name, "header_proxy_v1") &&
+             !l.pl->by_kind[RI_KIND_SCHED];
+    char why[1024];
+    snprintf(why, sizeof why, "%s", u_errs_str(&l.errs));
+    unload(&l);
+    CHECK_MSG(ok, "%s", why);
+}
+
+TEST(plugin_needs_auth)
+{
+    struct loaded l;
+    CHECK(load(__FILE__, __LINE__, &l, "  { name = \"tp_settings\"; answer = 42; }\n") == 0);
+    /* reported at the `plugins = (` line */
+    int rc = l.pl ? -1 : u_has_err(__FILE__, __LINE__, &l.errs, l.path, 3, "no auth plugin enabled");
+    size_t n = l.errs.n;
+    unload(&l);
+    CHECK(rc == 0);
+    CHECK_INT(n, 1);
+}
+
+TEST(plugin_refuses_abi_major)
+{
+    char w[64];
+    snprintf(w, sizeof w, "built for plugin ABI %d.0, this ri-core speaks ABI %d.%d",
+             RI_ABI_MAJOR + 1, RI_ABI_MAJOR, RI_ABI_MINOR);
+    CHECK_REFUSED(AUTH "  { name = \"tp_abi_major\"; } #<\n", "tp_abi_major.so", w, "rebuild");
+}
+
+TEST(plugin_refuses_abi_minor)
+{
+    char w[64];
+    snprintf(w, sizeof w, "needs plugin ABI %d.%d", RI_ABI_MAJOR, RI_ABI_MINOR + 1);
+    CHECK_REFUSED(AUTH "  { name = \"tp_abi_minor\"; } #<\n", "tp_abi_minor.so", w,
+                  "upgrade ri-core");
+}
+
+TEST(plugin_refuses_no_symbol)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_nosym\"; } #<\n", "tp_nosym.so",
+                  "has no 'ri_plugin' symbol", NULL);
+}
+
+TEST(plugin_refuses_missing_op)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_noop\"; } #<\n", "tp_noop.so",
+                  "sched plugin 'tp_noop' lacks the required op 'dequeue'", NULL);
+}
+
+TEST(plugin_refuses_unknown_kind)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_badkind\"; } #<\n", "tp_badkind.so",
+                  "unknown plugin kind 99", NULL);
+}
+
+TEST(plugin_refuses_duplicate_name)
+{
+    CHECK_REFUSED(AUTH "  { name = \"first\"; file = \"@TP@/tp_dup_a.so\"; },\n"
+                       "  { name = \"second\"; file = \"@TP@/tp_dup_b.so\"; } #<\n",
+                  "tp_dup_b.so", "duplicate plugin name 'tp_dup'", "tp_dup_a.so)");
+}
+
+TEST(plugin_refuses_wrong_declared_name)
+{
+    /* found by name in plugin_dir: the file must call itself that name */
+    CHECK_REFUSED(AUTH "  { name = \"tp_dup_a\"; } #<\n", "tp_dup_a.so",
+                  "declares itself 'tp_dup', not 'tp_dup_a'", NULL);
+}
+
+TEST(plugin_refuses_unresolved_symbol)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_undef\"; } #<\n", "tp_undef.so", "cannot load plugin",
+                  "ri_no_such_function");
+}
+
+TEST(plugin_refuses_missing_file)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_not_built\"; } #<\n", "tp_not_built.so",
+                  "cannot open plugin", "No such file");
+    CHECK_REFUSED(AUTH "  { name = \"Bad-Name\"; } #<\n", NULL, "must be [a-z0-9_]+", NULL);
+}
+
+TEST(plugin_refuses_two_of_a_kind)
+{
+    CHECK_REFUSED(AUTH "  { name = \"header_proxy_v1\"; file = \"@P@/header_proxy_v1.so\"; },\n"
+                       "  { name = \"tp_settings\"; answer = 42; } #<\n",
+                  NULL, "plugin 'tp_settings': a header plugin ('header_proxy_v1') is already "
+                        "enabled", NULL);
+}
+
+TEST(plugin_settings_reach_create)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = 7; label = \"hello\"; #<\n"
+                       "    verbose = true; ratio = 0.25; }\n",
+                  NULL, "plugin 'tp_settings': got answer=7 label=hello verbose=1 ratio=0.25",
+                  NULL);
+    /* an int where a float is asked for is accepted */
+    struct loaded l;
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"tp_settings\"; answer = 42; ratio = 3; label = \"x y\"; }\n") == 0);
+    char seen[256] = "(not loaded)", why[1024];
+    snprintf(why, sizeof why, "%s", u_errs_str(&l.errs));
+    if (l.pl && l.pl->header) {
+        const char *s = dlsym(l.pl->by_kind[RI_KIND_HEADER]->dl, "tp_settings_seen");
+        snprintf(seen, sizeof seen, "%s", s ? s : "(no symbol)");
+    }
+    unload(&l);
+    CHECK_MSG(strcmp(why, "(no errors)") == 0, "%s", why);
+    CHECK_STR(seen, "answer=42 label=x y verbose=0 ratio=3");
+}
+
+TEST(plugin_settings_types_checked)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; } #<\n", NULL,
+                  "plugin 'tp_settings': answer: missing (-ENOENT)", NULL);
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = \"42\"; } #<\n", NULL,
+                  "answer: wrong type (-EINVAL)", NULL);
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = 42; label = 5; } #<\n", NULL,
+                  "label: wrong type (-EINVAL)", NULL);
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = 42; verbose = 1; } #<\n", NULL,
+                  "verbose: wrong type (-EINVAL)", NULL);
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = 42; ratio = \"0.5\"; } #<\n", NULL,
+                  "ratio: wrong type (-EINVAL)", NULL);
+}
+
+TEST(plugin_refuses_unknown_setting)
+{
+    CHECK_REFUSED(AUTH "  { name = \"tp_settings\"; answer = 42;\n"
+                       "    anwser = 42; } #<\n",
+                  NULL, "plugin 'tp_settings' has no setting 'anwser'", NULL);
+    /* header_proxy_v1 declares an empty key list: it takes no settings */
+    CHECK_REFUSED(AUTH "  { name = \"header_proxy_v1\"; file = \"@P@/header_proxy_v1.so\";\n"
+                       "    version = 2; } #<\n",
+                  NULL, "plugin 'header_proxy_v1' has no setting 'version'", NULL);
+}
+
+TEST(plugin_disabled_is_not_loaded)
+{
+    /* a disabled entry is never opened, even when its file is broken */
+    static const char *const broken[] = {"tp_abi_major", "tp_nosym", "tp_undef", "tp_badkind",
+                                         "tp_not_built"};
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        char entries[512];
+        snprintf(entries, sizeof entries, AUTH "  { name = \"%s\"; enabled = false; }\n",
+                 broken[i]);
+        struct loaded l;
+        CHECK(load(__FILE__, __LINE__, &l, entries) == 0);
+        int ok = l.pl && l.pl->n == 1;
+        char why[1024];
+        snprintf(why, sizeof why, "%s", u_errs_str(&l.errs));
+        unload(&l);
+        CHECK_MSG(ok, "disabled %s: %s", broken[i], why);
+        /* and enabling it again brings the refusal back */
+        snprintf(entries, sizeof entries, AUTH "  { name = \"%s\"; enabled = true; } #<\n",
+                 broken[i]);
+        CHECK_REFUSED(entries, NULL, broken[i], NULL);
+    }
+}
+
+TEST(plugin_enable_toggles_loading)
+{
+    struct loaded l;
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"tp_settings\"; enabled = false; answer = 1; }\n") == 0);
+    int off_ok = l.pl && l.pl->n == 1 && !l.pl->header && !l.pl->by_kind[RI_KIND_HEADER];
+    unload(&l);
+    CHECK(off_ok);
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"tp_settings\"; enabled = true; answer = 42; }\n") == 0);
+    int on_ok = l.pl && l.pl->n == 2 && l.pl->header &&
+                !strcmp(l.pl->by_kind[RI_KIND_HEADER]->desc->name, "tp_settings");
+    char why[1024];
+    snprintf(why, sizeof why, "%s", u_errs_str(&l.errs));
+    unload(&l);
+    CHECK_MSG(on_ok, "%s", why);
+    /* two of one kind are fine while one of them is disabled */
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"header_proxy_v1\"; file = \"@P@/header_proxy_v1.so\"; enabled = false; },\n"
+               "  { name = \"tp_settings\"; answer = 42; }\n") == 0);
+    int one_ok = l.pl && l.pl->n == 2;
+    unload(&l);
+    CHECK(one_ok);
+}
+
+TEST(plugin_module_open_direct)
+{
+    char path[4200], err[1024];
+    struct ri_module m;
+    snprintf(path, sizeof path, "%s/plugins/header_proxy_v1.so", t_build_dir());
+    CHECK_MSG(ri_module_open(&m, path, "header_proxy_v1", err, sizeof err) == 0, "%s", err);
+    int ok = m.desc && m.desc->kind == RI_KIND_HEADER && m.dl && !strcmp(m.path, path);
+    ri_module_close(&m);
+    CHECK(ok);
+    CHECK_INT(ri_module_open(&m, path, "other_name", err, sizeof err), -1);
+    CHECK_HAS(err, path);
+    CHECK_HAS(err, "declares itself 'header_proxy_v1', not 'other_name'");
+    CHECK(m.dl == NULL && m.path == NULL);
+    CHECK_STR(ri_kind_name(RI_KIND_SCHED), "sched");
+    CHECK_STR(ri_kind_name(99), "?");
+}
+
+/* ---- a plugin built out of tree ------------------------------------------ */
+
+TEST(plugin_out_of_tree_build)
+{
+    char so[4200], log[4200], cmd[12800];
+    t_path(so, sizeof so, "oot_sched.so");
+    t_path(log, sizeof log, "cc.log");
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && cc -std=c99 -Wall -Wextra -Werror -shared -fPIC -I sdk -o '%s' "
+             "tests/plugins/oot_sched.c >'%s' 2>&1",
+             t_src_dir(), so, log);
+    int rc = system(cmd);
+    if (rc != 0) {
+        char out[600] = "";
+        FILE *f = fopen(log, "r");
+        if (f) {
+            size_t n = fread(out, 1, sizeof out - 1, f);
+            out[n] = '\0';
+            fclose(f);
+        }
+        FAIL("`%s` exited %d: %s", cmd, rc, out);
+    }
+    struct ri_module m;
+    char err[1024];
+    CHECK_MSG(ri_module_open(&m, so, "oot_sched", err, sizeof err) == 0, "%s", err);
+    const struct ri_plugin *d = m.desc;
+    int meta = d->kind == RI_KIND_SCHED && !strcmp(d->name, "oot_sched") && d->stream_size > 0;
+
+    /* drive it: three fake stream handles through one instance */
+    const struct ri_sched_ops *ops = d->ops;
+    struct ri_inst *in = ri_inst_create(&m, err, sizeof err);
+    char fake[3];
+    ri_stream *s[3];
+    void *sp[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (ri_stream *)(void *)&fake[i];
+        sp[i] = calloc(1, d->stream_size);
+    }
+    ri_stream *got[6] = {0};
+    if (in && sp[0] && sp[1] && sp[2]) {
+        struct ri_sched_ctx ctx = {0};
+        for (int i = 0; i < 3; i++)
+            ops->enqueue(in->state, s[i], sp[i], RI_CLASS_DATA);
+        got[0] = ops->dequeue(in->state, &ctx);              /* s0 */
+        ops->sent(in->state, got[0], sp[0], 100, &ctx);
+        ops->enqueue(in->state, s[0], sp[0], RI_CLASS_DATA);  /* s1 s2 s0 */
+        got[1] = ops->dequeue(in->state, &ctx);              /* s1 */
+        ops->remove(in->state, s[2], sp[2]);                 /* s0 */
+        got[2] = ops->dequeue(in->state, &ctx);              /* s0 */
+        got[3] = ops->dequeue(in->state, &ctx);              /* empty */
+        ops->enqueue(in->state, s[2], sp[2], RI_CLASS_SUSTAINED);
+        got[4] = ops->dequeue(in->state, &ctx);              /* s2 */
+        got[5] = ops->dequeue(in->state, &ctx);
+    }
+    ri_inst_destroy(in);
+    for (int i = 0; i < 3; i++)
+        free(sp[i]);
+    ri_module_close(&m);
+    CHECK(meta);
+    CHECK_MSG(in, "create: %s", err);
+    CHECK(got[0] == s[0] && got[1] == s[1] && got[2] == s[0] && got[3] == NULL &&
+          got[4] == s[2] && got[5] == NULL);
+}
