@@ -128,7 +128,7 @@ static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
 
 static void edge_drained(struct ri_tunnel *t)
 {
-    ri_tunnel_fail(t, RI_E_SHUTDOWN, "drained");
+    ri_tunnel_close(t, RI_E_SHUTDOWN); /* our last FIN may still be unsent */
 }
 
 static void edge_closed(struct ri_tunnel *t, unsigned code)
@@ -292,6 +292,8 @@ static void edge_reload(void)
             ri_tunnel_fail(E.t, RI_E_SHUTDOWN, "config changed"); /* closed hook retries */
         else if (E.cfd >= 0)
             connect_failed("config changed");
+        else if (ev_is_active(&E.retry))
+            schedule_retry(); /* not after the old settings' (longer) backoff */
     }
 }
 

@@ -60,6 +60,16 @@ static void send_config(struct ri_tunnel *t, const struct ri_edge_conf *e)
 static void hub_ready(struct ri_tunnel *t)
 {
     H.handshaking--;
+    /* a reload since HELLO looked the edge up may have removed it or changed
+     * its secret (hub_reload skips tunnels still in the handshake) */
+    const struct ri_edge_conf *e = ri_config_find_edge(H.cy->cfg, t->edge_id);
+    if (!e || strcmp(e->secret, (const char *)t->secret) != 0) {
+        log_info("edge %s: %s during its handshake: disconnecting", t->edge_id,
+                 e ? "secret changed" : "removed from the config");
+        ri_tunnel_goaway(t, e ? RI_E_AUTH : RI_E_REMOVED,
+                         e ? "secret changed" : "edge removed from the hub config", 1);
+        return;
+    }
     /* policy: the newer connection for an edge id replaces the older one */
     for (struct ri_tunnel *o = H.tunnels; o; o = o->next)
         if (o != t && o->was_ready && o->state == RI_T_READY && strcmp(o->edge_id, t->edge_id) == 0) {
@@ -67,11 +77,9 @@ static void hub_ready(struct ri_tunnel *t)
                      t->peer, o->peer);
             ri_tunnel_goaway(o, RI_E_REPLACED, "a newer connection for this edge id", 1);
         }
-    const struct ri_edge_conf *e = ri_config_find_edge(H.cy->cfg, t->edge_id);
-    log_info("edge %s connected from %s (%zu port%s)", t->edge_id, t->peer, e ? e->n_ports : 0,
-             e && e->n_ports == 1 ? "" : "s");
-    if (e)
-        send_config(t, e);
+    log_info("edge %s connected from %s (%zu port%s)", t->edge_id, t->peer, e->n_ports,
+             e->n_ports == 1 ? "" : "s");
+    send_config(t, e);
 }
 
 static void connect_timeout_cb(EV_P_ ev_timer *w, int revents)
@@ -139,7 +147,7 @@ static int hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
 static void hub_drained(struct ri_tunnel *t)
 {
     if (H.stopping)
-        ri_tunnel_fail(t, RI_E_SHUTDOWN, "drained");
+        ri_tunnel_close(t, RI_E_SHUTDOWN); /* our last FIN may still be unsent */
 }
 
 static void hub_closed(struct ri_tunnel *t, unsigned code)

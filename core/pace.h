@@ -8,7 +8,8 @@
  * twice the bandwidth-delay product it measures (after BBR: the maximum
  * recent delivery rate times the minimum recent round trip), never below
  * RI_PACE_MIN. The queue then forms in the scheduler, where priorities work,
- * instead of in the kernel, where they cannot. */
+ * instead of in the kernel, where they cannot. Every 10 s a busy sender lets
+ * the pipe drain once to measure the round trip without its own queue. */
 #ifndef RI_PACE_H
 #define RI_PACE_H
 
@@ -23,6 +24,7 @@ struct ri_pace {
     uint64_t cwnd;
     uint64_t min_rtt, min_rtt_next, min_rtt_epoch; /* ns; two 10 s buckets */
     uint64_t bw, bw_next, bw_epoch;                /* bytes/s; two 200 ms buckets */
+    uint64_t probe_seq; /* non-zero: draining to re-measure the round trip */
     struct { uint64_t seq, t, acked; } ring[RI_PACE_RING];
     unsigned head, tail;
 };
@@ -34,6 +36,8 @@ void ri_pace_on_ack(struct ri_pace *p, uint64_t bytes, uint64_t now_ns);
 static inline uint64_t ri_pace_room(const struct ri_pace *p)
 {
     uint64_t inflight = p->sent - p->acked;
+    if (p->probe_seq && inflight)
+        return 0; /* probing (pace.c): the pipe empties before the next send */
     return inflight >= p->cwnd ? 0 : p->cwnd - inflight;
 }
 

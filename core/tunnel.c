@@ -24,6 +24,10 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
 {
     struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, reaper));
     ri_mux_destroy(t);
+    /* ri_tunnel_fail stopped these, but a flush still running in the failing
+     * callback may have re-armed the writer: never leave one on freed memory */
+    ev_io_stop(EV_A_ & t->rio);
+    ev_io_stop(EV_A_ & t->wio);
     ev_timer_stop(EV_A_ & t->timer);
     ev_timer_stop(EV_A_ & t->reaper);
     if (t->tls)
@@ -60,11 +64,14 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
     t->ibuf = malloc(RI_NETBUF_SIZE);
     t->obuf = malloc(RI_NETBUF_SIZE);
     const struct ri_config *c = cy->cfg;
-    char err[256];
+    const struct ri_auth_ops *ao = cy->pl->auth->mod->desc->ops;
+    char err[256] = "out of memory";
     if (!t->rbuf || !t->wbuf || !t->ibuf || !t->obuf ||
+        (ao->conn_size && !(t->auth_conn = calloc(1, ao->conn_size))) ||
         ri_mux_init(t, cy->pl->by_kind[RI_KIND_SCHED], cy->pl->by_kind[RI_KIND_CLASSIFY],
                     c->max_streams, err, sizeof err) < 0) {
-        log_err("tunnel %s: %s", peer, t->obuf ? err : "out of memory");
+        log_err("tunnel %s: %s", peer, err);
+        free(t->auth_conn);
         free(t->rbuf);
         free(t->wbuf);
         free(t->ibuf);
@@ -82,11 +89,6 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
     t->ping_timeout = c->ping_timeout;
     snprintf(t->peer, sizeof t->peer, "%s", peer);
     t->auth = cy->pl->auth;
-    const struct ri_auth_ops *ao = t->auth->mod->desc->ops;
-    if (ao->conn_size && !(t->auth_conn = calloc(1, ao->conn_size))) {
-        /* freed by the reaper like any other tunnel */
-        t->state = RI_T_DEAD;
-    }
     /* Queue in our scheduler, not in the kernel: past this many unsent bytes
      * the socket reports "full", so control frames and interactive streams
      * never wait behind megabytes of bulk data already handed to TCP. */
@@ -180,7 +182,7 @@ static int obuf_send(struct ri_tunnel *t)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                if (!ev_is_active(&t->wio))
+                if (!ev_is_active(&t->wio) && t->state != RI_T_DEAD)
                     ev_io_start(EV_DEFAULT, &t->wio);
                 return 1;
             }
@@ -240,18 +242,30 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
 static void linger_cb(EV_P_ ev_timer *w, int revents)
 {
     struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, timer));
-    ri_tunnel_fail(t, t->close_code, "peer did not read our last frame in time");
+    ri_tunnel_fail(t, t->close_code, t->close_after_flush == 2
+                                         ? "peer did not close the connection in time"
+                                         : "peer did not read our last frame in time");
 }
 
+/* Writes what is queued, then shuts our side down and waits for the peer's
+ * EOF, still reading (and discarding) meanwhile: a socket closed with bytes
+ * unread, or receiving some after close, answers with a TCP reset, and the
+ * reset throws away our own last bytes still in flight. */
 static void close_when_flushed(struct ri_tunnel *t, unsigned code)
 {
     t->close_after_flush = 1;
     t->close_code = code;
-    ev_io_stop(EV_DEFAULT, &t->rio); /* nothing more from this peer matters */
     ev_timer_stop(EV_DEFAULT, &t->timer);
     ev_timer_init(&t->timer, linger_cb, 2.0, 0);
     ev_timer_start(EV_DEFAULT, &t->timer);
     ri_tunnel_kick(t);
+}
+
+void ri_tunnel_close(struct ri_tunnel *t, unsigned code)
+{
+    if (t->state == RI_T_DEAD || t->close_after_flush)
+        return;
+    close_when_flushed(t, code);
 }
 
 void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason)
@@ -287,9 +301,12 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
 {
     if (t->state == RI_T_DEAD)
         return -1;
-    if (t->ctrl.bytes + RI_FRAME_HDR + n > RI_CTRL_MAX) {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "control queue over %u bytes: peer is not reading",
-                       RI_CTRL_MAX);
+    /* before authentication only a few handshake frames (and PONGs) are due:
+     * an unauthenticated peer must not make us queue megabytes */
+    size_t max = t->state == RI_T_READY ? RI_CTRL_MAX : RI_CTRL_PREAUTH_MAX;
+    if (t->ctrl.bytes + RI_FRAME_HDR + n > max) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "control queue over %zu bytes: peer is not reading",
+                       max);
         return -1;
     }
     uint8_t hdr[RI_FRAME_HDR];
@@ -304,7 +321,8 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
 
 void ri_tunnel_kick(struct ri_tunnel *t)
 {
-    if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && !ev_is_active(&t->wio))
+    if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && t->close_after_flush != 2 &&
+        !ev_is_active(&t->wio))
         ev_io_start(EV_DEFAULT, &t->wio);
 }
 
@@ -371,8 +389,11 @@ static void tunnel_flush(struct ri_tunnel *t)
             compose(t);
             if (t->wlen == 0) {
                 ev_io_stop(EV_DEFAULT, &t->wio);
-                if (t->close_after_flush)
-                    ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
+                if (t->close_after_flush) {
+                    /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
+                    shutdown(t->fd, SHUT_WR);
+                    t->close_after_flush = 2;
+                }
                 return;
             }
         }
@@ -616,8 +637,9 @@ static int send_ack(struct ri_tunnel *t)
 static int parse(struct ri_tunnel *t)
 {
     size_t off = t->roff;
-    uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
     while (t->state != RI_T_DEAD && !t->close_after_flush) {
+        /* per frame: WELCOME and a CONFIG above 8 KB often share one record */
+        uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
         struct ri_frame_hdr h;
         int r = ri_frame_hdr_get(t->rbuf + off, t->rlen - off, max, &h);
         if (r == 0)
@@ -673,31 +695,41 @@ static void tunnel_read(struct ri_tunnel *t)
 {
     size_t budget = 1u << 20; /* then yield to other tunnels and streams */
     for (;;) {
-        if (t->state == RI_T_DEAD || t->close_after_flush)
+        if (t->state == RI_T_DEAD)
             return;
-        ssize_t n = gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
+        /* closing (close_when_flushed): frames no longer matter, EOF does */
+        int closing = t->close_after_flush != 0;
+        ssize_t n = closing ? gnutls_record_recv(t->tls, t->rbuf, RI_RBUF_SIZE)
+                            : gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
         if (n == GNUTLS_E_AGAIN) {
             send_ack(t);
             return; /* socket drained and nothing left decrypted in GnuTLS */
         }
         if (n == GNUTLS_E_INTERRUPTED)
             continue;
-        if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+        int end = n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION;
+        if (closing && (end || (n < 0 && gnutls_error_is_fatal((int)n)))) {
+            ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
+            return;
+        }
+        if (end) {
             /* peers close without close_notify: the frames say what happened */
             ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
                            "peer closed the connection");
             return;
         }
-        if (n < 0) {
-            if (!gnutls_error_is_fatal((int)n))
-                continue;
+        if (n < 0 && gnutls_error_is_fatal((int)n)) {
             ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS receive: %s", gnutls_strerror((int)n));
             return;
         }
-        t->rlen += (size_t)n;
-        t->last_rx = ev_now(EV_DEFAULT);
-        if (parse(t) < 0)
-            return;
+        if (n < 0) {
+            n = 1024; /* a warning alert: charged, so a stream of them yields too */
+        } else if (!closing) {
+            t->rlen += (size_t)n;
+            t->last_rx = ev_now(EV_DEFAULT);
+            if (parse(t) < 0)
+                return;
+        }
         if ((size_t)n >= budget) {
             /* more may sit decrypted inside GnuTLS: come back next iteration
              * rather than wait for the socket to turn readable again */

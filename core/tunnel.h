@@ -21,6 +21,7 @@
 #define RI_WBUF_SIZE (RI_WBUF_BATCH + RI_FRAME_MAX_PAYLOAD + RI_FRAME_HDR)
 #define RI_PREAUTH_MAX_PAYLOAD 8192u         /* before authentication */
 #define RI_CTRL_MAX (8u * 1024u * 1024u)     /* queued control bytes: peer not reading */
+#define RI_CTRL_PREAUTH_MAX (64u * 1024u)    /* the same before authentication */
 #define RI_TLS_RECORD 16384u
 #define RI_ACK_EVERY (64u * 1024u)          /* ACK at least this often */
 #ifndef RI_TCP_NOTSENT_LOWAT
@@ -91,7 +92,7 @@ struct ri_tunnel {
     struct ri_bq ctrl; /* control frames: always composed before data */
     struct ri_pace pace;   /* our DATA in flight (see pace.h) */
     uint64_t rx_unacked;   /* peer DATA bytes parsed but not yet ACKed */
-    int close_after_flush;
+    int close_after_flush; /* 1: flushing, then 2: our side shut, awaiting EOF */
     unsigned close_code;
 
     int draining;    /* GOAWAY sent or received: no new streams */
@@ -120,6 +121,8 @@ void ri_tunnel_kick(struct ri_tunnel *t);
 /* Polite end: send REFUSE (handshake) or GOAWAY with code/reason, then close. */
 void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason);
 void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now);
+/* Close without a frame once everything queued is written (e.g. drained). */
+void ri_tunnel_close(struct ri_tunnel *t, unsigned code);
 /* Immediate end with a logged reason; streams are reset. */
 void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -58,6 +58,14 @@
     /* t_window.c */                                                                \
     X(window_target_by_stream_count) X(window_target_sustained_floor)               \
     X(window_target_monotone) X(window_grant_thresholds) X(window_grant_never_exceeds_target) \
+    /* t_pace.c */                                                                  \
+    X(pace_initial_cwnd_is_min) X(pace_room_follows_sends_and_acks)                 \
+    X(pace_ack_above_sent_is_clamped) X(pace_zero_rtt_sample) X(pace_first_sample)  \
+    X(pace_cwnd_converges_to_2bdp) X(pace_cwnd_never_below_min)                     \
+    X(pace_cwnd_does_not_ratchet)                                                   \
+    X(pace_cwnd_never_above_max) X(pace_absurd_samples_do_not_wrap)                 \
+    X(pace_ring_overflow_keeps_accounting) X(pace_random_against_reference)         \
+    X(pace_estimates_expire)                                                        \
     /* t_bq.c */                                                                    \
     X(bq_random_against_reference) X(bq_iov_limit_and_boundaries) X(bq_clear_returns_chunks) \
     /* t_proxy.c */                                                                 \
