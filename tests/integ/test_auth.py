@@ -1,0 +1,66 @@
+"""Authentication and edge identity: wrong secret, unknown id, a second
+connection for the same id."""
+
+from harness import EdgeSpec, check, echo_check, new_secret
+
+
+def test_wrong_secret(env):
+    p = env.port()
+    env.upstream(p)
+    spec = EdgeSpec("edge-auth", [p])
+    hub = env.hub([spec])
+    wrong = new_secret()
+    edge = env.edge(hub, spec, secret=wrong, wait=False)
+    env.secrets.add(wrong)  # neither secret may appear in any log (checked at close)
+    # refused on both sides, and it stays refused on the edge's retries
+    edge.wait_log(r"(refused|authentication failed)", 20)
+    edge.wait_log(r"(refused|authentication failed)", 20, count=2)
+    hub.wait_log(r"edge-auth.*wrong secret|wrong secret.*edge-auth", 20)
+    hl, el = hub.log(), edge.log()
+    check("wrong secret for edge 'edge-auth'" in hl, "hub log does not say 'wrong secret' "
+          "for the edge id")
+    check(edge.count(r"listening on") == 0 and edge.count(r"connected to hub") == 0,
+          "an edge with a wrong secret got connected or opened a port")
+    check(hub.count(r"edge edge-auth connected") == 0, "hub let the edge in")
+    env.expect_refused("127.0.0.2", p, "the port of an unauthenticated edge")
+    for s in (spec.secret, wrong):
+        check(s not in hl and s not in el, "a secret appears in a log")
+
+
+def test_unknown_edge_id(env):
+    p = env.port()
+    spec = EdgeSpec("edge-known", [p])
+    hub = env.hub([spec])
+    edge = env.edge(hub, spec, edge_id="edge-stranger", wait=False)
+    edge.wait_log(r"unknown edge id", 20)
+    hub.wait_log(r"unknown edge id 'edge-stranger'", 20)
+    check(edge.count(r"listening on") == 0, "an unknown edge opened a port")
+    env.expect_refused("127.0.0.2", p)
+
+
+def test_duplicate_edge_id_newer_replaces_older(env):
+    p = env.port()
+    up = env.upstream(p)
+    spec = EdgeSpec("edge-dup", [p])
+    hub = env.hub([spec])
+    # the older edge must not come back during the test: long backoff
+    old = env.edge(hub, spec, name="edge-old", bind="127.0.0.2",
+                   reconnect_min_secs=120, reconnect_max_secs=120)
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"through the old edge")
+    c.close()
+    hm, om = hub.mark(), old.mark()
+    new = env.edge(hub, spec, name="edge-new", bind="127.0.0.3")
+    hub.wait_log(r"edge edge-dup: new connection from \S+ replaces the one from", since=hm)
+    old.wait_log(r"replaced by a newer connection", since=om)
+    old.wait_log(r"closed port %d\b" % p, since=om)
+    env.expect_port_closed("127.0.0.2", p, "the replaced edge's port")
+    c = env.connect("127.0.0.3", p)
+    cport = c.getsockname()[1]
+    echo_check(c, b"through the new edge")
+    c.close()
+    up.wait_conns(2)
+    want = f"PROXY TCP4 127.0.0.1 127.0.0.3 {cport} {p}\r\n".encode()
+    check(want in up.proxy_lines(), f"no stream through the new edge upstream: "
+                                    f"{up.proxy_lines()}")
+    check(old.alive() and new.alive(), "an edge process died")

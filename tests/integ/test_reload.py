@@ -1,0 +1,224 @@
+"""SIGHUP on the hub: ports pushed to a connected edge, a bad config kept
+out, an edge removed."""
+import os
+import re
+
+from harness import EdgeSpec, check, echo_check
+
+
+def _port_of(sock):
+    return sock.getsockname()[1]
+
+
+def _conn_of(up, sock):
+    cport = _port_of(sock)
+    for c in up.conns:
+        if c.proxy_line and int(c.proxy_line.split()[4]) == cport:
+            return c
+    return None
+
+
+def test_port_hot_reload(env):
+    a, b, c = env.ports(3)
+    ups = {p: env.upstream(p) for p in (a, b, c)}
+    spec = EdgeSpec("edge-hot", [a, b])
+    hub = env.hub([spec])
+    edge = env.edge(hub, spec)
+    env.expect_refused("127.0.0.2", c, "port c before the reload")
+    s = env.connect("127.0.0.2", a)
+    echo_check(s, b"before the reload " * 1000)
+    sb = env.connect("127.0.0.2", b)  # a stream on the port that goes away
+    echo_check(sb, b"on b")
+
+    m, hm = edge.mark(), hub.mark()
+    spec.ports = [a, c]
+    env.rewrite_hub(hub)
+    env.reload(hub)
+    hub.wait_log(r"edge edge-hot: ports changed: pushing 2 ports", since=hm)
+    edge.wait_log(r"hub assigns 2 ports: %d,%d" % tuple(sorted((a, c))), since=m)
+    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % c, since=m)
+    edge.wait_log(r"closed port %d\b" % b, since=m)
+    check(edge.count(r"listening on 127\.0\.0\.2 port %d\b" % a, since=m) == 0,
+          "the kept port was reopened")
+    check(edge.count(r"connected to hub", since=m) == 0, "the edge reconnected")
+
+    # the new port accepts, the removed one refuses, the kept one still accepts
+    n = env.connect("127.0.0.2", c)
+    echo_check(n, b"new port")
+    n.close()
+    env.expect_port_closed("127.0.0.2", b, "the removed port")
+    n2 = env.connect("127.0.0.2", a)
+    echo_check(n2, b"kept port, new stream")
+    n2.close()
+    # streams opened before the change go on, on the kept and on the removed port
+    echo_check(s, b"after the reload " * 1000)
+    echo_check(sb, b"still on b")
+    s.close()
+    sb.close()
+    ups[a].wait(lambda: len(ups[a].conns) == 2 and all(x.closed for x in ups[a].conns), 20,
+                "both streams on port a to end")
+    old = [x for x in ups[a].conns if x.head.startswith(b"before the reload")]
+    check(len(old) == 1, "the first stream on port a is not found upstream")
+    check(old[0].nbytes == len(b"before the reload " * 1000) + len(b"after the reload " * 1000),
+          f"the first stream carried {old[0].nbytes} bytes")
+    check(len(ups[c].conns) == 1 and len(ups[b].conns) == 1,
+          f"upstream b saw {len(ups[b].conns)}, c saw {len(ups[c].conns)} connections")
+
+
+def test_bad_config_on_sighup_keeps_running(env):
+    a, b = env.ports(2)
+    ups = [env.upstream(a), env.upstream(b)]
+    spec = EdgeSpec("edge-keep", [a, b])
+    hub = env.hub([spec])
+    edge = env.edge(hub, spec)
+    good = open(hub.cfg_path).read()
+    em = edge.mark()
+    # 1: a syntax error; 2: valid syntax, invalid content (port out of range)
+    bad_syntax = good.replace("hub = {", "hub = {\n  listen = ;", 1)
+    bad_value = re.sub(r"listen_ports = \[[^\]]*\]", "listen_ports = [ 70000 ]", good)
+    for what, text in (("syntax error", bad_syntax), ("bad value", bad_value)):
+        with open(hub.cfg_path, "w") as f:
+            f.write(text)
+        hm = hub.mark()
+        env.reload(hub, expect_ok=False)
+        log = hub.log_since(hm)
+        check(re.search(re.escape(hub.cfg_path) + r":\d+: ", log),
+              f"{what}: the hub's log does not name FILE:LINE of the error:\n{log}")
+        check(hub.alive(), f"{what}: the hub died")
+        for p in (a, b):
+            cl = env.connect("127.0.0.2", p)
+            echo_check(cl, f"after a {what} on port {p}".encode())
+            cl.close()
+    check(edge.count(r"connected to hub|closed port|reconnecting", since=em) == 0,
+          "the edge noticed the failed reloads")
+    # the good config reloads fine again afterwards
+    with open(hub.cfg_path, "w") as f:
+        f.write(good)
+    env.reload(hub)
+    cl = env.connect("127.0.0.2", a)
+    echo_check(cl)
+    cl.close()
+
+
+def test_edge_removed_from_config(env):
+    a, b = env.ports(2)
+    ua, ub = env.upstream(a), env.upstream(b)
+    gone = EdgeSpec("edge-gone", [a])
+    stays = EdgeSpec("edge-stays", [b])
+    hub = env.hub([gone, stays])
+    eg = env.edge(hub, gone, bind="127.0.0.2")
+    es = env.edge(hub, stays, bind="127.0.0.3")
+    c = env.connect("127.0.0.2", a)
+    echo_check(c)
+    c.close()
+    m, sm = eg.mark(), es.mark()
+    env.rewrite_hub(hub, edges=[stays])
+    env.reload(hub)
+    hub.wait_log(r"edge edge-gone: removed from the config: disconnecting")
+    eg.wait_log(r"closed port %d\b" % a, since=m)
+    eg.wait_log(r"edge removed from the hub config|edge removed", since=m)
+    env.expect_port_closed("127.0.0.2", a, "the removed edge's port")
+    # it may try again, but the hub no longer knows it
+    eg.wait_log(r"unknown edge id", 20, since=m)
+    check(eg.count(r"listening on", since=m) == 0, "the removed edge opened a port again")
+    # the other edge was not touched
+    check(es.count(r"connected to hub|closed port", since=sm) == 0, "the other edge was disturbed")
+    c = env.connect("127.0.0.3", b)
+    echo_check(c)
+    c.close()
+    ub.wait_conns(1)
+    check(len(ua.conns) == 1, f"upstream a saw {len(ua.conns)} connections")
+
+
+def test_secret_change_then_edge_reload(env):
+    """A new secret on the hub disconnects the edge and keeps it out; the
+    edge's own SIGHUP with the new secret brings it back."""
+    p = env.port()
+    up = env.upstream(p)
+    spec = EdgeSpec("edge-rotate", [p])
+    hub = env.hub([spec])
+    edge = env.edge(hub, spec)
+    old_secret = spec.secret
+    spec.secret = "rotated-" + os.urandom(16).hex()
+    env.secrets.add(spec.secret)
+    m, hm = edge.mark(), hub.mark()
+    env.rewrite_hub(hub)
+    env.reload(hub)
+    hub.wait_log(r"edge edge-rotate: secret changed: disconnecting", since=hm)
+    edge.wait_log(r"closed port %d\b" % p, since=m)
+    env.expect_port_closed("127.0.0.2", p, "after the secret changed")
+    hub.wait_log(r"wrong secret for edge 'edge-rotate'", since=hm)  # the old secret retried
+    # the edge learns the new secret on its own reload
+    with open(edge.cfg_path) as f:
+        text = f.read()
+    check(old_secret in text, "old secret not in the edge config")
+    with open(edge.cfg_path, "w") as f:
+        f.write(text.replace(old_secret, spec.secret))
+    m = edge.mark()
+    env.reload(edge)
+    env.wait_edge_ready(edge, [p], since=m)
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"with the new secret")
+    c.close()
+    up.wait_conns(1)
+
+
+def test_edge_reload_keeps_streams(env):
+    """SIGHUP on the edge with the same hub settings: no reconnect, the
+    ports come back, an open stream is not disturbed."""
+    p = env.port()
+    up = env.upstream(p)
+    hub, edge, spec = env.pair([p])
+    s = env.connect("127.0.0.2", p)
+    echo_check(s, b"before the edge reload")
+    with open(edge.cfg_path) as f:
+        text = f.read()
+    with open(edge.cfg_path, "w") as f:
+        f.write(text.replace('log_level = "info";', 'log_level = "debug";'))
+    m = edge.mark()
+    env.reload(edge)
+    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % p, since=m)
+    check(edge.count(r"connected to hub|reconnecting", since=m) == 0, "the edge reconnected")
+    echo_check(s, b"after the edge reload")
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"a new stream after the edge reload")
+    c.close()
+    s.close()
+    up.wait_conns(2)
+    # a broken edge config on SIGHUP is refused and changes nothing
+    with open(edge.cfg_path, "w") as f:
+        f.write("role = \"edge\";\nedge = { nonsense = 1; };\n")
+    m = edge.mark()
+    env.reload(edge, expect_ok=False)
+    check(re.search(re.escape(edge.cfg_path) + r":\d+: ", edge.log_since(m)),
+          "the edge's reload error does not name FILE:LINE")
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"after a failed edge reload")
+    c.close()
+
+
+def test_reload_to_no_ports_and_back(env):
+    a, b = env.ports(2)
+    ua, ub = env.upstream(a), env.upstream(b)
+    spec = EdgeSpec("edge-empty", [a, b])
+    hub = env.hub([spec])
+    edge = env.edge(hub, spec)
+    m = edge.mark()
+    spec.ports = []
+    env.rewrite_hub(hub)
+    env.reload(hub)
+    edge.wait_log(r"hub assigns 0 ports: \(none\)", since=m)
+    env.expect_port_closed("127.0.0.2", a)
+    env.expect_port_closed("127.0.0.2", b)
+    check(edge.count(r"connected to hub", since=m) == 0, "the edge reconnected")
+    m = edge.mark()
+    spec.ports = [b]
+    env.rewrite_hub(hub)
+    env.reload(hub)
+    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % b, since=m)
+    c = env.connect("127.0.0.2", b)
+    echo_check(c)
+    c.close()
+    env.expect_refused("127.0.0.2", a)
+    ub.wait_conns(1)
+    check(not ua.conns, "port a's upstream got a connection")
