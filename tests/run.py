@@ -106,8 +106,9 @@ def run_unit(build, verbose, scale):
 
 
 def discover():
-    """[(name, function)] in file order, then definition order."""
-    tests = []
+    """([(name, function)] in file order, then definition order;
+    [(file, error)] for files that do not import)."""
+    tests, broken = [], []
     integ = os.path.join(HERE, "integ")
     for fn in sorted(os.listdir(integ)):
         if not (fn.startswith("test_") and fn.endswith(".py")):
@@ -116,13 +117,25 @@ def discover():
         spec = importlib.util.spec_from_file_location(f"integ_{mod_name}",
                                                       os.path.join(integ, fn))
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:
+            broken.append((fn, traceback.format_exc(limit=-3)))
+            continue
         funcs = [(f.__code__.co_firstlineno, n, f) for n, f in vars(mod).items()
                  if n.startswith("test_") and inspect.isfunction(f)
                  and f.__module__ == mod.__name__]
         for _, n, f in sorted(funcs):
             tests.append((f"{mod_name[5:]}::{n[5:]}", f))
-    return tests
+    return tests, broken
+
+
+def where(tb):
+    """file:line of the innermost frame in a test file, for failure reasons."""
+    for fr in reversed(traceback.extract_tb(tb)):
+        if os.sep + "integ" + os.sep in fr.filename:
+            return f" [{os.path.basename(fr.filename)}:{fr.lineno}]"
+    return ""
 
 
 def _alarm(signum, frame):
@@ -141,7 +154,7 @@ def run_one(harness, build, name, fn, verbose, keep, scale):
     except TestTimeout:
         ok, reason = False, f"test did not finish within {limit:.0f}s"
     except harness.TestFailure as e:
-        ok, reason = False, str(e)
+        ok, reason = False, str(e) + where(e.__traceback__)
     except AssertionError as e:
         tb = traceback.extract_tb(e.__traceback__)[-1]
         ok, reason = False, f"{e or 'assertion failed'} ({os.path.basename(tb.filename)}:" \
@@ -156,6 +169,7 @@ def run_one(harness, build, name, fn, verbose, keep, scale):
         problems = env.close()
     except TestTimeout:
         problems = ["teardown did not finish"]
+        harness._kill_all()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -199,7 +213,7 @@ def main():
     harness.SCALE = scale
     nofile = harness.raise_nofile(65536)
 
-    tests = discover()
+    tests, broken = discover()
     if a.list:
         for n, _ in tests:
             out(n)
@@ -210,13 +224,18 @@ def main():
         f", RLIMIT_NOFILE {nofile}")
     if a.select:
         tests = [(n, f) for n, f in tests if a.select in n]
-        if not tests and a.select not in "unit-tests":
+        if not tests and a.select not in "unit-tests" and \
+                not any(a.select in fn for fn, _ in broken):
             out(f"FAIL selection: no test name contains {a.select!r} (see --list)")
             failed += 1
     if a.select is None or a.select in "unit-tests":
         p, f = run_unit(build, a.verbose, scale)
         passed += p
         failed += f
+    for fn, err in broken:
+        if a.select is None or a.select in fn:
+            out(f"FAIL {fn}: does not import:\n    " + err.replace("\n", "\n    "))
+            failed += 1
     if not os.access(core, os.X_OK):
         out(f"FAIL integration: {core} not found (run make first)")
         failed += 1

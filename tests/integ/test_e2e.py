@@ -5,7 +5,7 @@ import socket
 import time
 
 from harness import (EdgeSpec, check, echo_check, expect_closed, fail, read_proxy_line,
-                     recv_exact)
+                     recv_exact, wait_until)
 
 
 def test_proxy_line_and_echo(env):
@@ -122,6 +122,7 @@ def test_refused_upstream_resets_client(env):
     dead, live = env.ports(2)
     up = env.upstream(live)
     hub, edge, spec = env.pair([dead, live])
+    base = {proc.name: proc.fds() for proc in (hub, edge)}
     for i in range(3):
         try:
             c = env.connect("127.0.0.2", dead)
@@ -131,6 +132,9 @@ def test_refused_upstream_resets_client(env):
         how, secs = expect_closed(c, 5, f"client on the refused port (try {i + 1})")
         c.close()
     hub.wait_log(r"stream \d+: upstream port %d: Connection refused" % dead)
+    for proc in (hub, edge):  # the refused streams' sockets are closed
+        wait_until(lambda: proc.fds() <= base[proc.name], 20,
+                   f"{proc.name} back to {base[proc.name]} open fds (has {proc.fds()})")
     c = env.connect("127.0.0.2", live)
     echo_check(c, b"still alive" * 100)
     c.close()

@@ -5,7 +5,7 @@ import selectors
 import socket
 import time
 
-from harness import T, check, echo_check, fail, pump, raise_nofile, timeout
+from harness import T, check, echo_check, fail, pump, raise_nofile, timeout, wait_until
 
 
 def _check_results(res, up, sizes, what):
@@ -80,6 +80,7 @@ def test_2000_idle_streams(env):
     p = env.port()
     up = env.upstream(p)
     hub, edge, spec = env.pair([p])
+    base = {proc.name: proc.fds() for proc in (hub, edge)}
     clients = []
     sel = selectors.DefaultSelector()
     try:
@@ -128,8 +129,11 @@ def test_2000_idle_streams(env):
         sel.close()
         for s in clients:
             s.close()
-    # the tunnel still works, and the edge and hub are alive
+    # every stream's socket is gone again, and the tunnel still works
     check(edge.alive() and hub.alive(), "edge or hub died")
+    for proc in (hub, edge):
+        wait_until(lambda: proc.fds() <= base[proc.name], 30,
+                   f"{proc.name} back to {base[proc.name]} open fds (has {proc.fds()})")
     c = env.connect("127.0.0.2", p)
     echo_check(c, os.urandom(65536), "echo after the 2000 streams")
     c.close()

@@ -55,6 +55,7 @@ def test_garbage_on_hub_port(env):
     hub, edge, spec = env.pair([p], hub_opts={"handshake_timeout_secs": 1})
     s = env.connect("127.0.0.2", p)  # a legitimate stream that lives throughout
     echo_check(s, b"before the garbage")
+    base = hub.fds()
 
     def garbage(what, payload, close_within):
         g = env.connect("127.0.0.1", hub.port)
@@ -101,6 +102,7 @@ def test_garbage_on_hub_port(env):
         g.close()
 
     check(hub.alive(), "the hub died")
+    wait_until(lambda: hub.fds() <= base, 20, f"the hub back to {base} open fds")
     echo_check(s, b"after all the garbage " * 100)
     s.close()
     c = env.connect("127.0.0.2", p)

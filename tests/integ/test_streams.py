@@ -206,6 +206,7 @@ def test_stream_churn_with_resets(env):
     p = env.port()
     up = env.upstream(p)
     hub, edge, spec = env.pair([p])
+    base = {proc.name: proc.fds() for proc in (hub, edge)}
     rounds, per_round = 15, 200
     graceful = set()  # client ports of the completed streams
     for r in range(rounds):
@@ -233,6 +234,9 @@ def test_stream_churn_with_resets(env):
     check(graceful <= seen, f"{len(graceful - seen)} completed streams never reached upstream")
     check(len(up.conns) <= rounds * per_round, f"upstream saw {len(up.conns)} connections")
     up.wait(lambda: all(c.closed for c in up.conns), 60, "every upstream connection to end")
+    for proc in (hub, edge):  # no socket leaked by any of the ways a stream ended
+        wait_until(lambda: proc.fds() <= base[proc.name], 30,
+                   f"{proc.name} back to {base[proc.name]} open fds (has {proc.fds()})")
     c = env.connect("127.0.0.2", p)
     echo_check(c, os.urandom(100000), "after the churn")
     c.close()

@@ -267,6 +267,10 @@ class Proc:
         _LIVE.discard(self.p)
         return rc
 
+    def fds(self):
+        """Number of open file descriptors (for leak checks)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
     def signal(self, sig):
         self._sent_signals.append(sig)
         self.p.send_signal(sig)
