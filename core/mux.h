@@ -15,7 +15,7 @@ struct ri_tunnel;
 struct ri_inst;
 struct ri_module;
 
-#define RI_DATA_CHUNK (32u * 1024u) /* most payload one dequeue reads */
+#define RI_DATA_CHUNK (64u * 1024u) /* most payload one dequeue reads */
 
 struct ri_stream {
     struct ri_tunnel *t;

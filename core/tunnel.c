@@ -19,6 +19,7 @@
 static void tunnel_read_cb(EV_P_ ev_io *w, int revents);
 static void tunnel_write_cb(EV_P_ ev_io *w, int revents);
 static void tunnel_flush(struct ri_tunnel *t);
+static void flusher_cb(EV_P_ ev_prepare *w, int revents);
 
 static void reaper_cb(EV_P_ ev_timer *w, int revents)
 {
@@ -28,6 +29,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
      * callback may have re-armed the writer: never leave one on freed memory */
     ev_io_stop(EV_A_ & t->rio);
     ev_io_stop(EV_A_ & t->wio);
+    ev_prepare_stop(EV_A_ & t->flusher);
     ev_timer_stop(EV_A_ & t->timer);
     ev_timer_stop(EV_A_ & t->reaper);
     if (t->tls)
@@ -97,6 +99,7 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
     ri_pace_init(&t->pace);
     ev_io_init(&t->rio, tunnel_read_cb, fd, EV_READ);
     ev_io_init(&t->wio, tunnel_write_cb, fd, EV_WRITE);
+    ev_prepare_init(&t->flusher, flusher_cb);
     ev_init(&t->timer, NULL);
     ev_timer_init(&t->reaper, reaper_cb, 0, 0);
     return t;
@@ -234,6 +237,7 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     t->close_code = code;
     ev_io_stop(EV_DEFAULT, &t->rio);
     ev_io_stop(EV_DEFAULT, &t->wio);
+    ev_prepare_stop(EV_DEFAULT, &t->flusher);
     ev_timer_stop(EV_DEFAULT, &t->timer);
     ri_mux_stop_all(t);
     ev_timer_start(EV_DEFAULT, &t->reaper);
@@ -319,11 +323,23 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
     return 0;
 }
 
+/* Writes are batched per loop iteration: everything queued while handling
+ * this iteration's events goes out in one flush just before the loop polls
+ * again. The write watcher is armed only when the socket is full, which
+ * saves two epoll_ctl calls per round on a busy tunnel. */
 void ri_tunnel_kick(struct ri_tunnel *t)
 {
     if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && t->close_after_flush != 2 &&
-        !ev_is_active(&t->wio))
-        ev_io_start(EV_DEFAULT, &t->wio);
+        !ev_is_active(&t->wio) && !ev_is_active(&t->flusher))
+        ev_prepare_start(EV_DEFAULT, &t->flusher);
+}
+
+static void flusher_cb(EV_P_ ev_prepare *w, int revents)
+{
+    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, flusher));
+    ev_prepare_stop(EV_A_ w);
+    if (t->state != RI_T_DEAD && !ev_is_active(&t->wio))
+        tunnel_flush(t);
 }
 
 /* Fill wbuf with the next batch: every queued control byte first (whole

@@ -58,6 +58,7 @@ struct ri_tunnel {
     enum ri_tstate state;
     gnutls_session_t tls;
     ev_io rio, wio;
+    ev_prepare flusher; /* runs the writer before the loop next polls */
     ev_timer timer;  /* handshake deadline, then keepalive */
     ev_timer reaper; /* frees a dead tunnel outside its own callbacks */
     ev_tstamp last_rx;
