@@ -284,9 +284,10 @@ size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t tar
             added += (size_t)n;
             if (m->sops->sent)
                 m->sops->sent(m->sched->state, s, SP(m, s), (size_t)n, &ctx);
-            /* a full read suggests more is waiting: stay in line; a short one
-             * means the socket is drained: wait for readability instead */
-            if ((size_t)n == room && s->tx_credit > 0)
+            /* stay in line while there is credit: by our next turn more has
+             * usually arrived, and a read that finds nothing (EAGAIN) costs
+             * less than re-arming the watcher after every short read */
+            if (s->tx_credit > 0)
                 sched_enqueue(m, s);
             update_reading(s);
         } else if (n == 0) {
