@@ -38,15 +38,21 @@ static struct edge E;
 
 static void connect_hub(void);
 
+static int listener_apply(struct ri_inst *li, const char *bind_address, const uint16_t *ports,
+                          size_t n, int quiet)
+{
+    const struct ri_listener_ops *ops = li->mod->desc->ops;
+    struct ri_listen_set set = {.bind_address = bind_address, .ports = ports, .n_ports = n};
+    char err[512] = "";
+    int rc = ops->apply(li->state, &set, err, sizeof err);
+    if (rc < 0 && !quiet)
+        log_warn("edge: listener: %s", err[0] ? err : "some ports could not be opened");
+    return rc;
+}
+
 static void apply_ports(const uint16_t *ports, size_t n)
 {
-    struct ri_inst *li = E.cy->pl->listener;
-    const struct ri_listener_ops *ops = li->mod->desc->ops;
-    struct ri_listen_set set = {.bind_address = E.cy->cfg->bind_address, .ports = ports,
-                                .n_ports = n};
-    char err[512] = "";
-    if (ops->apply(li->state, &set, err, sizeof err) < 0)
-        log_warn("edge: listener: %s", err[0] ? err : "some ports could not be opened");
+    listener_apply(E.cy->pl->listener, E.cy->cfg->bind_address, ports, n, 0);
     E.listening = n > 0;
 }
 
@@ -275,14 +281,22 @@ static void edge_reload(void)
                     strdiff(oc->edge_id, nc->edge_id) || strdiff(oc->secret, nc->secret) ||
                     strdiff(oc->hub_fingerprint, nc->hub_fingerprint) ||
                     strdiff(oc->hub_ca, nc->hub_ca);
-    /* listeners belong to the old listener instance: hand the ports over */
+    /* The listening sockets belong to the old cycle's listener instance.
+     * Hand the ports over without a gap: the new instance opens them first
+     * (listen_tcp binds with SO_REUSEPORT), then the old one accepts what
+     * is queued on its sockets and closes them. A listener that cannot
+     * share a port gets a second try once the old sockets are gone. */
     int was_listening = E.listening;
-    close_listeners();
     struct ri_cycle *old = E.cy;
     E.cy = ncy;
     ri_log_level = nc->log_level;
-    if (was_listening && !reconnect)
+    int keep = was_listening && !reconnect;
+    int rc = keep ? listener_apply(ncy->pl->listener, nc->bind_address, E.ports, E.n_ports, 1) : 0;
+    if (was_listening)
+        listener_apply(old->pl->listener, oc->bind_address, NULL, 0, 0);
+    if (keep && rc < 0)
         apply_ports(E.ports, E.n_ports);
+    E.listening = keep;
     ri_cycle_unref(old);
     log_info("edge: reloaded %s", E.path);
     if (reconnect) {

@@ -93,8 +93,22 @@ static void resume(void *arg)
     l->in->api->io_start(l->w);
 }
 
+/* Before a listening socket closes, take what is already queued on it: the
+ * kernel would reset those clients. They become streams like any other (or
+ * are refused by the core if the tunnel is down). */
+static void drain_queue(struct inst *in, struct listener *l)
+{
+    for (int i = 0; i < 4096; i++) {
+        int c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+            return;
+        in->api->accept_conn(in->self, c, l->port);
+    }
+}
+
 static void close_listener(struct inst *in, struct listener *l)
 {
+    drain_queue(in, l);
     in->api->timer_free(l->pause);
     in->api->io_free(l->w);
     close(l->fd);
@@ -138,6 +152,8 @@ static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* lets a reload open the port in a new instance before the old closes */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &in->v6only, sizeof in->v6only);
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, in->backlog) < 0) {
