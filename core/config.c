@@ -452,6 +452,11 @@ const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const 
     return NULL;
 }
 
+int ri_str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
 void ri_config_free(struct ri_config *c)
 {
     if (!c)

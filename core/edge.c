@@ -160,9 +160,7 @@ static const struct ri_tunnel_hooks edge_hooks = {
 static int edge_accept(int fd, uint16_t port)
 {
     if (!E.t || E.t->state != RI_T_READY || E.t->draining || E.stopping) {
-        struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        ri_close_abort(fd);
         return -1;
     }
     return ri_mux_open_local(E.t, fd, port);
@@ -255,11 +253,6 @@ static void connect_hub(void)
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
-static int strdiff(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
-}
-
 static void edge_reload(void)
 {
     struct ri_errs errs = {0};
@@ -277,10 +270,10 @@ static void edge_reload(void)
     }
     ri_errs_free(&errs);
     const struct ri_config *oc = E.cy->cfg, *nc = ncy->cfg;
-    int reconnect = strdiff(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
-                    strdiff(oc->edge_id, nc->edge_id) || strdiff(oc->secret, nc->secret) ||
-                    strdiff(oc->hub_fingerprint, nc->hub_fingerprint) ||
-                    strdiff(oc->hub_ca, nc->hub_ca);
+    int reconnect = ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
+                    ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
+                    ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
+                    ri_str_differs(oc->hub_ca, nc->hub_ca);
     /* The listening sockets belong to the old cycle's listener instance.
      * Hand the ports over without a gap: the new instance opens them first
      * (listen_tcp binds with SO_REUSEPORT), then the old one accepts what

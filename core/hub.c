@@ -266,11 +266,6 @@ static int same_ports(const struct ri_edge_conf *a, const struct ri_edge_conf *b
            memcmp(a->ports, b->ports, a->n_ports * sizeof *a->ports) == 0;
 }
 
-static int strdiff(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
-}
-
 static void hub_reload(void)
 {
     struct ri_errs errs = {0};
@@ -299,7 +294,7 @@ static void hub_reload(void)
     }
     if (strcmp(oc->listen, nc->listen) != 0)
         log_warn("hub: reload: 'listen' changed to %s: takes effect on restart", nc->listen);
-    if (strdiff(oc->tls_cert, nc->tls_cert) || strdiff(oc->tls_key, nc->tls_key))
+    if (ri_str_differs(oc->tls_cert, nc->tls_cert) || ri_str_differs(oc->tls_key, nc->tls_key))
         log_warn("hub: reload: TLS certificate settings changed: take effect on restart");
     H.target = tgt;
     H.target_len = tl;

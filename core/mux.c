@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "netutil.h"
 #include "plugin.h"
 #include "sched_fifo.h"
 #include "tunnel.h"
@@ -198,9 +199,7 @@ static void close_abort(struct ri_stream *s)
 {
     if (s->fd < 0)
         return;
-    struct linger lg = {1, 0};
-    setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(s->fd);
+    ri_close_abort(s->fd);
     s->fd = -1;
 }
 
@@ -517,9 +516,7 @@ int ri_mux_open_local(struct ri_tunnel *t, int fd, uint16_t port)
     if (m->n >= m->max_streams || m->next_id == UINT32_MAX) {
         log_warn("tunnel %s: refusing a client on port %u: %s", t->peer, port,
                  m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
-        struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        ri_close_abort(fd);
         return -1;
     }
     struct sockaddr_storage peer, local;
