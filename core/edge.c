@@ -25,6 +25,9 @@ struct edge {
     int have_creds;
     struct ri_tunnel *t;
     int cfd; /* TCP connect in progress */
+    struct sockaddr_storage addrs[8]; /* the hub's addresses, tried in order */
+    socklen_t addr_lens[8];
+    int n_addrs, next_addr;
     ev_io cio;
     ev_timer ctimer, retry, drain;
     double backoff;
@@ -202,18 +205,58 @@ static void tcp_connected(void)
     ri_tunnel_start_tls(E.t, &E.creds, is_ip ? NULL : c->hub_host, 10.0);
 }
 
+static void try_next_addr(const char *why);
+
 static void cio_cb(EV_P_ ev_io *w, int revents)
 {
     int err = 0;
     socklen_t l = sizeof err;
     getsockopt(E.cfd, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err)
-        connect_failed(strerror(err));
+        try_next_addr(strerror(err));
     else
         tcp_connected();
 }
 
-static void ctimer_cb(EV_P_ ev_timer *w, int revents) { connect_failed("connect timed out"); }
+static void ctimer_cb(EV_P_ ev_timer *w, int revents) { try_next_addr("connect timed out"); }
+
+/* A host name may resolve to several addresses (IPv6 and IPv4, say): try
+ * each in turn before backing off, so one unreachable family is no outage. */
+static void try_next_addr(const char *why)
+{
+    ev_io_stop(EV_DEFAULT, &E.cio);
+    ev_timer_stop(EV_DEFAULT, &E.ctimer);
+    if (E.cfd >= 0) {
+        char a[64];
+        log_info("edge: hub address %s: %s", ri_addr_str((struct sockaddr *)&E.addrs[E.next_addr - 1], a, sizeof a), why);
+        close(E.cfd);
+        E.cfd = -1;
+    }
+    while (E.next_addr < E.n_addrs) {
+        const struct sockaddr_storage *ss = &E.addrs[E.next_addr];
+        socklen_t sl = E.addr_lens[E.next_addr++];
+        E.cfd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (E.cfd < 0) {
+            why = strerror(errno);
+            continue;
+        }
+        if (connect(E.cfd, (const struct sockaddr *)ss, sl) == 0) {
+            tcp_connected();
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            ev_io_init(&E.cio, cio_cb, E.cfd, EV_WRITE);
+            ev_io_start(EV_DEFAULT, &E.cio);
+            ev_timer_init(&E.ctimer, ctimer_cb, 10.0, 0);
+            ev_timer_start(EV_DEFAULT, &E.ctimer);
+            return;
+        }
+        why = strerror(errno);
+        close(E.cfd);
+        E.cfd = -1;
+    }
+    connect_failed(why);
+}
 static void retry_cb(EV_P_ ev_timer *w, int revents) { connect_hub(); }
 
 static void connect_hub(void)
@@ -227,29 +270,14 @@ static void connect_hub(void)
         return;
     }
     E.have_creds = 1;
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0) {
+    E.n_addrs = ri_resolve_all(c->hub_host, c->hub_port, E.addrs, E.addr_lens, 8, err, sizeof err);
+    E.next_addr = 0;
+    if (E.n_addrs < 0) {
+        E.n_addrs = 0;
         connect_failed(err);
         return;
     }
-    E.cfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (E.cfd < 0) {
-        connect_failed(strerror(errno));
-        return;
-    }
-    if (connect(E.cfd, (struct sockaddr *)&ss, sl) == 0) {
-        tcp_connected();
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        connect_failed(strerror(errno));
-        return;
-    }
-    ev_io_init(&E.cio, cio_cb, E.cfd, EV_WRITE);
-    ev_io_start(EV_DEFAULT, &E.cio);
-    ev_timer_init(&E.ctimer, ctimer_cb, 10.0, 0);
-    ev_timer_start(EV_DEFAULT, &E.ctimer);
+    try_next_addr("no address");
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */

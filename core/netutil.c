@@ -37,8 +37,8 @@ int ri_parse_hostport(const char *s, char *host, size_t hcap, int *port)
     return 0;
 }
 
-int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
-               char *err, size_t errlen)
+int ri_resolve_all(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                   int max, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
     char ps[8];
@@ -48,10 +48,23 @@ int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
         return -1;
     }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
+    int n = 0;
+    for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof *ss)
+            continue;
+        memcpy(&ss[n], ai->ai_addr, ai->ai_addrlen);
+        len[n++] = ai->ai_addrlen;
+    }
     freeaddrinfo(res);
-    return 0;
+    if (n == 0)
+        snprintf(err, errlen, "cannot resolve %s: no usable address", host);
+    return n ? n : -1;
+}
+
+int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+               char *err, size_t errlen)
+{
+    return ri_resolve_all(host, port, ss, len, 1, err, errlen) < 0 ? -1 : 0;
 }
 
 const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap)

@@ -7,8 +7,12 @@
 
 /* "host:port" or "[v6]:port"; 0 ok, -1 malformed. */
 int ri_parse_hostport(const char *s, char *host, size_t hcap, int *port);
+/* First address of host:port. */
 int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
                char *err, size_t errlen);
+/* Up to max addresses in the resolver's order; returns how many, or -1. */
+int ri_resolve_all(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                   int max, char *err, size_t errlen);
 const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
 int ri_set_nonblock(int fd);
 /* Closes fd so that the peer sees a TCP reset (SO_LINGER 0), not a clean end. */
