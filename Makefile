@@ -146,7 +146,9 @@ install: all
 	install -m 755 $(BUILD)/ri-core $(DESTDIR)$(PREFIX)/bin/ri-core
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PLUGINDIR_DEFAULT)/
 	install -m 644 sdk/ri_plugin.h sdk/README.md $(DESTDIR)$(PREFIX)/include/ri/
-	install -m 644 conf/*.cfg $(DESTDIR)$(PREFIX)/share/ri/conf/
+	for f in conf/*.cfg; do \
+	  sed 's|^plugin_dir = .*|# plugin_dir: default (beside the binary, then $(PLUGINDIR_DEFAULT))|' $$f \
+	    > $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f); done
 
 clean:
 	rm -rf build build-san build-fuzz
