@@ -1,13 +1,13 @@
 # ri -- edge ingress tunnel. `make` builds build/ri-core and build/plugins/*.so;
 # `make test` builds and runs the whole suite; `make demo` runs the loopback demo.
-# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build-san/.
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/san/.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
 SAN     ?= 0
 
 ifeq ($(SAN),1)
-BUILD   ?= build-san
+BUILD   ?= build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT     := -O1 -g
 else
@@ -121,16 +121,16 @@ test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO)
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)
 	@RI_BUILD=$(BUILD) $(BUILD)/unit-tests
 
-# libFuzzer targets (clang): make fuzz builds build-fuzz/fuzz_<name>; run one
-# with e.g. build-fuzz/fuzz_frame -max_total_time=60. UBSan must not recover,
+# libFuzzer targets (clang): make fuzz builds build/fuzz/fuzz_<name>; run one
+# with e.g. build/fuzz/fuzz_frame -max_total_time=60. UBSan must not recover,
 # or libFuzzer would not see its findings as crashes.
 fuzz:
 	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)" >&2; exit 1; }
-	@mkdir -p build-fuzz
+	@mkdir -p build/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isdk -Icore \
-	    $$(pkg-config --cflags $(PKGS)) -o build-fuzz/$$n $$f \
+	    $$(pkg-config --cflags $(PKGS)) -o build/fuzz/$$n $$f \
 	    core/frame.c core/b64.c core/token.c $$(pkg-config --libs jansson) || exit 1; done
 
 demo: all
@@ -151,4 +151,4 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f); done
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build

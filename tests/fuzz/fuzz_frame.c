@@ -7,7 +7,7 @@
  * buffer of exactly its size so ASan sees any read past it. Decoded frames
  * must encode back to the same bytes.
  *
- *   make fuzz && build-fuzz/fuzz_frame -max_total_time=60 [corpus-dir]
+ *   make fuzz && build/fuzz/fuzz_frame -max_total_time=60 [corpus-dir]
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * without having to find valid base64 of valid JSON by chance. A token that
  * decodes must hold sane fields and survive encode -> decode unchanged.
  *
- *   make fuzz && build-fuzz/fuzz_token -max_total_time=60 [corpus-dir]
+ *   make fuzz && build/fuzz/fuzz_token -max_total_time=60 [corpus-dir]
  */
 #include <stdint.h>
 #include <stdlib.h>

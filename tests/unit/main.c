@@ -11,7 +11,7 @@
  * Environment:
  *   RI_BUILD  the build folder holding plugins/ and test-plugins/ (the .so files)
  *             (default "build", relative to the current folder). `make unit`
- *             sets it; a SAN=1 build runs with RI_BUILD=build-san.
+ *             sets it; a SAN=1 build runs with RI_BUILD=build/san.
  *   RI_SRC    the source tree, for conf/ and the out-of-tree plugin
  *             build (default: the folder make ran in, compiled in).
  *   TMPDIR    where each test gets its private folder (default /tmp).
