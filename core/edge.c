@@ -131,13 +131,6 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
 static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
 {
     close_listeners(); /* new clients are refused; open streams go on */
-    if (t->mux.n == 0)
-        ri_tunnel_fail(t, code, "hub went away and no stream is open");
-}
-
-static void edge_drained(struct ri_tunnel *t)
-{
-    ri_tunnel_close(t, RI_E_SHUTDOWN); /* our last FIN may still be unsent */
 }
 
 static void edge_closed(struct ri_tunnel *t, unsigned code)
@@ -156,7 +149,6 @@ static const struct ri_tunnel_hooks edge_hooks = {
     .ready = edge_ready,
     .config = edge_config,
     .goaway = edge_goaway,
-    .drained = edge_drained,
     .closed = edge_closed,
 };
 

@@ -144,11 +144,6 @@ static int hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
     return 0;
 }
 
-static void hub_drained(struct ri_tunnel *t)
-{
-    if (H.stopping)
-        ri_tunnel_close(t, RI_E_SHUTDOWN); /* our last FIN may still be unsent */
-}
 
 static void hub_closed(struct ri_tunnel *t, unsigned code)
 {
@@ -168,7 +163,6 @@ static const struct ri_tunnel_hooks hub_hooks = {
     .lookup = hub_lookup,
     .ready = hub_ready,
     .open = hub_open,
-    .drained = hub_drained,
     .closed = hub_closed,
 };
 

@@ -189,8 +189,7 @@ static void stream_free(struct ri_stream *s)
     free(s);
     if (m->n == 0) {
         ev_timer_stop(EV_DEFAULT, &m->cls_timer);
-        if (t->draining && t->state == RI_T_READY && t->hooks->drained)
-            t->hooks->drained(t);
+        ri_tunnel_drained_check(t);
     }
 }
 

@@ -296,7 +296,28 @@ void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, in
     if (close_now)
         close_when_flushed(t, code);
     else
-        ri_tunnel_kick(t);
+        ri_tunnel_drained_check(t);
+}
+
+/* A draining tunnel ends with a handshake: each side, once its last stream
+ * has ended (every byte written to its own sockets), says so with GOAWAY
+ * code 0, and the connection closes when both have. Closing as soon as one
+ * side is done would reset the other side's streams that still hold data
+ * for a slow client or upstream. */
+void ri_tunnel_drained_check(struct ri_tunnel *t)
+{
+    if (t->state != RI_T_READY || !t->draining || t->mux.n || t->close_after_flush)
+        return;
+    if (!t->sent_drained) {
+        uint8_t p[6 + RI_REASON_MAX];
+        ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
+        size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, RI_E_NONE, "drained");
+        t->sent_drained = 1;
+        if (ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n) < 0)
+            return;
+    }
+    if (t->peer_drained)
+        ri_tunnel_close(t, RI_E_SHUTDOWN);
 }
 
 /* ---- sending --------------------------------------------------------------- */
@@ -624,12 +645,16 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         if (t->state != RI_T_READY)
             goto unexpected;
         ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
-        log_info("tunnel %s%s%s: peer is going away: %s%s%s", t->peer,
-                 t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code),
-                 reason[0] ? ": " : "", reason);
+        if (code == RI_E_NONE)
+            t->peer_drained = 1; /* its last stream ended: see ri_tunnel_drained_check */
+        else
+            log_info("tunnel %s%s%s: peer is going away: %s%s%s", t->peer,
+                     t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code),
+                     reason[0] ? ": " : "", reason);
         t->draining = 1;
         if (t->hooks->goaway)
             t->hooks->goaway(t, code, reason);
+        ri_tunnel_drained_check(t);
         return 0;
     }
 unexpected:

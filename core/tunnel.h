@@ -48,7 +48,6 @@ struct ri_tunnel_hooks {
     void (*config)(struct ri_tunnel *t, const struct ri_config_msg *m); /* edge */
     int (*open)(struct ri_tunnel *t, uint32_t id, const struct ri_open *o); /* hub */
     void (*goaway)(struct ri_tunnel *t, unsigned code, const char *reason);
-    void (*drained)(struct ri_tunnel *t); /* draining and the last stream ended */
     void (*closed)(struct ri_tunnel *t, unsigned code); /* about to be freed */
 };
 
@@ -97,6 +96,7 @@ struct ri_tunnel {
     unsigned close_code;
 
     int draining;    /* GOAWAY sent or received: no new streams */
+    int sent_drained, peer_drained; /* the closing handshake (GOAWAY code 0) */
     int was_ready;   /* reached RI_T_READY once */
     struct ri_mux mux;
 
@@ -119,6 +119,8 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
 /* Something is ready to send: make sure the writer runs. */
 void ri_tunnel_kick(struct ri_tunnel *t);
 
+/* A stream ended or a GOAWAY passed: close a drained tunnel politely. */
+void ri_tunnel_drained_check(struct ri_tunnel *t);
 /* Polite end: send REFUSE (handshake) or GOAWAY with code/reason, then close. */
 void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason);
 void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now);

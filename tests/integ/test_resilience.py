@@ -7,7 +7,7 @@ import ssl
 import time
 
 from harness import (EdgeSpec, check, echo_check, expect_closed, read_proxy_line, recv_exact,
-                     recv_until_eof, wait_until)
+                     recv_until_eof, T, wait_until)
 
 
 def test_hub_restart_edge_reconnects(env):
@@ -332,3 +332,45 @@ def _has_conn_to(port):
             if parts[2] == want and parts[3] == "01":
                 return True
     return False
+
+
+def test_hub_drain_keeps_data_for_a_slow_client(env):
+    """The hub drains while the edge still holds the end of a response for a
+    client that is not reading yet: the tunnel stays up until the edge has
+    delivered it (the drained handshake), so the client gets every byte."""
+    p = env.port()
+    ls = env.listen(p)
+    hub, edge, spec = env.pair([p], hub_opts={"drain_timeout_secs": 300})
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: stays small
+    c.settimeout(T(20))
+    c.connect(("127.0.0.2", p))
+    c.sendall(b"GET")
+    c.shutdown(socket.SHUT_WR)  # the client is done sending: half-closed
+    u = env.accept(ls)
+    line, rest = read_proxy_line(u)
+    rest += recv_until_eof(u)
+    check(rest == b"GET", f"upstream got {rest!r}")
+    # more than the edge's kernel buffers toward the client take (~4 MiB on
+    # loopback) and less than those plus the window: the hub finishes its side
+    # while the edge still queues the rest for the client
+    body = os.urandom(6 << 20)
+    u.sendall(body)
+    u.close()
+    hm = hub.mark()
+    hub.signal(signal.SIGTERM)
+    hub.wait_log(r"hub: stopping", since=hm)
+    # with no drained handshake the hub would close now and the edge would
+    # reset the stream with its data undelivered; give it every chance to
+    try:
+        hub.wait_exit(3, "closing early")
+    except Exception:
+        pass
+    c.settimeout(T(60))
+    got = recv_until_eof(c)
+    check(len(got) == len(body) and got == body,
+          f"client got {len(got)} of {len(body)} bytes after the hub drained")
+    c.close()
+    rc = hub.wait_exit(20, "after the edge delivered the last bytes")
+    check(rc == 0, f"hub exited with {rc}")
+    check(hub.count(r"drain timeout") == 0, "the hub's drain timed out instead of completing")
