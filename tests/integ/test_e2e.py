@@ -193,3 +193,21 @@ def test_hub_over_ipv6(env):
     echo_check(c)
     c.close()
     up.wait_conns(1)
+
+
+def test_header_injector_disabled_per_site(env):
+    """header_proxy_v1 listed with enabled = false: the upstream receives the
+    client's bytes untouched (no PROXY line), both ways."""
+    p = env.port()
+    ls = env.listen(p)
+    hub, edge, spec = env.pair([p], hub_opts={"plugins": [
+        '{ name = "auth_secret"; }', '{ name = "header_proxy_v1"; enabled = false; }']})
+    check(hub.count(r"no header injector") == 1, "the hub did not report running without a header")
+    c = env.connect("127.0.0.2", p)
+    msg = b"PROXY-less bytes\r\n" + os.urandom(5000)
+    c.sendall(msg)
+    u = env.accept(ls, what="the hub's upstream connection")
+    got = recv_exact(u, len(msg), "client bytes")
+    check(got == msg, f"upstream got {got[:40]!r}..., want the client's bytes exactly")
+    u.sendall(got[::-1])
+    check(recv_exact(c, len(msg), "reply") == msg[::-1], "reply differs")
