@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "b64.h"
+#include "bq.h"
 #include "cycle.h"
 #include "frame.h"
 #include "log.h"
@@ -245,6 +246,7 @@ int main(int argc, char **argv)
     ri_log_level = debug ? RI_LOG_DEBUG : c->log_level;
     signal(SIGPIPE, SIG_IGN);
     int rc = c->role == RI_ROLE_HUB ? ri_hub_run(cy, cfg_path) : ri_edge_run(cy, cfg_path);
+    ri_bq_pool_drain(); /* exit with nothing allocated (valgrind-clean) */
     gnutls_global_deinit();
     return rc;
 }

@@ -1,6 +1,5 @@
 /* netutil.c -- address parsing, resolution and formatting. */
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,12 +84,6 @@ const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
         snprintf(buf, cap, "?");
     }
     return buf;
-}
-
-int ri_set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 void ri_close_abort(int fd)
