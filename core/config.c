@@ -3,7 +3,6 @@
  * every error found, each as FILE:LINE: message. */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -122,12 +121,6 @@ static double get_secs(struct ctx *x, const config_setting_t *grp, const char *k
         return def;
     }
     return v;
-}
-
-static int numeric_ip(const char *s)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
 static int cmp_u16(const void *a, const void *b)
@@ -271,7 +264,7 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
     c->listen = get_str(x, hub, "listen", 1);
     char host[256];
     int port;
-    if (c->listen && (ri_parse_hostport(c->listen, host, sizeof host, &port) < 0 || !numeric_ip(host)))
+    if (c->listen && (ri_parse_hostport(c->listen, host, sizeof host, &port) < 0 || !ri_is_numeric_ip(host)))
         ERR(x, config_setting_get_member(hub, "listen"),
             "'listen' must be a numeric address and port, like \"0.0.0.0:8443\" or \"[::]:8443\"");
     const char *cert = get_str(x, hub, "tls_cert", 0), *key = get_str(x, hub, "tls_key", 0);
@@ -342,7 +335,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->bind_address = get_str(x, edge, "bind_address", 0);
     if (!c->bind_address)
         c->bind_address = "0.0.0.0";
-    else if (!numeric_ip(c->bind_address))
+    else if (!ri_is_numeric_ip(c->bind_address))
         ERR(x, config_setting_get_member(edge, "bind_address"),
             "'bind_address' must be a numeric IPv4 or IPv6 address");
     c->hub_fingerprint = get_str(x, edge, "hub_fingerprint", 0);

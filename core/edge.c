@@ -1,7 +1,6 @@
 /* edge.c -- the edge role: one TLS tunnel out to the hub, reconnecting with
  * exponential backoff and jitter; listens on the ports the hub assigns
  * (through the listener plugin) and opens one stream per client. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -185,16 +184,15 @@ static void tcp_connected(void)
     const struct ri_config *c = E.cy->cfg;
     char peer[300];
     snprintf(peer, sizeof peer, "%s:%d", c->hub_host, c->hub_port);
-    E.t = ri_tunnel_new(RI_ROLE_EDGE, fd, E.cy, &edge_hooks, &E, peer);
+    E.t = ri_tunnel_new(RI_ROLE_EDGE, fd, E.cy, &edge_hooks, peer);
     if (!E.t) {
         close(fd);
         free_creds();
         schedule_retry();
         return;
     }
-    unsigned char tmp[16];
-    int is_ip = inet_pton(AF_INET, c->hub_host, tmp) == 1 || inet_pton(AF_INET6, c->hub_host, tmp) == 1;
-    ri_tunnel_start_tls(E.t, &E.creds, is_ip ? NULL : c->hub_host, 10.0);
+    /* SNI only for a name, never for an address literal */
+    ri_tunnel_start_tls(E.t, &E.creds, ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host, 10.0);
 }
 
 static void try_next_addr(const char *why);

@@ -27,7 +27,7 @@ struct hub {
     uint32_t handshaking;
     struct sockaddr_storage target;
     socklen_t target_len;
-    int stopping, exit_code;
+    int stopping;
     ev_timer drain;
     ev_tstamp last_overload_log;
     ev_timer accept_pause;
@@ -197,7 +197,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct ri_tunnel *t = ri_tunnel_new(RI_ROLE_HUB, fd, H.cy, &hub_hooks, &H, peer);
+        struct ri_tunnel *t = ri_tunnel_new(RI_ROLE_HUB, fd, H.cy, &hub_hooks, peer);
         if (!t) {
             close(fd);
             continue;
@@ -413,5 +413,5 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
     ri_tls_creds_free(&H.creds);
     ri_cycle_unref(H.cy);
     log_info("hub: stopped");
-    return H.exit_code;
+    return 0;
 }

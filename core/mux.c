@@ -155,7 +155,6 @@ static struct ri_stream *stream_alloc(struct ri_tunnel *t, uint32_t id, uint16_t
         m->all->prev = s;
     m->all = s;
     m->n++;
-    m->streams_total++;
     if (m->cops && !ev_is_active(&m->cls_timer))
         ev_timer_start(EV_DEFAULT, &m->cls_timer);
     return s;

@@ -51,7 +51,6 @@ struct ri_mux {
     uint32_t queued;
     uint64_t tx_bytes;
     ev_timer cls_timer;
-    uint64_t streams_total;
 };
 
 int ri_mux_init(struct ri_tunnel *t, const struct ri_module *sched,

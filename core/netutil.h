@@ -14,6 +14,8 @@ int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_
 int ri_resolve_all(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
                    int max, char *err, size_t errlen);
 const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap);
+/* 1 when s is a numeric IPv4 or IPv6 address (no name lookup needed). */
+int ri_is_numeric_ip(const char *s);
 /* Closes fd so that the peer sees a TCP reset (SO_LINGER 0), not a clean end. */
 void ri_close_abort(int fd);
 

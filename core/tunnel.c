@@ -55,7 +55,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
 }
 
 struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
-                                const struct ri_tunnel_hooks *hooks, void *owner,
+                                const struct ri_tunnel_hooks *hooks,
                                 const char *peer)
 {
     struct ri_tunnel *t = calloc(1, sizeof *t);
@@ -86,7 +86,6 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
     t->state = RI_T_TCP;
     t->cy = ri_cycle_ref(cy);
     t->hooks = hooks;
-    t->owner = owner;
     t->ping_interval = c->ping_interval;
     t->ping_timeout = c->ping_timeout;
     snprintf(t->peer, sizeof t->peer, "%s", peer);

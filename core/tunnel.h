@@ -65,7 +65,6 @@ struct ri_tunnel {
 
     struct ri_cycle *cy; /* the config generation this tunnel runs under */
     const struct ri_tunnel_hooks *hooks;
-    void *owner;
     char peer[64]; /* address for logs */
     char edge_id[RI_EDGE_ID_MAX + 1];
 
@@ -100,11 +99,11 @@ struct ri_tunnel {
     int was_ready;   /* reached RI_T_READY once */
     struct ri_mux mux;
 
-    struct ri_tunnel *next, *prev; /* owner's list */
+    struct ri_tunnel *next, *prev; /* the hub's list of tunnels */
 };
 
 struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
-                                const struct ri_tunnel_hooks *hooks, void *owner,
+                                const struct ri_tunnel_hooks *hooks,
                                 const char *peer);
 /* Starts TLS on a connected socket. */
 int ri_tunnel_start_tls(struct ri_tunnel *t, const struct ri_tls_creds *creds,

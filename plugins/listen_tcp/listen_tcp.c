@@ -76,12 +76,12 @@ static int lt_create(const struct ri_core_api *api, ri_inst *self, void *state, 
     int rc = api->cfg_int(self, "backlog", &v);
     if (rc == 0 && (v < 1 || v > 65535))
         return snprintf(err, errlen, "backlog must be 1-65535"), -1;
-    if (rc == -22)
+    if (rc == -EINVAL)
         return snprintf(err, errlen, "backlog must be an integer"), -1;
     in->backlog = (int)v;
     int b = 0;
     rc = api->cfg_bool(self, "v6only", &b);
-    if (rc == -22)
+    if (rc == -EINVAL)
         return snprintf(err, errlen, "v6only must be true or false"), -1;
     in->v6only = b;
     return 0;
