@@ -44,6 +44,7 @@ TPLUG_SRC := $(wildcard tests/plugins/*.c)
 TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC))
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 
+
 .PHONY: all deps test-deps test unit demo install clean fuzz bench
 
 all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
@@ -111,11 +112,19 @@ $(BUILD)/obj/tests/extra/%.o: %.c $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(UNIT_EXTRA_OBJ) $(CORE_LIB_OBJ)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
+$(BUILD)/obj/tools/%.o: tests/tools/%.c $(wildcard core/*.h) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# ri-peer: a scriptable rogue tunnel peer for the integration tests
+$(BUILD)/ri-peer: $(BUILD)/obj/tools/ri_peer.o $(CORE_LIB_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
+
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
 
-test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO)
+test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer
 	@python3 tests/run.py --build $(BUILD)
 
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "netutil.h"
@@ -367,6 +368,96 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->max_streams = (uint32_t)get_int(x, edge, "max_streams", 20000, 1, 1000000);
 }
 
+/* libconfig 1.5 reads an integer literal without an L suffix as 32 bits and
+ * silently wraps larger ones (4294967396 becomes 100), so a range check on
+ * the parsed value can pass a number the operator never wrote. This scans
+ * the file's integer literals -- skipping strings and comments -- and
+ * reports every one that does not fit in 32 bits without the suffix. */
+static void check_int_literals(struct ctx *x, const char *path, int depth)
+{
+    FILE *f = fopen(path, "r");
+    if (!f || depth > 4) {
+        if (f)
+            fclose(f);
+        return;
+    }
+    int line = 1, ch, prev = '\n';
+    while ((ch = fgetc(f)) != EOF) {
+        if (ch == '\n') {
+            line++;
+        } else if (ch == '"') { /* a string: skip to its closing quote */
+            while ((ch = fgetc(f)) != EOF && ch != '"') {
+                if (ch == '\\')
+                    ch = fgetc(f);
+                if (ch == '\n')
+                    line++;
+            }
+        } else if (ch == '#' || ch == '/') {
+            int nx = ch == '/' ? fgetc(f) : '#';
+            if (nx == '#' || nx == '/') { /* # or // to the end of the line */
+                while ((ch = fgetc(f)) != EOF && ch != '\n')
+                    ;
+                line++;
+            } else if (nx == '*') { /* a block comment */
+                int last = 0;
+                while ((ch = fgetc(f)) != EOF && !(last == '*' && ch == '/')) {
+                    if (ch == '\n')
+                        line++;
+                    last = ch;
+                }
+            } else if (nx != EOF) {
+                ungetc(nx, f);
+            }
+            ch = '\n'; /* a comment separates tokens */
+        } else if (ch == '@') { /* @include "file", relative to the config's folder */
+            char word[16] = "", name[PATH_MAX] = "";
+            if (fscanf(f, "%15[a-z] \"%4095[^\"]\"", word, name) == 2 &&
+                strcmp(word, "include") == 0) {
+                char *p = resolve_path(x->c, name);
+                if (p)
+                    check_int_literals(x, p, depth + 1);
+                free(p);
+            }
+        } else if ((ch >= '0' && ch <= '9') &&
+                   !((prev >= 'a' && prev <= 'z') || (prev >= 'A' && prev <= 'Z') ||
+                     prev == '_' || prev == '.' || (prev >= '0' && prev <= '9'))) {
+            char lit[64];
+            size_t n = 0;
+            int neg = prev == '-';
+            lit[n++] = (char)ch;
+            while ((ch = fgetc(f)) != EOF && n < sizeof lit - 1 &&
+                   ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                    (ch >= 'A' && ch <= 'Z') || ch == '.' || ch == '+' ||
+                    (ch == '-' && (lit[n - 1] == 'e' || lit[n - 1] == 'E'))))
+                lit[n++] = (char)ch;
+            lit[n] = '\0';
+            if (ch != EOF)
+                ungetc(ch, f);
+            int hex = lit[0] == '0' && (lit[1] == 'x' || lit[1] == 'X');
+            if (!hex && strpbrk(lit, ".eE"))
+                ch = 0; /* a float */
+            else if (n && (lit[n - 1] == 'L' || lit[n - 1] == 'l'))
+                ch = 0; /* 64-bit on purpose */
+            else {
+                errno = 0;
+                char *end;
+                unsigned long long v = strtoull(lit, &end, 0);
+                int big = errno == ERANGE || *end ||
+                          (hex ? v > 0xffffffffull : v > (neg ? 2147483648ull : 2147483647ull));
+                if (big && !*end)
+                    ri_errs_add(x->errs, path, line,
+                                "integer %s%s is out of range (libconfig reads integers "
+                                "without an L suffix as 32-bit)", neg ? "-" : "", lit);
+                ch = 0;
+            }
+            prev = ch;
+            continue;
+        }
+        prev = ch;
+    }
+    fclose(f);
+}
+
 struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
 {
     struct ri_config *c = calloc(1, sizeof *c);
@@ -382,6 +473,13 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
     free(tmp);
     config_init(&c->cf);
     config_set_include_dir(&c->cf, c->dir);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        ri_errs_add(errs, path, 0, "is a directory, not a config file");
+        ri_config_free(c);
+        return NULL;
+    }
+    errno = 0;
     if (config_read_file(&c->cf, path) != CONFIG_TRUE) {
         if (config_error_type(&c->cf) == CONFIG_ERR_FILE_IO)
             ri_errs_add(errs, path, 0, "cannot read: %s", strerror(errno ? errno : ENOENT));
@@ -392,6 +490,7 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
         ri_config_free(c);
         return NULL;
     }
+    check_int_literals(&x, path, 0);
     config_setting_t *root = config_root_setting(&c->cf);
     static const char *const keys[] = {"role", "log_level", "plugin_dir", "plugins", "hub",
                                        "edge", NULL};
@@ -443,6 +542,21 @@ const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const 
         if (strcmp(c->edges[i].id, id) == 0)
             return &c->edges[i];
     return NULL;
+}
+
+int ri_edge_has_port(const struct ri_edge_conf *e, uint16_t port)
+{
+    size_t lo = 0, hi = e->n_ports; /* ports are sorted */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->ports[mid] == port)
+            return 1;
+        if (e->ports[mid] < port)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 int ri_str_differs(const char *a, const char *b)

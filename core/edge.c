@@ -119,8 +119,8 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
         off += (size_t)snprintf(list + off, sizeof list - off, "%s%u", i ? "," : "", m->ports[i]);
     if (m->n_ports * 6 > sizeof list - 16)
         snprintf(list + off, sizeof list - off, ",...");
-    log_info("edge %s: hub assigns %u port%s: %s", t->edge_id, m->n_ports,
-             m->n_ports == 1 ? "" : "s", m->n_ports ? list : "(none)");
+    ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: hub assigns %u port%s: %s", t->edge_id,
+              m->n_ports, m->n_ports == 1 ? "" : "s", m->n_ports ? list : "(none)");
     memcpy(E.ports, m->ports, m->n_ports * sizeof *m->ports);
     E.n_ports = m->n_ports;
     if (!t->draining && !E.stopping)
@@ -268,6 +268,24 @@ static void connect_hub(void)
         return;
     }
     try_next_addr("no address");
+}
+
+int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
+{
+    size_t before = errs->n;
+    char err[512] = "";
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    /* a warning, not an error: the edge retries until the name resolves,
+     * and a config is often checked where the hub's name does not */
+    if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0)
+        fprintf(stderr, "%s: warning: hub_host: %s (the edge keeps retrying until it resolves)\n",
+                c->path, err);
+    struct ri_tls_creds creds;
+    if (ri_tls_client_creds(&creds, c->hub_ca, err, sizeof err) < 0)
+        ri_errs_add(errs, c->path, 0, "%s", err);
+    ri_tls_creds_free(&creds);
+    return errs->n > before ? -1 : 0;
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */

@@ -21,7 +21,8 @@ const char *ri_rst_code_str(unsigned code)
     static const char *const s[] = {"none", "upstream refused", "upstream unreachable",
                                     "connection reset", "protocol error",
                                     "flow-control violation", "shutting down",
-                                    "upstream connect timeout", "internal error"};
+                                    "upstream connect timeout", "internal error",
+                                    "port not assigned to this edge", "too many streams"};
     return code < sizeof s / sizeof s[0] ? s[code] : "unknown code";
 }
 

@@ -14,6 +14,7 @@
 #include "api.h"
 #include "log.h"
 #include "netutil.h"
+#include "ratelimit.h"
 #include "role.h"
 #include "tunnel.h"
 
@@ -29,8 +30,10 @@ struct hub {
     socklen_t target_len;
     int stopping;
     ev_timer drain;
-    ev_tstamp last_overload_log;
     ev_timer accept_pause;
+    /* what unauthenticated peers can make us log: accept failures, the
+     * handshake cap, handshakes that fail (shared by those tunnels) */
+    struct ri_ratelimit rl_accept, rl_overload, rl_preauth;
 };
 
 static struct hub H;
@@ -93,6 +96,20 @@ static int hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
     uint16_t port = ntohs(o->edge.ss_family == AF_INET
                               ? ((const struct sockaddr_in *)&o->edge)->sin_port
                               : ((const struct sockaddr_in6 *)&o->edge)->sin6_port);
+    /* Only the ports the hub assigned to this edge, as it stands now (a
+     * port removed by a reload is refused from that moment on). */
+    const struct ri_edge_conf *ec = ri_config_find_edge(H.cy->cfg, t->edge_id);
+    if (!ec || !ri_edge_has_port(ec, port)) {
+        t->bad_opens++;
+        ri_log_rl(&t->rl, RI_LOG_WARN,
+                  "edge %s: stream %u: refused: port %u is not assigned to this edge "
+                  "(%u such OPENs on this tunnel)", t->edge_id, id, port, t->bad_opens);
+        ri_tunnel_rst(t, id, RI_RST_FORBIDDEN, "port not assigned to this edge");
+        if (t->bad_opens > RI_BAD_OPENS_MAX)
+            ri_tunnel_goaway(t, RI_E_PROTOCOL,
+                             "too many OPENs for ports not assigned to this edge", 1);
+        return -1;
+    }
     struct ri_stream *s = ri_mux_stream_new(t, id, port);
     if (!s)
         return -1;
@@ -106,7 +123,8 @@ static int hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
         char err[200] = "";
         if (ops->build(hi->state, &ci, hdr, sizeof hdr, &len, err, sizeof err) < 0 ||
             len > sizeof hdr) {
-            log_warn("edge %s: stream %u: header plugin: %s", t->edge_id, id, err);
+            ri_log_rl(&t->rl, RI_LOG_WARN, "edge %s: stream %u: header plugin: %s", t->edge_id,
+                      id, err);
             ri_mux_stream_reset(s, RI_RST_INTERNAL, "header injector failed");
             return -1;
         }
@@ -175,23 +193,27 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         int fd = accept4(H.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* the listener stays readable: pause it instead of spinning */
-                log_warn("hub: accept: %s: pausing new connections for 1 s", strerror(errno));
+                /* The listener stays readable: pause it instead of spinning.
+                 * The timer is re-armed with its interval every time (a
+                 * fired one-shot libev timer would otherwise restart with
+                 * a deadline in the past and fire at once). */
+                ri_log_rl(&H.rl_accept, RI_LOG_WARN,
+                          "hub: accept: %s: pausing new connections for 1 s", strerror(errno));
                 ev_io_stop(EV_A_ & H.lio);
+                ev_timer_stop(EV_A_ & H.accept_pause);
+                ev_timer_set(&H.accept_pause, 1.0, 0);
                 ev_timer_start(EV_A_ & H.accept_pause);
             } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                log_warn("hub: accept: %s", strerror(errno));
+                ri_log_rl(&H.rl_accept, RI_LOG_WARN, "hub: accept: %s", strerror(errno));
             }
             return;
         }
         char peer[64];
         ri_addr_str((struct sockaddr *)&ss, peer, sizeof peer);
         if (H.handshaking >= H.cy->cfg->max_handshakes) {
-            if (ev_now(EV_A) - H.last_overload_log >= 1.0) {
-                log_warn("hub: %u connections still in handshake (max_handshakes): dropping %s",
-                         H.handshaking, peer);
-                H.last_overload_log = ev_now(EV_A);
-            }
+            ri_log_rl(&H.rl_overload, RI_LOG_WARN,
+                      "hub: %u connections still in handshake (max_handshakes): dropping %s",
+                      H.handshaking, peer);
             close(fd);
             continue;
         }
@@ -203,6 +225,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
             continue;
         }
         H.handshaking++;
+        t->preauth_rl = &H.rl_preauth;
         t->next = H.tunnels;
         if (H.tunnels)
             H.tunnels->prev = t;
@@ -251,6 +274,23 @@ static int resolve_target(const struct ri_config *c, struct sockaddr_storage *ss
         return -1;
     }
     return 0;
+}
+
+int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
+{
+    size_t before = errs->n;
+    char err[512] = "";
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (ri_resolve(c->target_host, 1, &ss, &sl, err, sizeof err) < 0)
+        ri_errs_add(errs, c->path, 0, "target_host: %s", err);
+    if (c->tls_cert) {
+        struct ri_tls_creds creds;
+        if (ri_tls_server_creds(&creds, c->tls_cert, c->tls_key, err, sizeof err) < 0)
+            ri_errs_add(errs, c->path, 0, "%s", err);
+        ri_tls_creds_free(&creds);
+    }
+    return errs->n > before ? -1 : 0;
 }
 
 /* ---- reload and shutdown ------------------------------------------------------ */
@@ -367,6 +407,9 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
 int ri_hub_run(struct ri_cycle *cy, const char *path)
 {
     memset(&H, 0, sizeof H);
+    H.rl_accept = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    H.rl_overload = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    H.rl_preauth = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     H.cy = cy;
     H.path = path;
     H.lfd = -1;

@@ -1,6 +1,8 @@
 /* log.c -- leveled logging to stderr with wall-clock timestamps. */
 #include "log.h"
 
+#include "clock.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -49,4 +51,24 @@ void ri_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     ri_logv(level, NULL, fmt, ap);
     va_end(ap);
+}
+
+int ri_log_rl(struct ri_ratelimit *rl, int level, const char *fmt, ...)
+{
+    if (level > ri_log_level)
+        return 0;
+    uint64_t held;
+    if (!ri_ratelimit_pass(rl, ri_now_ns(), &held))
+        return 0;
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (held)
+        ri_log(level, "%s (%llu similar line%s suppressed)", msg, (unsigned long long)held,
+               held == 1 ? "" : "s");
+    else
+        ri_log(level, "%s", msg);
+    return 1;
 }

@@ -4,12 +4,17 @@
 
 #include <stdarg.h>
 #include "ri_plugin.h"
+#include "ratelimit.h"
 
 extern int ri_log_level; /* enum ri_log_level; messages above it are dropped */
 
 int ri_log_parse_level(const char *s); /* -1 if unknown */
 void ri_log(int level, const char *fmt, ...) RI_PRINTF(2, 3);
 void ri_logv(int level, const char *prefix, const char *fmt, va_list ap) RI_PRINTF(3, 0);
+/* Logs through a limiter: lines it holds back are counted, and the next
+ * line it lets through ends with "(N similar lines suppressed)". Every line
+ * a peer can trigger goes through one of these. Returns 1 if logged. */
+int ri_log_rl(struct ri_ratelimit *rl, int level, const char *fmt, ...) RI_PRINTF(3, 4);
 
 #define log_err(...)   ri_log(RI_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  ri_log(RI_LOG_WARN, __VA_ARGS__)

@@ -230,6 +230,15 @@ int main(int argc, char **argv)
         return 1;
     }
     const struct ri_config *c = cy->cfg;
+    if (test && (c->role == RI_ROLE_HUB ? ri_hub_check(c, &errs) : ri_edge_check(c, &errs)) < 0) {
+        ri_errs_print(&errs);
+        fprintf(stderr, "%s: %zu error%s; configuration test failed\n", cfg_path, errs.n,
+                errs.n == 1 ? "" : "s");
+        ri_errs_free(&errs);
+        ri_cycle_unref(cy);
+        gnutls_global_deinit();
+        return 1;
+    }
     if (test) {
         printf("%s: configuration OK: role %s, plugins:", cfg_path,
                c->role == RI_ROLE_HUB ? "hub" : "edge");

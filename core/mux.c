@@ -204,11 +204,8 @@ static void close_abort(struct ri_stream *s)
 void ri_mux_stream_reset(struct ri_stream *s, unsigned code, const char *reason)
 {
     struct ri_tunnel *t = s->t;
-    if (reason && t->state != RI_T_DEAD) {
-        uint8_t p[2 + RI_REASON_MAX];
-        size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
-        ri_tunnel_ctrl(t, RI_F_RST, s->id, p, n);
-    }
+    if (reason && t->state != RI_T_DEAD)
+        ri_tunnel_rst(t, s->id, code, reason);
     close_abort(s);
     stream_free(s);
 }
@@ -425,10 +422,12 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
         if (ri_open_decode(p, h->len, &o, err, errlen) < 0)
             return -1;
         if (t->draining || m->n >= m->max_streams) {
-            uint8_t r[2 + RI_REASON_MAX];
-            size_t n = ri_reason_encode(r, sizeof r, RI_RST_INTERNAL,
-                                        t->draining ? "hub is draining" : "too many streams");
-            ri_tunnel_ctrl(t, RI_F_RST, h->stream, r, n);
+            if (!t->draining)
+                ri_log_rl(&t->rl, RI_LOG_WARN,
+                          "tunnel %s edge %s: stream %u refused: max_streams (%u) reached",
+                          t->peer, t->edge_id, h->stream, m->max_streams);
+            ri_tunnel_rst(t, h->stream, RI_RST_LIMIT,
+                          t->draining ? "hub is draining" : "too many streams");
             return 0;
         }
         t->hooks->open(t, h->stream, &o);
@@ -452,7 +451,8 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
             return 0;
         }
         if (s->rx_bytes + h->len > s->rx_granted) {
-            log_warn("tunnel %s: stream %u: peer sent beyond its window", t->peer, s->id);
+            ri_log_rl(&t->rl, RI_LOG_WARN, "tunnel %s: stream %u: peer sent beyond its window",
+                      t->peer, s->id);
             ri_mux_stream_reset(s, RI_RST_FLOW, "data beyond the window");
             return 0;
         }
@@ -512,8 +512,8 @@ int ri_mux_open_local(struct ri_tunnel *t, int fd, uint16_t port)
 {
     struct ri_mux *m = &t->mux;
     if (m->n >= m->max_streams || m->next_id == UINT32_MAX) {
-        log_warn("tunnel %s: refusing a client on port %u: %s", t->peer, port,
-                 m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
+        ri_log_rl(&t->rl, RI_LOG_WARN, "tunnel %s: refusing a client on port %u: %s", t->peer,
+                  port, m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
         ri_close_abort(fd);
         return -1;
     }
@@ -542,9 +542,7 @@ struct ri_stream *ri_mux_stream_new(struct ri_tunnel *t, uint32_t id, uint16_t e
 {
     struct ri_stream *s = stream_alloc(t, id, edge_port);
     if (!s) {
-        uint8_t r[2 + RI_REASON_MAX];
-        size_t n = ri_reason_encode(r, sizeof r, RI_RST_INTERNAL, "out of memory");
-        ri_tunnel_ctrl(t, RI_F_RST, id, r, n);
+        ri_tunnel_rst(t, id, RI_RST_INTERNAL, "out of memory");
         return NULL;
     }
     grant_initial(s);
@@ -569,7 +567,7 @@ void ri_mux_stream_connected(struct ri_stream *s, int err)
     if (err) {
         char why[160];
         snprintf(why, sizeof why, "upstream port %u: %s", s->edge_port, strerror(err));
-        log_info("tunnel %s: stream %u: %s", s->t->peer, s->id, why);
+        ri_log_rl(&s->t->rl, RI_LOG_INFO, "tunnel %s: stream %u: %s", s->t->peer, s->id, why);
         ri_mux_stream_reset(s, err == ECONNREFUSED ? RI_RST_REFUSED
                                 : err == ETIMEDOUT ? RI_RST_TIMEOUT
                                                    : RI_RST_UNREACHABLE,

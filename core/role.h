@@ -5,6 +5,13 @@
 
 #include "cycle.h"
 
+/* What `ri-core -t` checks beyond the config itself: everything the role
+ * would load or resolve at start (certificate and key files, the hub's
+ * target_host, the edge's hub_ca and hub_host), so a config that passes
+ * -t does not fail to start. 0 ok, -1 with errors added. */
+int ri_hub_check(const struct ri_config *c, struct ri_errs *errs);
+int ri_edge_check(const struct ri_config *c, struct ri_errs *errs);
+
 /* Both take ownership of cy and return the process exit code. */
 int ri_hub_run(struct ri_cycle *cy, const char *config_path);
 int ri_edge_run(struct ri_cycle *cy, const char *config_path);

@@ -96,6 +96,7 @@ struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
     int lowat = RI_TCP_NOTSENT_LOWAT;
     setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     ri_pace_init(&t->pace);
+    t->rl = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     ev_io_init(&t->rio, tunnel_read_cb, fd, EV_READ);
     ev_io_init(&t->wio, tunnel_write_cb, fd, EV_WRITE);
     ev_prepare_init(&t->flusher, flusher_cb);
@@ -153,6 +154,8 @@ static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t n)
     if (t->ioff == t->ilen) {
         t->ioff = t->ilen = 0;
         ssize_t r = recv(t->fd, t->ibuf, RI_NETBUF_SIZE, 0);
+        if (r < 0 && errno == EAGAIN)
+            t->rx_blocked = 1; /* the socket is empty: see tunnel_read */
         if (r <= 0)
             return r; /* errno tells GnuTLS EAGAIN/EINTR/other; 0 is EOF */
         t->ilen = (size_t)r;
@@ -230,8 +233,14 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) ? RI_LOG_INFO : RI_LOG_WARN;
-    ri_log(lvl, "tunnel %s%s%s: closed: %s", t->peer, t->edge_id[0] ? " edge " : "",
-           t->edge_id, msg);
+    /* an unauthenticated peer may open connections at will: their
+     * endings share one limiter (the role's); an edge's tunnel logs freely */
+    if (!t->was_ready && t->preauth_rl)
+        ri_log_rl(t->preauth_rl, lvl, "tunnel %s%s%s: closed: %s", t->peer,
+                  t->edge_id[0] ? " edge " : "", t->edge_id, msg);
+    else
+        ri_log(lvl, "tunnel %s%s%s: closed: %s", t->peer, t->edge_id[0] ? " edge " : "",
+               t->edge_id, msg);
     t->state = RI_T_DEAD;
     t->close_code = code;
     ev_io_stop(EV_DEFAULT, &t->rio);
@@ -275,12 +284,33 @@ void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason)
 {
     if (t->state == RI_T_DEAD || t->close_after_flush)
         return;
-    log_warn("tunnel %s%s%s: refused: %s: %s", t->peer, t->edge_id[0] ? " edge " : "",
-             t->edge_id, ri_conn_code_str(code), reason);
+    if (t->preauth_rl)
+        ri_log_rl(t->preauth_rl, RI_LOG_WARN, "tunnel %s%s%s: refused: %s: %s", t->peer,
+                  t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code), reason);
+    else
+        log_warn("tunnel %s%s%s: refused: %s: %s", t->peer, t->edge_id[0] ? " edge " : "",
+                 t->edge_id, ri_conn_code_str(code), reason);
     uint8_t p[2 + RI_REASON_MAX];
     size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
     ri_tunnel_ctrl(t, RI_F_REFUSE, 0, p, n);
     close_when_flushed(t, code);
+}
+
+/* A protocol violation. During the handshake (after TLS, before WELCOME)
+ * the peer hears why with REFUSE code 1 before the close; afterwards the
+ * tunnel just closes with the logged reason. */
+static void proto_fail(struct ri_tunnel *t, const char *fmt, ...) RI_PRINTF(2, 3);
+static void proto_fail(struct ri_tunnel *t, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (t->state == RI_T_AUTH)
+        ri_tunnel_refuse(t, RI_E_PROTOCOL, msg);
+    else
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", msg);
 }
 
 void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now)
@@ -341,6 +371,13 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
     }
     ri_tunnel_kick(t);
     return 0;
+}
+
+int ri_tunnel_rst(struct ri_tunnel *t, uint32_t stream, unsigned code, const char *reason)
+{
+    uint8_t p[2 + RI_REASON_MAX];
+    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
+    return ri_tunnel_ctrl(t, RI_F_RST, stream, p, n);
 }
 
 /* Writes are batched per loop iteration: everything queued while handling
@@ -623,7 +660,7 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         static struct ri_config_msg m; /* 8 KB: not on the stack */
         char err[128];
         if (ri_config_decode(p, h->len, &m, err, sizeof err) < 0) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "bad CONFIG: %s", err);
+            proto_fail(t, "bad CONFIG: %s", err);
             return -1;
         }
         if (t->hooks->config)
@@ -646,7 +683,7 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
         if (code == RI_E_NONE)
             t->peer_drained = 1; /* its last stream ended: see ri_tunnel_drained_check */
-        else
+        else if (!t->draining) /* a peer repeating GOAWAY is logged once */
             log_info("tunnel %s%s%s: peer is going away: %s%s%s", t->peer,
                      t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code),
                      reason[0] ? ": " : "", reason);
@@ -657,8 +694,8 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         return 0;
     }
 unexpected:
-    ri_tunnel_fail(t, RI_E_PROTOCOL, "unexpected %s frame in state %d", ri_ftype_str(h->type),
-                   t->state);
+    proto_fail(t, "unexpected %s frame %s", ri_ftype_str(h->type),
+               t->state == RI_T_READY ? "after the handshake" : "during the handshake");
     return -1;
 }
 
@@ -685,7 +722,7 @@ static int parse(struct ri_tunnel *t)
         if (r == 0)
             break;
         if (r < 0) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "frame of %u bytes exceeds the %u-byte limit",
+            proto_fail(t, "frame of %u bytes exceeds the %u-byte limit",
                            h.len, max);
             return -1;
         }
@@ -693,10 +730,7 @@ static int parse(struct ri_tunnel *t)
             break;
         char err[256];
         if (ri_frame_check(&h, err, sizeof err) < 0) {
-            if (t->state == RI_T_AUTH && t->role == RI_ROLE_HUB)
-                ri_tunnel_refuse(t, RI_E_PROTOCOL, err);
-            else
-                ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+            proto_fail(t, "%s", err);
             return -1;
         }
         const uint8_t *p = t->rbuf + off + RI_FRAME_HDR;
@@ -705,7 +739,7 @@ static int parse(struct ri_tunnel *t)
         if (h.stream == 0) {
             rc = on_conn_frame(t, &h, p);
         } else if (t->state != RI_T_READY) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "%s frame before authentication",
+            proto_fail(t, "%s frame before authentication",
                            ri_ftype_str(h.type));
             rc = -1;
         } else if ((rc = ri_mux_on_frame(t, &h, p, err, sizeof err)) < 0) {
@@ -739,36 +773,46 @@ static void tunnel_read(struct ri_tunnel *t)
             return;
         /* closing (close_when_flushed): frames no longer matter, EOF does */
         int closing = t->close_after_flush != 0;
+        t->rx_blocked = 0;
         ssize_t n = closing ? gnutls_record_recv(t->tls, t->rbuf, RI_RBUF_SIZE)
                             : gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
-        if (n == GNUTLS_E_AGAIN) {
-            send_ack(t);
-            return; /* socket drained and nothing left decrypted in GnuTLS */
-        }
-        if (n == GNUTLS_E_INTERRUPTED)
-            continue;
-        int end = n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION;
-        if (closing && (end || (n < 0 && gnutls_error_is_fatal((int)n)))) {
-            ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
-            return;
-        }
-        if (end) {
-            /* peers close without close_notify: the frames say what happened */
-            ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
-                           "peer closed the connection");
-            return;
-        }
-        if (n < 0 && gnutls_error_is_fatal((int)n)) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS receive: %s", gnutls_strerror((int)n));
-            return;
-        }
-        if (n < 0) {
-            n = 1024; /* a warning alert: charged, so a stream of them yields too */
-        } else if (!closing) {
-            t->rlen += (size_t)n;
-            t->last_rx = ev_now(EV_DEFAULT);
-            if (parse(t) < 0)
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            /* A KeyUpdate's answer, if GnuTLS wrote one, waits in obuf. */
+            if (t->olen > t->ooff)
+                ri_tunnel_kick(t);
+            if (t->rx_blocked) {
+                send_ack(t);
+                return; /* socket drained and nothing left decrypted in GnuTLS */
+            }
+            /* GnuTLS handled a post-handshake message (a TLS 1.3 KeyUpdate,
+             * a session ticket) or an interrupted read and says AGAIN,
+             * although more records may wait in ibuf: the socket will not
+             * turn readable for those, so read on until it is empty. */
+            n = 64; /* charged, so a flood of them yields too */
+        } else {
+            int end = n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION;
+            if (closing && (end || (n < 0 && gnutls_error_is_fatal((int)n)))) {
+                ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
                 return;
+            }
+            if (end) {
+                /* peers close without close_notify: the frames say what happened */
+                ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
+                               "peer closed the connection");
+                return;
+            }
+            if (n < 0 && gnutls_error_is_fatal((int)n)) {
+                ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS receive: %s", gnutls_strerror((int)n));
+                return;
+            }
+            if (n < 0) {
+                n = 1024; /* a warning alert: charged, so a stream of them yields too */
+            } else if (!closing) {
+                t->rlen += (size_t)n;
+                t->last_rx = ev_now(EV_DEFAULT);
+                if (parse(t) < 0)
+                    return;
+            }
         }
         if ((size_t)n >= budget) {
             /* more may sit decrypted inside GnuTLS: come back next iteration

@@ -13,6 +13,7 @@
 #include "frame.h"
 #include "mux.h"
 #include "pace.h"
+#include "ratelimit.h"
 #include "tls.h"
 
 #define RI_RBUF_SIZE (128u * 1024u)            /* decrypted, unparsed frames */
@@ -24,6 +25,7 @@
 #define RI_CTRL_PREAUTH_MAX (64u * 1024u)    /* the same before authentication */
 #define RI_TLS_RECORD 16384u
 #define RI_ACK_EVERY (64u * 1024u)          /* ACK at least this often */
+#define RI_BAD_OPENS_MAX 64u  /* hub: OPENs for unassigned ports before GOAWAY */
 #ifndef RI_TCP_NOTSENT_LOWAT
 #define RI_TCP_NOTSENT_LOWAT (128 * 1024)
 #endif
@@ -88,6 +90,7 @@ struct ri_tunnel {
      * would make two syscalls per 16 KB record) */
     uint8_t *ibuf, *obuf;
     size_t ilen, ioff, olen, ooff;
+    int rx_blocked; /* the last recv() found the socket empty */
     struct ri_bq ctrl; /* control frames: always composed before data */
     struct ri_pace pace;   /* our DATA in flight (see pace.h) */
     uint64_t rx_unacked;   /* peer DATA bytes parsed but not yet ACKed */
@@ -98,6 +101,13 @@ struct ri_tunnel {
     int sent_drained, peer_drained; /* the closing handshake (GOAWAY code 0) */
     int was_ready;   /* reached RI_T_READY once */
     struct ri_mux mux;
+
+    /* logging what the peer triggers: the tunnel's own lines (stream
+     * refusals, window violations) and, before authentication, the role's
+     * limiter shared by every unauthenticated connection (may be NULL) */
+    struct ri_ratelimit rl;
+    struct ri_ratelimit *preauth_rl;
+    uint32_t bad_opens; /* hub: OPENs for ports not assigned to this edge */
 
     struct ri_tunnel *next, *prev; /* the hub's list of tunnels */
 };
@@ -115,6 +125,8 @@ int ri_tunnel_send_hello(struct ri_tunnel *t, const char *edge_id, const char *s
 /* Queue a control frame (stream 0 or a stream's WINDOW/OPEN/RST). */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,
                    size_t n);
+/* Queue RST for a stream (known to the mux or not) with code and reason. */
+int ri_tunnel_rst(struct ri_tunnel *t, uint32_t stream, unsigned code, const char *reason);
 /* Something is ready to send: make sure the writer runs. */
 void ri_tunnel_kick(struct ri_tunnel *t);
 

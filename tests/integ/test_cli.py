@@ -62,6 +62,17 @@ def test_config_check_errors_name_file_and_line(env):
         ("bad role", _hub_cfg(env).replace('role = "hub"', 'role = "spoke"'), 1, "role"),
         ("missing plugin", _hub_cfg(env).replace('"header_proxy_v1"', '"no_such_plugin"'), 3,
          "no_such_plugin"),
+        # libconfig wraps integers without an L suffix to 32 bits: 2^32 + 100 would be 100
+        ("wrapping integer", _hub_cfg(env, extra_hub="  max_streams = 4294967396;\n"), 6,
+         "integer 4294967396 is out of range"),
+        ("wrapping hex integer", _hub_cfg(env, extra_hub="  max_streams = 0x100000064;\n"), 6,
+         "out of range"),
+        ("wrapping port", _hub_cfg(env).replace("[ 80 ]", "[\n 4294967376 ]"), 7,
+         "integer 4294967376 is out of range"),
+        ("wrapping interval", _hub_cfg(env).replace("[ 80 ]", "[ 80 ];\nstun_interval_secs = "
+                                                    "4294967596"), 7, "out of range"),
+        ("64-bit out of range", _hub_cfg(env, extra_hub="  max_streams = 4294967396L;\n"), 6,
+         "'max_streams' = 4294967396 is out of range"),
     ]
     for name, text, line, words in cases:
         path = env.write(f"bad-{name.replace(' ', '-')}.cfg", text)
@@ -77,6 +88,35 @@ def test_config_check_errors_name_file_and_line(env):
     r = env.run_core(["-t", "-c", env.path("does-not-exist.cfg")])
     check(r.returncode != 0 and "does-not-exist.cfg" in r.stderr,
           f"a missing file: rc {r.returncode}, {r.stderr!r}")
+
+
+def test_config_check_loads_what_the_daemon_loads(env):
+    """-t fails where starting would: an unresolvable target_host, a
+    certificate that is not PEM, a missing hub_ca; a folder as -c is named."""
+    junk = env.write("junk.pem", "not a certificate\n")
+    cases = [
+        ("unresolvable target_host", _hub_cfg(env, extra_hub='  target_host = "no-such-host.invalid";\n'),
+         "target_host: cannot resolve no-such-host.invalid"),
+        ("certificate not PEM", _hub_cfg(env, extra_hub=f'  tls_cert = "{junk}"; tls_key = "{junk}";\n'),
+         "cannot load tls_cert"),
+    ]
+    for name, text, words in cases:
+        path = env.write(f"bad-{name.replace(' ', '-')}.cfg", text)
+        r = env.run_core(["-t", "-c", path])
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and words in out, f"{name}: rc {r.returncode}:\n{out}")
+        r2 = env.run_core(["-c", path])
+        check(r2.returncode == 1, f"{name}: the daemon started (rc {r2.returncode})")
+    edge = env.write("edge.cfg", f'role = "edge";\nplugin_dir = "{env.plugin_dir}";\n'
+                     'plugins = ( { name = "auth_secret"; }, { name = "listen_tcp"; } );\n'
+                     'edge = { hub_host = "127.0.0.1"; hub_port = 8443; edge_id = "e1";\n'
+                     f'  secret = "0123456789abcdef0123"; hub_ca = "{env.path("nope.pem")}"; }};\n')
+    r = env.run_core(["-t", "-c", edge])
+    check(r.returncode == 1 and "cannot load hub_ca" in r.stderr,
+          f"missing hub_ca: rc {r.returncode}: {r.stderr}")
+    r = env.run_core(["-t", "-c", env.dir])
+    check(r.returncode == 1 and "is a directory" in r.stderr,
+          f"a folder as config: rc {r.returncode}: {r.stderr}")
 
 
 def test_version_and_help(env):

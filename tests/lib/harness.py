@@ -222,7 +222,7 @@ class Proc:
     """A child process in its own process group, output (stdout+stderr) in a
     log file inside the test's folder."""
 
-    def __init__(self, env, name, argv, kind="other", cwd=None, extra_env=None):
+    def __init__(self, env, name, argv, kind="other", cwd=None, extra_env=None, stdin=None):
         self.env = env
         self.name = name
         self.argv = list(argv)
@@ -240,7 +240,7 @@ class Proc:
         if extra_env:
             e.update(extra_env)
         with open(self.log_path, "ab") as logf:
-            self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
+            self.p = subprocess.Popen(self.argv, stdin=stdin or subprocess.DEVNULL, stdout=logf,
                                       stderr=subprocess.STDOUT, cwd=cwd or env.dir, env=e,
                                       start_new_session=True)
         _LIVE.add(self.p)
@@ -461,6 +461,34 @@ EDGE_DEFAULTS = {
 
 class Hub(Proc):
     pass
+
+
+class Peer(Proc):
+    """ri-peer (tests/tools/ri_peer.c): a tunnel peer that knows the secret
+    and does what the test tells it. Its output -- "READY", one "< TYPE
+    stream=N len=L ..." line per frame received, "CLOSED why" -- is its log,
+    so wait_log() waits for frames."""
+
+    def send(self, line):
+        """One command line (commands separated by " ; " go out in one write);
+        waits for the tool's "OK" for it."""
+        m = self.mark()
+        try:
+            self.p.stdin.write((line + "\n").encode())
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            fail(f"{self.name} is gone (sending {line!r}):\n{self.tail(10)}")
+        if line.strip() != "quit":
+            self.wait_log(r"(?m)^OK$", since=m)
+        return m
+
+    def frames(self, pattern, since=0):
+        """The frame lines matching pattern, after since."""
+        return re.findall(pattern, self.lines_since(since))
+
+    def data_bytes(self, stream, since=0):
+        return sum(int(x) for x in
+                   re.findall(r"< DATA stream=%d len=(\d+)" % stream, self.lines_since(since)))
 
 
 class Edge(Proc):
@@ -995,8 +1023,27 @@ class Env:
         lines.append("};")
         return "\n".join(lines) + "\n"
 
-    def start_core(self, name, cfg_path, cls=Proc, args=()):
-        return cls(self, name, [self.core, "-c", cfg_path, *args], kind="core")
+    def start_core(self, name, cfg_path, cls=Proc, args=(), wrap=()):
+        """Starts ri-core -c cfg_path; `wrap` is an argv prefix that execs
+        it (e.g. ["prlimit", "--nofile=24"]), so the pid stays ri-core's."""
+        return cls(self, name, [*wrap, self.core, "-c", cfg_path, *args], kind="core")
+
+    def peer(self, role, addr, edge_id, secret, *opts, name=None, wait=True):
+        """Starts ri-peer as a rogue `role` ("edge": connects to addr; "hub":
+        listens on addr). With wait, an edge waits for READY (authenticated)
+        and a hub for LISTENING."""
+        exe = os.path.join(self.build, "ri-peer")
+        check(os.access(exe, os.X_OK), f"{exe} not built (make builds it with the tests)")
+        flag = "--connect" if role == "edge" else "--listen"
+        p = Peer(self, name or f"peer-{role}", [exe, role, flag, addr, "--id", edge_id,
+                                                 "--secret", secret, "--plugin",
+                                                 os.path.join(self.plugin_dir, "auth_secret.so"),
+                                                 *opts], kind="tool", stdin=subprocess.PIPE)
+        self.secrets.add(secret)
+        if wait:
+            p.wait_log(r"(?m)^(READY|TLS-UP)$" if role == "edge" and "--raw" in opts
+                       else r"(?m)^READY$" if role == "edge" else r"(?m)^LISTENING$")
+        return p
 
     def hub(self, edges, port=None, name="hub", wait=True, **opts):
         """Writes NAME.cfg and starts a hub; waits for its listener. The
@@ -1183,13 +1230,13 @@ class Env:
             cp = p.crash_problem()
             if cp:
                 problems.append(cp)
-            if p.kind == "core":
+            if p.kind in ("core", "tool"):
                 log = p.log()
                 m = SANITIZER_RE.search(log)
                 if m:
                     i = max(0, m.start() - 200)
                     problems.append(f"sanitizer report in {p.name}'s log:\n{log[i:i + 4000]}")
-                for s in self.secrets:
+                for s in self.secrets if p.kind == "core" else ():
                     if s and s in log:
                         problems.append(f"a secret appears in {p.name}'s log")
         return problems
