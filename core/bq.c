@@ -1,11 +1,12 @@
 /* bq.c -- chunked byte queue with a free-list pool. */
 #include "bq.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct ri_chunk *pool;
-static size_t pool_n, pool_max = 1024, in_use;
+static size_t pool_n, pool_max = 256, in_use, peak;
 
 void ri_bq_pool_limit(size_t chunks) { pool_max = chunks; }
 size_t ri_bq_pool_allocated(void) { return in_use; }
@@ -21,7 +22,8 @@ static struct ri_chunk *chunk_get(void)
     }
     c->next = NULL;
     c->off = c->len = 0;
-    in_use++;
+    if (++in_use > peak)
+        peak = in_use;
     return c;
 }
 
@@ -35,6 +37,19 @@ static void chunk_put(struct ri_chunk *c)
     c->next = pool;
     pool = c;
     pool_n++;
+}
+
+int ri_bq_trim(void)
+{
+    /* chunks are 16 KiB, below malloc's mmap threshold: freed ones stay in
+     * the heap, scattered, and glibc returns such memory only when asked */
+    if ((peak - in_use) * sizeof(struct ri_chunk) < RI_BQ_TRIM_BYTES) {
+        peak = in_use;
+        return 0;
+    }
+    peak = in_use;
+    malloc_trim(0);
+    return 1;
 }
 
 void ri_bq_pool_drain(void)

@@ -29,9 +29,16 @@ int ri_bq_iov(const struct ri_bq *q, struct iovec *iov, int max);
 void ri_bq_consume(struct ri_bq *q, size_t n);
 void ri_bq_clear(struct ri_bq *q);
 
-/* Chunks kept in the pool for reuse (beyond that they are freed). */
+/* Chunks kept in the pool for reuse (beyond that they are freed; default
+ * 256, 4 MiB). */
 void ri_bq_pool_limit(size_t chunks);
 size_t ri_bq_pool_allocated(void); /* chunks currently in use by queues */
 void ri_bq_pool_drain(void);
+
+/* Gives memory back to the system after a burst: when the chunks in use
+ * fell by RI_BQ_TRIM_BYTES or more since the last call, returns the heap's
+ * free pages (malloc_trim) and says 1. Called from a slow timer. */
+#define RI_BQ_TRIM_BYTES (8u << 20)
+int ri_bq_trim(void);
 
 #endif

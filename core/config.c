@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <gnutls/gnutls.h>
+
 #include "log.h"
 #include "netutil.h"
 #include "token.h"
@@ -305,7 +307,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams", NULL};
     check_keys(x, edge, "edge", keys);
-    const char *token = get_str(x, edge, "token", 0);
+    const char *token = c->token = get_str(x, edge, "token", 0);
     int fields = config_setting_get_member(edge, "hub_host") || config_setting_get_member(edge, "hub_port") ||
                  config_setting_get_member(edge, "edge_id") || config_setting_get_member(edge, "secret");
     if (token && fields) {
@@ -321,9 +323,10 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
             c->edge_id = strdup(t.edge_id);
             c->secret = strdup(t.secret);
         }
+        gnutls_memset(&t, 0, sizeof t);
     } else {
         const char *h = get_str(x, edge, "hub_host", 1), *e = get_str(x, edge, "edge_id", 1),
-                   *s = get_str(x, edge, "secret", 1);
+                   *s = c->secret_str = get_str(x, edge, "secret", 1);
         c->hub_port = (int)get_int(x, edge, "hub_port", 0, 1, 65535);
         if (!config_setting_get_member(edge, "hub_port"))
             ERR(x, edge, "'hub_port' is required (or use 'token')");
@@ -473,7 +476,7 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
     free(tmp);
     config_init(&c->cf);
     config_set_include_dir(&c->cf, c->dir);
-    struct stat st;
+    struct stat st = {0};
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         ri_errs_add(errs, path, 0, "is a directory, not a config file");
         ri_config_free(c);
@@ -533,6 +536,8 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
         ri_config_free(c);
         return NULL;
     }
+    c->file_mode = (unsigned)(st.st_mode & 07777);
+    c->secrets_exposed = (c->n_edges || c->secret) && (st.st_mode & 077) != 0;
     return c;
 }
 
@@ -568,6 +573,14 @@ void ri_config_free(struct ri_config *c)
 {
     if (!c)
         return;
+    /* secrets live in libconfig's strings too: wipe them before it frees them */
+    for (size_t i = 0; i < c->n_edges; i++)
+        if (c->edges[i].secret)
+            gnutls_memset((char *)c->edges[i].secret, 0, strlen(c->edges[i].secret));
+    if (c->token)
+        gnutls_memset((char *)c->token, 0, strlen(c->token));
+    if (c->secret_str)
+        gnutls_memset((char *)c->secret_str, 0, strlen(c->secret_str));
     for (size_t i = 0; i < c->n_edges; i++)
         free(c->edges[i].ports);
     free(c->edges);
@@ -578,9 +591,7 @@ void ri_config_free(struct ri_config *c)
     free(c->hub_host);
     free(c->edge_id);
     if (c->secret) {
-        /* do not leave the secret in freed memory */
-        volatile char *p = c->secret;
-        while (*p) *p++ = 0;
+        gnutls_memset(c->secret, 0, strlen(c->secret));
         free(c->secret);
     }
     free(c->hub_ca);

@@ -31,6 +31,10 @@ struct ri_config {
     config_t cf;
 
     int role; /* enum ri_role */
+    /* the file holds secrets (hub edges, an edge's secret or token) and
+     * group or others may read it: the role warns at start, -t too */
+    int secrets_exposed;
+    unsigned file_mode;
     int log_level;
     char *plugin_dir; /* resolved, or NULL for the default search */
     int plugins_line;
@@ -55,6 +59,7 @@ struct ri_config {
     int hub_port;
     char *edge_id;
     char *secret;
+    const char *token, *secret_str; /* in libconfig's memory (wiped at free) */
     const char *bind_address;
     const char *hub_fingerprint; /* "sha256:<hex>" or NULL */
     char *hub_ca;

@@ -29,6 +29,7 @@ struct edge {
     int n_addrs, next_addr;
     ev_io cio;
     ev_timer ctimer, retry, drain;
+    ev_timer trim; /* gives memory back after a burst (ri_bq_trim) */
     double backoff;
     uint16_t ports[RI_CONFIG_PORTS_MAX];
     size_t n_ports;
@@ -379,6 +380,12 @@ static void edge_stop(void)
     ev_timer_start(EV_DEFAULT, &E.drain);
 }
 
+static void trim_cb(EV_P_ ev_timer *w, int revents)
+{
+    if (ri_bq_trim())
+        log_debug("memory: returned free heap pages to the system after a burst");
+}
+
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
     if (w->signum == SIGHUP)
@@ -396,6 +403,8 @@ int ri_edge_run(struct ri_cycle *cy, const char *path)
     ri_api_set_accept_hook(edge_accept);
     ev_init(&E.retry, retry_cb);
     ev_init(&E.drain, drain_cb);
+    ev_timer_init(&E.trim, trim_cb, 2.0, 2.0);
+    ev_timer_start(EV_DEFAULT, &E.trim);
     const struct ri_config *c = cy->cfg;
     log_info("edge %s: hub %s:%d, binding %s%s%s", c->edge_id, c->hub_host, c->hub_port,
              c->bind_address, c->hub_fingerprint ? ", pinned hub certificate" : "",
@@ -413,6 +422,7 @@ int ri_edge_run(struct ri_cycle *cy, const char *path)
 
     ev_timer_stop(EV_DEFAULT, &E.drain);
     ev_timer_stop(EV_DEFAULT, &E.retry);
+    ev_timer_stop(EV_DEFAULT, &E.trim);
     ev_signal_stop(EV_DEFAULT, &sig_term);
     ev_signal_stop(EV_DEFAULT, &sig_int);
     ev_signal_stop(EV_DEFAULT, &sig_hup);

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "clock.h"
 #include "log.h"
 #include "netutil.h"
+#include "penalty.h"
 #include "ratelimit.h"
 #include "role.h"
 #include "tunnel.h"
@@ -31,9 +33,11 @@ struct hub {
     int stopping;
     ev_timer drain;
     ev_timer accept_pause;
+    ev_timer trim; /* gives memory back after a burst (ri_bq_trim) */
     /* what unauthenticated peers can make us log: accept failures, the
      * handshake cap, handshakes that fail (shared by those tunnels) */
-    struct ri_ratelimit rl_accept, rl_overload, rl_preauth;
+    struct ri_ratelimit rl_accept, rl_overload, rl_preauth, rl_penalty, rl_banned;
+    struct ri_penalty penalty; /* addresses that keep failing to authenticate */
 };
 
 static struct hub H;
@@ -63,6 +67,7 @@ static void send_config(struct ri_tunnel *t, const struct ri_edge_conf *e)
 static void hub_ready(struct ri_tunnel *t)
 {
     H.handshaking--;
+    ri_penalty_clear(&H.penalty, (struct sockaddr *)&t->peer_sa);
     /* a reload since HELLO looked the edge up may have removed it or changed
      * its secret (hub_reload skips tunnels still in the handshake) */
     const struct ri_edge_conf *e = ri_config_find_edge(H.cy->cfg, t->edge_id);
@@ -167,6 +172,13 @@ static void hub_closed(struct ri_tunnel *t, unsigned code)
 {
     if (!t->was_ready)
         H.handshaking--;
+    if (!t->was_ready && (code == RI_E_AUTH || code == RI_E_UNKNOWN_EDGE)) {
+        uint64_t ban = ri_penalty_fail(&H.penalty, (struct sockaddr *)&t->peer_sa, ri_now_ns());
+        if (ban)
+            ri_log_rl(&H.rl_penalty, RI_LOG_WARN,
+                      "hub: %s keeps failing to authenticate: refusing its connections for "
+                      "%.0f s", t->peer, (double)ban / 1e9);
+    }
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -210,6 +222,14 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         }
         char peer[64];
         ri_addr_str((struct sockaddr *)&ss, peer, sizeof peer);
+        uint64_t ban = ri_penalty_check(&H.penalty, (struct sockaddr *)&ss, ri_now_ns());
+        if (ban) {
+            ri_log_rl(&H.rl_banned, RI_LOG_WARN,
+                      "hub: refusing %s for %.0f s more: repeated authentication failures",
+                      peer, (double)ban / 1e9);
+            close(fd);
+            continue;
+        }
         if (H.handshaking >= H.cy->cfg->max_handshakes) {
             ri_log_rl(&H.rl_overload, RI_LOG_WARN,
                       "hub: %u connections still in handshake (max_handshakes): dropping %s",
@@ -226,6 +246,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         }
         H.handshaking++;
         t->preauth_rl = &H.rl_preauth;
+        memcpy(&t->peer_sa, &ss, sl < sizeof ss ? sl : sizeof ss);
         t->next = H.tunnels;
         if (H.tunnels)
             H.tunnels->prev = t;
@@ -396,6 +417,12 @@ static void hub_stop(void)
     ev_timer_start(EV_DEFAULT, &H.drain);
 }
 
+static void trim_cb(EV_P_ ev_timer *w, int revents)
+{
+    if (ri_bq_trim())
+        log_debug("memory: returned free heap pages to the system after a burst");
+}
+
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
     if (w->signum == SIGHUP)
@@ -410,6 +437,8 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
     H.rl_accept = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     H.rl_overload = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     H.rl_preauth = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    H.rl_penalty = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    H.rl_banned = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     H.cy = cy;
     H.path = path;
     H.lfd = -1;
@@ -434,6 +463,8 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
              cy->pl->header ? cy->pl->header->mod->desc->name : "");
     ev_io_init(&H.lio, accept_cb, H.lfd, EV_READ);
     ev_timer_init(&H.accept_pause, accept_resume_cb, 1.0, 0);
+    ev_timer_init(&H.trim, trim_cb, 2.0, 2.0);
+    ev_timer_start(EV_DEFAULT, &H.trim);
     ev_io_start(EV_DEFAULT, &H.lio);
     ev_signal sig_term, sig_int, sig_hup;
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
@@ -448,6 +479,7 @@ int ri_hub_run(struct ri_cycle *cy, const char *path)
     /* after the loop: free what is left (tunnels freed by their reapers) */
     ev_timer_stop(EV_DEFAULT, &H.drain);
     ev_timer_stop(EV_DEFAULT, &H.accept_pause);
+    ev_timer_stop(EV_DEFAULT, &H.trim);
     ev_signal_stop(EV_DEFAULT, &sig_term);
     ev_signal_stop(EV_DEFAULT, &sig_int);
     ev_signal_stop(EV_DEFAULT, &sig_hup);

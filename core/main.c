@@ -70,7 +70,10 @@ static int cmd_token(int argc, char **argv)
         }
         char *js = ri_token_to_json(&t);
         printf("%s\n", js ? js : "");
+        if (js)
+            gnutls_memset(js, 0, strlen(js));
         free(js);
+        gnutls_memset(&t, 0, sizeof t);
         return js ? 0 : 1;
     }
     if (strcmp(argv[1], "encode") != 0) {
@@ -239,6 +242,9 @@ int main(int argc, char **argv)
         gnutls_global_deinit();
         return 1;
     }
+    if (c->secrets_exposed && test)
+        fprintf(stderr, "%s: warning: holds secrets but is readable by group or others (mode "
+                "%04o): chmod 600 %s\n", cfg_path, c->file_mode, cfg_path);
     if (test) {
         printf("%s: configuration OK: role %s, plugins:", cfg_path,
                c->role == RI_ROLE_HUB ? "hub" : "edge");
@@ -253,6 +259,9 @@ int main(int argc, char **argv)
         return 0;
     }
     ri_log_level = debug ? RI_LOG_DEBUG : c->log_level;
+    if (c->secrets_exposed)
+        log_warn("%s holds secrets but is readable by group or others (mode %04o): chmod 600 %s",
+                 cfg_path, c->file_mode, cfg_path);
     signal(SIGPIPE, SIG_IGN);
     int rc = c->role == RI_ROLE_HUB ? ri_hub_run(cy, cfg_path) : ri_edge_run(cy, cfg_path);
     ri_bq_pool_drain(); /* exit with nothing allocated (valgrind-clean) */

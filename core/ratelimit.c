@@ -5,8 +5,9 @@ int ri_ratelimit_pass(struct ri_ratelimit *rl, uint64_t now_ns, uint64_t *held)
 {
     uint64_t iv = rl->interval_ns ? rl->interval_ns : RI_RATELIMIT_DEFAULT_NS;
     uint32_t burst = rl->burst ? rl->burst : 1;
-    if (rl->start_ns == 0 || now_ns - rl->start_ns >= iv || now_ns < rl->start_ns) {
-        rl->start_ns = now_ns ? now_ns : 1;
+    uint64_t t = now_ns + 1; /* start_ns 0 means "no interval yet" */
+    if (rl->start_ns == 0 || t < rl->start_ns || t - rl->start_ns >= iv) {
+        rl->start_ns = t;
         rl->used = 0;
     }
     if (rl->used >= burst) {

@@ -4,11 +4,42 @@
 #include "token.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "b64.h"
+
+/* A token holds a secret, and so do jansson's copies of its strings: this
+ * allocator wipes every block jansson frees (sizes kept in a header). */
+struct wipe_hdr {
+    size_t n;
+    max_align_t align_;
+};
+
+static void *wipe_malloc(size_t n)
+{
+    struct wipe_hdr *h = malloc(sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->n = n;
+    return h + 1;
+}
+
+static void wipe_free(void *p)
+{
+    if (!p)
+        return;
+    struct wipe_hdr *h = (struct wipe_hdr *)p - 1;
+    explicit_bzero(p, h->n);
+    free(h);
+}
+
+static void secure_json(void)
+{
+    json_set_alloc_funcs(wipe_malloc, wipe_free);
+}
 
 static int check_fields(const struct ri_token *t, char *err, size_t errlen)
 {
@@ -24,6 +55,7 @@ char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen)
 {
     if (check_fields(t, err, errlen) < 0)
         return NULL;
+    secure_json();
     /* key order h, p, e, s matches JSON.stringify of the original */
     json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "h", t->hub_host, "p", t->hub_port,
                           "e", t->edge_id, "s", t->secret);
@@ -43,7 +75,7 @@ char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen)
         b64url_encode(js, n, out);
     else
         snprintf(err, errlen, "out of memory");
-    free(js);
+    wipe_free(js); /* json_dumps allocated it with wipe_malloc */
     return out;
 }
 
@@ -76,8 +108,10 @@ int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen)
     long len = b64url_decode(s, n, raw);
     if (len < 0)
         return snprintf(err, errlen, "token is not valid base64url"), -1;
+    secure_json();
     json_error_t je;
     json_t *o = json_loadb((const char *)raw, (size_t)len, JSON_REJECT_DUPLICATES, &je);
+    explicit_bzero(raw, sizeof raw);
     if (!o) return snprintf(err, errlen, "token is not valid JSON: %s", je.text), -1;
     int rc = -1;
     if (!json_is_object(o)) {
@@ -107,10 +141,13 @@ out:
 
 char *ri_token_to_json(const struct ri_token *t)
 {
+    secure_json();
     json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "hubHost", t->hub_host, "hubPort",
                           t->hub_port, "edgeId", t->edge_id, "secret", t->secret);
     if (!o) return NULL;
     char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
-    return js;
+    char *out = js ? strdup(js) : NULL; /* the caller frees with free() */
+    wipe_free(js);
+    return out;
 }

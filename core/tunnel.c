@@ -42,7 +42,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     if (t->auth_conn)
         free(t->auth_conn);
     if (t->secret) {
-        memset(t->secret, 0, t->secret_len);
+        gnutls_memset(t->secret, 0, t->secret_len);
         free(t->secret);
     }
     ri_bq_clear(&t->ctrl);

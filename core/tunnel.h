@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <gnutls/gnutls.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "bq.h"
 #include "cycle.h"
@@ -68,6 +69,7 @@ struct ri_tunnel {
     struct ri_cycle *cy; /* the config generation this tunnel runs under */
     const struct ri_tunnel_hooks *hooks;
     char peer[64]; /* address for logs */
+    struct sockaddr_storage peer_sa; /* hub: the edge's address (penalty.h) */
     char edge_id[RI_EDGE_ID_MAX + 1];
 
     /* authentication */

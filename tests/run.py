@@ -204,6 +204,7 @@ def main():
     core = os.path.join(build, "ri-core")
     scale = float(os.environ.get("RI_TEST_SCALE", 0)) or (3.0 if is_sanitized(core) else 1.0)
     os.environ["RI_TEST_SCALE"] = str(scale)
+    os.environ["RI_SANITIZED"] = "1" if is_sanitized(core) else "0"
     os.environ["RI_BUILD"] = build
     # a stray SIGTERM/SIGHUP to the runner still runs the atexit cleanup
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -119,6 +119,16 @@ def test_config_check_loads_what_the_daemon_loads(env):
           f"a folder as config: rc {r.returncode}: {r.stderr}")
 
 
+def test_config_with_secrets_readable_by_others_warns(env):
+    loose = env.write("loose.cfg", _hub_cfg(env), mode=0o644)
+    r = env.run_core(["-t", "-c", loose])
+    check(r.returncode == 0 and "readable by group or others (mode 0644): chmod 600" in r.stderr,
+          f"a 0644 config with secrets: rc {r.returncode}: {r.stderr!r}")
+    tight = env.write("tight.cfg", _hub_cfg(env), mode=0o600)
+    r = env.run_core(["-t", "-c", tight])
+    check(r.returncode == 0 and "readable" not in r.stderr, f"a 0600 config: {r.stderr!r}")
+
+
 def test_version_and_help(env):
     for flag in ("-V", "--version"):
         r = env.run_core([flag])

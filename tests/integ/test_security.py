@@ -195,3 +195,34 @@ def test_protocol_violations_before_auth_get_refuse_code_1(env):
     peer = env.peer("edge", addr, a.id, a.secret)
     m = peer.send("ping")
     peer.wait_log(r"< PONG", since=m)
+
+
+def test_repeated_auth_failures_back_off_per_address(env):
+    """An address that keeps failing to authenticate is refused at accept
+    for a growing while; other addresses are not affected."""
+    p = env.port()
+    env.upstream(p)
+    a = EdgeSpec("edge-a", [p])
+    hub = env.hub([a])
+    addr = f"127.0.0.1:{hub.port}"
+    failures = 0
+    for i in range(12):
+        # alternate a wrong secret and an unknown id: both count
+        who = (a.id, "wrong-secret-0123456789") if i % 2 == 0 else ("no-such-edge",
+                                                                    "0123456789abcdef")
+        pe = env.peer("edge", addr, *who, "--bind", "127.0.0.5", wait=False, name=f"bad-{i}")
+        pe.wait_log(r"CLOSED ", allow_exit=True)
+        if re.search(r"< REFUSE stream=0 len=\d+ code=[34] ", pe.log()):
+            failures += 1
+            continue
+        # not even a TLS handshake: refused at accept
+        check(failures > 3, f"refused at accept after only {failures} failures")
+        break
+    else:
+        check(False, f"12 attempts, {failures} failures, never refused at accept")
+    hub.wait_log(r"hub: 127\.0\.0\.5:\d+ keeps failing to authenticate: refusing its "
+                 r"connections for \d+ s")
+    hub.wait_log(r"hub: refusing 127\.0\.0\.5:\d+ for \d+ s more: repeated authentication")
+    # the real edge, from another address, is let in at once
+    env.edge(hub, a)
+    echo_check(env.connect("127.0.0.2", p), b"unaffected")

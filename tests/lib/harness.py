@@ -45,6 +45,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Multiplies every deadline; the runner sets it (3 for sanitizer builds).
 SCALE = float(os.environ.get("RI_TEST_SCALE", "1"))
 
+# The runner exports RI_SANITIZED=1 for a sanitizer build (whose allocator
+# is not glibc's, so memory figures mean something else there).
+SANITIZED = os.environ.get("RI_SANITIZED") == "1"
+
 SANITIZER_RE = re.compile(r"ERROR: \w*Sanitizer|runtime error:|SUMMARY: \w*Sanitizer")
 
 
@@ -93,6 +97,15 @@ def _kill_all():
 
 
 atexit.register(_kill_all)
+
+
+def rss_mib(pid):
+    """Resident set size of a process, MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 def raise_nofile(want=65536):
@@ -960,10 +973,13 @@ class Env:
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def write(self, name, text):
+    def write(self, name, text, mode=0o600):
+        """Writes a file of the test's folder; owner-only by default, as a
+        config holding secrets should be (ri-core warns otherwise)."""
         p = self.path(name)
         with open(p, "w") as f:
             f.write(text)
+        os.chmod(p, mode)
         return p
 
     # -- ports

@@ -29,6 +29,7 @@
  *   --tickets N   (hub) send N session tickets with the first AUTH message
  *   --config P,.. (hub) CONFIG after WELCOME (default: none sent)
  *   --raw         stop after TLS ("TLS-UP"): the test drives the handshake
+ *   --bind ADDR   (edge) connect from this source address
  *
  * Exit: 0 after "quit" or stdin EOF, 1 on a failed handshake or a lost
  * connection. Deliberately no event library: poll() on stdin and the socket. */
@@ -57,7 +58,7 @@
 #define RBUF (256u * 1024u)
 
 static int hub_mode, no_ack, no_pong, no_window, raw_mode, n_tickets;
-static const char *edge_id, *secret, *config_ports;
+static const char *edge_id, *secret, *config_ports, *bind_addr;
 static int fd = -1;
 static gnutls_session_t S;
 static uint8_t *obuf, rbuf[RBUF];
@@ -526,8 +527,16 @@ static int open_socket(const char *hostport, int listening)
             die("accept: %s", strerror(errno));
         close(s);
         s = c;
-    } else if (connect(s, (struct sockaddr *)&ss, sl) < 0) {
-        die("connect %s: %s", hostport, strerror(errno));
+    } else {
+        if (bind_addr) {
+            struct sockaddr_storage bs;
+            socklen_t bl;
+            if (ri_resolve(bind_addr, 0, &bs, &bl, err, sizeof err) < 0 ||
+                bind(s, (struct sockaddr *)&bs, bl) < 0)
+                die("bind %s: %s", bind_addr, strerror(errno));
+        }
+        if (connect(s, (struct sockaddr *)&ss, sl) < 0)
+            die("connect %s: %s", hostport, strerror(errno));
     }
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
@@ -542,7 +551,8 @@ int main(int argc, char **argv)
         {"plugin", required_argument, 0, 'p'},  {"no-ack", no_argument, 0, 'A'},
         {"no-pong", no_argument, 0, 'P'},       {"no-window", no_argument, 0, 'W'},
         {"tickets", required_argument, 0, 'T'}, {"config", required_argument, 0, 'C'},
-        {"raw", no_argument, 0, 'R'},           {0, 0, 0, 0}};
+        {"raw", no_argument, 0, 'R'},           {"bind", required_argument, 0, 'B'},
+        {0, 0, 0, 0}};
     if (argc < 2 || (strcmp(argv[1], "edge") && strcmp(argv[1], "hub"))) {
         fprintf(stderr, "usage: ri-peer edge|hub ... (see tests/tools/ri_peer.c)\n");
         return 2;
@@ -563,6 +573,7 @@ int main(int argc, char **argv)
         case 'T': n_tickets = atoi(optarg); break;
         case 'C': config_ports = optarg; break;
         case 'R': raw_mode = 1; break;
+        case 'B': bind_addr = optarg; break;
         default: return 2;
         }
     }

@@ -68,6 +68,11 @@
     X(pace_estimates_expire)                                                        \
     /* t_bq.c */                                                                    \
     X(bq_random_against_reference) X(bq_iov_limit_and_boundaries) X(bq_clear_returns_chunks) \
+    /* t_penalty.c */                                                               \
+    X(penalty_free_failures_then_doubling_to_cap) X(penalty_addresses_are_separate_v6_by_prefix) \
+    X(penalty_success_and_quiet_time_forget) X(penalty_table_full_keeps_working)    \
+    /* t_ratelimit.c */                                                             \
+    X(ratelimit_burst_then_held_then_reported) X(ratelimit_defaults_and_clock_going_back) \
     /* t_proxy.c */                                                                 \
     X(proxy_v1_ipv4) X(proxy_v1_ipv6_canonical) X(proxy_v1_mapped_both_sides_is_tcp4) \
     X(proxy_v1_mixed_families_is_tcp6) X(proxy_v1_longest_line) X(proxy_v1_cap_too_small) \
