@@ -156,6 +156,8 @@ static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t n)
         ssize_t r = recv(t->fd, t->ibuf, RI_NETBUF_SIZE, 0);
         if (r < 0 && errno == EAGAIN)
             t->rx_blocked = 1; /* the socket is empty: see tunnel_read */
+        else if (r < 0)
+            t->rx_errno = errno; /* for the log: GnuTLS only says "pull error" */
         if (r <= 0)
             return r; /* errno tells GnuTLS EAGAIN/EINTR/other; 0 is EOF */
         t->ilen = (size_t)r;
@@ -799,6 +801,11 @@ static void tunnel_read(struct ri_tunnel *t)
                 /* peers close without close_notify: the frames say what happened */
                 ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
                                "peer closed the connection");
+                return;
+            }
+            if (n == GNUTLS_E_PULL_ERROR) {
+                ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE, "connection lost: %s",
+                               strerror(t->rx_errno));
                 return;
             }
             if (n < 0 && gnutls_error_is_fatal((int)n)) {

@@ -93,6 +93,7 @@ struct ri_tunnel {
     uint8_t *ibuf, *obuf;
     size_t ilen, ioff, olen, ooff;
     int rx_blocked; /* the last recv() found the socket empty */
+    int rx_errno;   /* why the last recv() failed */
     struct ri_bq ctrl; /* control frames: always composed before data */
     struct ri_pace pace;   /* our DATA in flight (see pace.h) */
     uint64_t rx_unacked;   /* peer DATA bytes parsed but not yet ACKed */

@@ -534,10 +534,14 @@ class Upstream:
     """An upstream server in a thread (selectors). Per connection it first
     reads the PROXY v1 line (proxy=True), then, mode "echo": echoes every byte
     and, on EOF, finishes echoing, shuts its write side and closes; mode
-    "hold": counts bytes, never writes, closes after EOF. Every byte of
+    "hold": counts bytes, never writes, closes after EOF; mode "source": sends
+    source_bytes of b"y" at once (after the PROXY line), then behaves as
+    "hold". Every byte of
     payload is hashed (UConn.digest())."""
 
-    def __init__(self, env, host, port, proxy=True, mode="echo", name=None):
+    def __init__(self, env, host, port, proxy=True, mode="echo", name=None,
+                 source_bytes=4 << 20):
+        self.source_bytes = source_bytes
         self.env = env
         self.host, self.port = host, port
         self.proxy = proxy
@@ -672,6 +676,11 @@ class Upstream:
                 with self.cond:
                     c.proxy_line = line
                     self.cond.notify_all()
+            if self.mode == "source":
+                c.out += b"y" * self.source_bytes
+                self._write(c)
+                if c.closed:
+                    return
             if not data:
                 return
         c.nbytes += len(data)

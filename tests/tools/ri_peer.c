@@ -19,6 +19,8 @@
  *   fin ID | rst ID CODE | window ID N | ack N | ping | goaway CODE
  *   config P1,P2,...      (hub) CONFIG with these ports; "config none" for none
  *   configmany N          (hub) CONFIG with ports 1..N
+ *   configrange FIRST N   (hub) CONFIG with ports FIRST..FIRST+N-1
+ *   autoack on|off, autowindow on|off   answer DATA with ACK / WINDOW or not
  *   frame TYPE STREAM HEX any frame; TYPE in decimal or 0x..
  *   keyupdate             TLS 1.3 KeyUpdate asking the peer to update too
  *   keyupdate1            TLS 1.3 KeyUpdate for our direction only
@@ -382,6 +384,9 @@ static void command(char *c)
 {
     while (*c == ' ')
         c++;
+    size_t len = strlen(c);
+    while (len && c[len - 1] == ' ')
+        c[--len] = '\0';
     char *arg = strchr(c, ' ');
     if (arg)
         *arg++ = 0;
@@ -457,6 +462,20 @@ static void command(char *c)
         for (int i = 1; i <= n && i <= RI_CONFIG_PORTS_MAX; i++)
             m.ports[m.n_ports++] = (uint16_t)i;
         send_frame(RI_F_CONFIG, 0, buf, ri_config_encode(buf, sizeof buf, &m));
+    } else if (!strcmp(c, "configrange")) {
+        static struct ri_config_msg m;
+        static uint8_t buf[6 + 2 * RI_CONFIG_PORTS_MAX];
+        unsigned first, n;
+        if (sscanf(arg, "%u %u", &first, &n) != 2 || first + n > 65536)
+            die("usage: configrange FIRST N");
+        m.n_ports = 0;
+        for (unsigned i = 0; i < n && i < RI_CONFIG_PORTS_MAX; i++)
+            m.ports[m.n_ports++] = (uint16_t)(first + i);
+        send_frame(RI_F_CONFIG, 0, buf, ri_config_encode(buf, sizeof buf, &m));
+    } else if (!strcmp(c, "autoack")) {
+        no_ack = strcmp(arg, "on") != 0;
+    } else if (!strcmp(c, "autowindow")) {
+        no_window = strcmp(arg, "on") != 0;
     } else if (!strcmp(c, "frame")) {
         char hex[2 * 70000 + 1] = "";
         unsigned long type;
