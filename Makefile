@@ -45,7 +45,7 @@ TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 
 
-.PHONY: all deps test-deps test unit demo install clean fuzz bench
+.PHONY: all deps test-deps test unit demo install clean fuzz bench soak
 
 all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
 
@@ -147,6 +147,13 @@ demo: all
 
 bench: all
 	@tests/bench/run.sh $(BUILD)
+
+# 30 minutes of mixed traffic through an ASan+UBSan pair (tests/bench/soak.py);
+# SOAK_MINUTES=5 for a shorter run.
+SOAK_MINUTES ?= 30
+soak:
+	@$(MAKE) -s SAN=1 all build/san/ri-peer
+	@python3 tests/bench/soak.py --build build/san --minutes $(SOAK_MINUTES) --json build/soak.json
 
 # ---- install ---------------------------------------------------------------
 install: all
