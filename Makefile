@@ -3,6 +3,12 @@
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/san/.
 
 CC      ?= cc
+V       ?= 0
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 PREFIX  ?= /usr/local
 SAN     ?= 0
 
@@ -25,13 +31,16 @@ PLUGINDIR_DEFAULT := $(PREFIX)/lib/ri/plugins
 PKGS    := gnutls libconfig jansson
 CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -Isdk -Icore \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
-LDLIBS_CORE = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm
+LDLIBS_CORE = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 CORE_SRC  := $(wildcard core/*.c)
 CORE_LIB_SRC := $(filter-out core/main.c,$(CORE_SRC))
-CORE_OBJ  := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_SRC))
-CORE_LIB_OBJ := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_LIB_SRC))
+# plugins/sched_fifo is also the core's built-in scheduler: the same source,
+# compiled in with -DRI_BUILTIN
+BUILTIN_OBJ := $(BUILD)/obj/builtin/sched_fifo.o
+CORE_OBJ  := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_SRC)) $(BUILTIN_OBJ)
+CORE_LIB_OBJ := $(patsubst core/%.c,$(BUILD)/obj/core/%.o,$(CORE_LIB_SRC)) $(BUILTIN_OBJ)
 PLUGINS   := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
 PLUGIN_SO := $(patsubst %,$(BUILD)/plugins/%.so,$(PLUGINS))
 
@@ -87,42 +96,56 @@ test-deps:
 # ---- core and plugins ------------------------------------------------------
 $(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
+
+$(BUILTIN_OBJ): plugins/sched_fifo/sched_fifo.c sdk/ri_plugin.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (built in)")
+	$(Q)$(CC) $(CFLAGS_ALL) -DRI_BUILTIN -c $< -o $@
 
 $(BUILD)/ri-core: $(CORE_OBJ)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
 # A plugin is every .c in its folder, built against sdk/ only.
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -shared -Isdk -Iplugins/$* \
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -shared -Isdk -Iplugins/$* \
 	    -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
 
 # ---- tests -----------------------------------------------------------------
 # RI_SRCDIR: where the tests find conf/ and tests/plugins/ (env RI_SRC overrides)
 $(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' -c $< -o $@
 
 $(BUILD)/obj/tests/extra/%.o: %.c $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iplugins -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -c $< -o $@
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(UNIT_EXTRA_OBJ) $(CORE_LIB_OBJ)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
 $(BUILD)/obj/tools/%.o: tests/tools/%.c $(wildcard core/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 # ri-peer: a scriptable rogue tunnel peer for the integration tests
 $(BUILD)/ri-peer: $(BUILD)/obj/tools/ri_peer.o $(CORE_LIB_OBJ)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
 
 test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer
 	@python3 tests/run.py --build $(BUILD)

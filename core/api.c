@@ -1,27 +1,16 @@
-/* api.c -- the core services plugins call through struct ri_core_api:
- * logging, clock, settings, libev-backed timers and I/O watchers, stream
- * stats, GnuTLS-backed crypto helpers, and the listener accept hook. */
+/* api.c -- struct ri_core_api: what plugins may ask of the core. */
 #include "api.h"
 
 #include <errno.h>
-#include <ev.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdarg.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mux.h"
 #include "plugin.h"
-
-static int g_role;
-static ri_accept_hook_f *g_accept;
-
-void ri_api_set_role(int role) { g_role = role; }
-void ri_api_set_accept_hook(ri_accept_hook_f *hook) { g_accept = hook; }
 
 static void api_log(ri_inst *self, int level, const char *fmt, ...)
 {
@@ -33,20 +22,16 @@ static void api_log(ri_inst *self, int level, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t api_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+static uint64_t api_now_ns(void) { return ri_now_ns(); }
 
-static int api_role(ri_inst *self) { return g_role; }
+static int api_role(ri_inst *self) { return self ? self->role : 0; }
 
+/* keys may be paths: "list.[2].key" (libconfig's syntax) */
 static int lookup(ri_inst *self, const char *key, config_setting_t **out)
 {
-    if (!self || !self->settings)
+    if (!self || !self->settings || !key)
         return -ENOENT;
-    *out = config_setting_get_member(self->settings, key);
+    *out = config_setting_lookup((config_setting_t *)self->settings, key);
     return *out ? 0 : -ENOENT;
 }
 
@@ -103,84 +88,18 @@ static int api_cfg_str(ri_inst *self, const char *key, const char **out)
     return 0;
 }
 
-/* ---- timers and watchers ------------------------------------------------ */
-struct ri_timer {
-    ev_timer w;
-    ri_timer_cb *cb;
-    void *arg;
-};
-
-static void timer_thunk(EV_P_ ev_timer *w, int revents)
+static int api_cfg_len(ri_inst *self, const char *key, size_t *out)
 {
-    struct ri_timer *t = (struct ri_timer *)w;
-    t->cb(t->arg);
+    config_setting_t *s;
+    int rc = lookup(self, key, &s);
+    if (rc)
+        return rc;
+    if (!config_setting_is_aggregate(s))
+        return -EINVAL;
+    *out = (size_t)config_setting_length(s);
+    return 0;
 }
 
-static ri_timer *api_timer_new(ri_inst *self, ri_timer_cb *cb, void *arg)
-{
-    struct ri_timer *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    ev_init(&t->w, timer_thunk);
-    t->cb = cb;
-    t->arg = arg;
-    return t;
-}
-
-static void api_timer_start(ri_timer *t, double after, double repeat)
-{
-    ev_timer_stop(EV_DEFAULT, &t->w);
-    ev_timer_set(&t->w, after, repeat);
-    ev_timer_start(EV_DEFAULT, &t->w);
-}
-
-static void api_timer_stop(ri_timer *t) { ev_timer_stop(EV_DEFAULT, &t->w); }
-
-static void api_timer_free(ri_timer *t)
-{
-    if (!t)
-        return;
-    ev_timer_stop(EV_DEFAULT, &t->w);
-    free(t);
-}
-
-struct ri_io {
-    ev_io w;
-    ri_io_cb *cb;
-    void *arg;
-};
-
-static void io_thunk(EV_P_ ev_io *w, int revents)
-{
-    struct ri_io *io = (struct ri_io *)w;
-    int ev = (revents & EV_READ ? RI_IO_READ : 0) | (revents & EV_WRITE ? RI_IO_WRITE : 0);
-    io->cb(io->arg, w->fd, ev);
-}
-
-static ri_io *api_io_new(ri_inst *self, int fd, int events, ri_io_cb *cb, void *arg)
-{
-    struct ri_io *io = calloc(1, sizeof *io);
-    if (!io)
-        return NULL;
-    ev_io_init(&io->w, io_thunk, fd,
-               (events & RI_IO_READ ? EV_READ : 0) | (events & RI_IO_WRITE ? EV_WRITE : 0));
-    io->cb = cb;
-    io->arg = arg;
-    return io;
-}
-
-static void api_io_start(ri_io *w) { ev_io_start(EV_DEFAULT, &w->w); }
-static void api_io_stop(ri_io *w) { ev_io_stop(EV_DEFAULT, &w->w); }
-
-static void api_io_free(ri_io *w)
-{
-    if (!w)
-        return;
-    ev_io_stop(EV_DEFAULT, &w->w);
-    free(w);
-}
-
-/* ---- crypto --------------------------------------------------------------- */
 static int api_random(void *buf, size_t len)
 {
     return gnutls_rnd(GNUTLS_RND_RANDOM, buf, len) == 0 ? 0 : -EIO;
@@ -203,11 +122,17 @@ static int api_memeq_ct(const void *a, const void *b, size_t len)
 
 static int api_accept_conn(ri_inst *self, int fd, uint16_t port)
 {
-    if (!g_accept) {
+    if (!self || !self->accept) {
         close(fd);
         return -ENOTCONN;
     }
-    return g_accept(fd, port);
+    return self->accept(self->accept_arg, fd, port);
+}
+
+static void api_kick(ri_inst *self)
+{
+    if (self && self->kick)
+        self->kick(self->kick_arg);
 }
 
 const struct ri_core_api ri_core_api = {
@@ -221,17 +146,19 @@ const struct ri_core_api ri_core_api = {
     .cfg_bool = api_cfg_bool,
     .cfg_float = api_cfg_float,
     .cfg_str = api_cfg_str,
-    .timer_new = api_timer_new,
-    .timer_start = api_timer_start,
-    .timer_stop = api_timer_stop,
-    .timer_free = api_timer_free,
-    .io_new = api_io_new,
-    .io_start = api_io_start,
-    .io_stop = api_io_stop,
-    .io_free = api_io_free,
+    .cfg_len = api_cfg_len,
+    .timer_new = ri_inst_timer_new,
+    .timer_start = ri_inst_timer_start,
+    .timer_stop = ri_inst_timer_stop,
+    .timer_free = ri_inst_timer_free,
+    .io_new = ri_inst_io_new,
+    .io_start = ri_inst_io_start,
+    .io_stop = ri_inst_io_stop,
+    .io_free = ri_inst_io_free,
     .stream_stats = ri_mux_stream_stats,
     .random = api_random,
     .hmac_sha256 = api_hmac_sha256,
     .memeq_ct = api_memeq_ct,
     .accept_conn = api_accept_conn,
+    .kick = api_kick,
 };

@@ -1,16 +1,12 @@
-/* api.h -- the core services table handed to plugins (struct ri_core_api). */
+/* api.h -- the core services table handed to plugins (struct ri_core_api).
+ * A thin adapter: every entry forwards to the module that owns the job
+ * (plugin.c for timers and watchers, mux.c for stream statistics, GnuTLS
+ * for crypto). The core itself never calls through this table. */
 #ifndef RI_API_H
 #define RI_API_H
 
 #include "ri_plugin.h"
 
 extern const struct ri_core_api ri_core_api;
-
-/* The process role plugins see through api->role. */
-void ri_api_set_role(int role);
-
-/* Where accepted connections from listener plugins go (the edge sets it). */
-typedef int ri_accept_hook_f(int fd, uint16_t port);
-void ri_api_set_accept_hook(ri_accept_hook_f *hook);
 
 #endif

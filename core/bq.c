@@ -5,61 +5,60 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct ri_chunk *pool;
-static size_t pool_n, pool_max = 256, in_use, peak;
-
-void ri_bq_pool_limit(size_t chunks) { pool_max = chunks; }
-size_t ri_bq_pool_allocated(void) { return in_use; }
-
-static struct ri_chunk *chunk_get(void)
+void ri_bq_pool_init(struct ri_bq_pool *p, size_t max_free)
 {
-    struct ri_chunk *c = pool;
+    memset(p, 0, sizeof *p);
+    p->max_free = max_free;
+}
+
+static struct ri_chunk *chunk_get(struct ri_bq_pool *p)
+{
+    struct ri_chunk *c = p->free;
     if (c) {
-        pool = c->next;
-        pool_n--;
+        p->free = c->next;
+        p->n_free--;
     } else if (!(c = malloc(sizeof *c))) {
         return NULL;
     }
     c->next = NULL;
     c->off = c->len = 0;
-    if (++in_use > peak)
-        peak = in_use;
+    if (++p->in_use > p->peak)
+        p->peak = p->in_use;
     return c;
 }
 
-static void chunk_put(struct ri_chunk *c)
+static void chunk_put(struct ri_bq_pool *p, struct ri_chunk *c)
 {
-    in_use--;
-    if (pool_n >= pool_max) {
+    p->in_use--;
+    if (p->n_free >= p->max_free) {
         free(c);
         return;
     }
-    c->next = pool;
-    pool = c;
-    pool_n++;
+    c->next = p->free;
+    p->free = c;
+    p->n_free++;
 }
 
-int ri_bq_trim(void)
+void ri_bq_pool_drain(struct ri_bq_pool *p)
+{
+    while (p->free) {
+        struct ri_chunk *c = p->free;
+        p->free = c->next;
+        free(c);
+    }
+    p->n_free = 0;
+}
+
+int ri_bq_pool_trim(struct ri_bq_pool *p)
 {
     /* chunks are 16 KiB, below malloc's mmap threshold: freed ones stay in
      * the heap, scattered, and glibc returns such memory only when asked */
-    if ((peak - in_use) * sizeof(struct ri_chunk) < RI_BQ_TRIM_BYTES) {
-        peak = in_use;
+    size_t drop = p->peak - p->in_use;
+    p->peak = p->in_use;
+    if (drop * sizeof(struct ri_chunk) < RI_BQ_TRIM_BYTES)
         return 0;
-    }
-    peak = in_use;
     malloc_trim(0);
     return 1;
-}
-
-void ri_bq_pool_drain(void)
-{
-    while (pool) {
-        struct ri_chunk *c = pool;
-        pool = c->next;
-        free(c);
-    }
-    pool_n = 0;
 }
 
 int ri_bq_append(struct ri_bq *q, const void *p, size_t n)
@@ -70,11 +69,11 @@ int ri_bq_append(struct ri_bq *q, const void *p, size_t n)
     struct ri_chunk *first = NULL, *last = NULL;
     size_t need = n > room ? n - room : 0;
     while (need) {
-        struct ri_chunk *c = chunk_get();
+        struct ri_chunk *c = chunk_get(q->pool);
         if (!c) {
             while (first) {
                 struct ri_chunk *nx = first->next;
-                chunk_put(first);
+                chunk_put(q->pool, first);
                 first = nx;
             }
             return -1;
@@ -130,7 +129,7 @@ void ri_bq_consume(struct ri_bq *q, size_t n)
             q->head = c->next;
             if (!q->head)
                 q->tail = NULL;
-            chunk_put(c);
+            chunk_put(q->pool, c);
         }
     }
 }
@@ -140,7 +139,7 @@ void ri_bq_clear(struct ri_bq *q)
     while (q->head) {
         struct ri_chunk *c = q->head;
         q->head = c->next;
-        chunk_put(c);
+        chunk_put(q->pool, c);
     }
     q->tail = NULL;
     q->bytes = 0;

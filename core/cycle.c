@@ -3,12 +3,13 @@
 
 #include <stdlib.h>
 
-struct ri_cycle *ri_cycle_load(const char *path, struct ri_errs *errs)
+struct ri_cycle *ri_cycle_load(const char *path, struct ev_loop *loop,
+                               const struct ri_core_api *api, struct ri_errs *errs)
 {
     struct ri_config *cfg = ri_config_load(path, errs);
     if (!cfg)
         return NULL;
-    struct ri_plugins *pl = ri_plugins_load(cfg, errs);
+    struct ri_plugins *pl = ri_plugins_load(cfg, loop, api, errs);
     if (!pl) {
         ri_config_free(cfg);
         return NULL;

@@ -1,9 +1,12 @@
 /* cycle.h -- one generation of configuration: the parsed config and the
  * plugins it enabled, reference-counted. A reload builds a new cycle and
- * swaps it in; tunnels keep the cycle they started with until they end
- * (after nginx's ngx_cycle_t), so no plugin is unloaded while in use. */
+ * swaps it in, keeping the old one if the new one fails (after nginx's
+ * ngx_cycle_t). Live tunnels do not hold a cycle: they hold what they use
+ * (policy instances, credentials), each reference-counted itself. */
 #ifndef RI_CYCLE_H
 #define RI_CYCLE_H
+
+#include <ev.h>
 
 #include "config.h"
 #include "errs.h"
@@ -15,8 +18,10 @@ struct ri_cycle {
     struct ri_plugins *pl;
 };
 
-/* Loads config and plugins; NULL with every error in errs. */
-struct ri_cycle *ri_cycle_load(const char *path, struct ri_errs *errs);
+/* Loads config and plugins (instances on `loop`, with `api`); NULL with
+ * every error in errs. */
+struct ri_cycle *ri_cycle_load(const char *path, struct ev_loop *loop,
+                               const struct ri_core_api *api, struct ri_errs *errs);
 struct ri_cycle *ri_cycle_ref(struct ri_cycle *c);
 void ri_cycle_unref(struct ri_cycle *c);
 

@@ -12,108 +12,141 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cycle.h"
+#include "events.h"
 #include "log.h"
 #include "netutil.h"
+#include "resolve.h"
 #include "role.h"
 #include "tunnel.h"
+#include "worker.h"
 
 struct edge {
+    struct ev_loop *loop;
+    struct ri_worker w;
+    struct ri_event_bus bus;
+    struct ri_resolver *res;
+    const struct ri_run_opts *opts;
     struct ri_cycle *cy;
-    const char *path;
-    struct ri_tls_creds creds; /* per connection attempt */
-    int have_creds;
+    struct ri_tls_creds *creds;   /* for the next connection (hub_ca) */
     struct ri_tunnel *t;
-    int cfd; /* TCP connect in progress */
-    struct sockaddr_storage addrs[8]; /* the hub's addresses, tried in order */
-    socklen_t addr_lens[8];
+    int cfd;                      /* TCP connect in progress */
+    struct ri_resolve_req *rq;    /* hub_host being resolved */
+    struct sockaddr_storage addrs[RI_RESOLVE_MAX]; /* the hub's addresses, tried in order */
+    socklen_t addr_lens[RI_RESOLVE_MAX];
     int n_addrs, next_addr;
     ev_io cio;
-    ev_timer ctimer, retry, drain;
-    ev_timer trim; /* gives memory back after a burst (ri_bq_trim) */
-    double backoff;
+    ev_timer ctimer, retry, drain, relisten;
+    ev_signal sig_term, sig_int, sig_hup;
+    double backoff, relisten_backoff;
     uint16_t ports[RI_CONFIG_PORTS_MAX];
     size_t n_ports;
     int listening;
     int stopping;
 };
 
-static struct edge E;
+static void connect_hub(struct edge *e);
 
-static void connect_hub(void);
-
-static int listener_apply(struct ri_inst *li, const char *bind_address, const uint16_t *ports,
-                          size_t n, int quiet)
+static void emit(struct edge *e, struct ri_event *ev)
 {
-    const struct ri_listener_ops *ops = li->mod->desc->ops;
-    struct ri_listen_set set = {.bind_address = bind_address, .ports = ports, .n_ports = n};
+    ev->role = RI_ROLE_EDGE;
+    ri_event_emit(&e->bus, ev);
+}
+
+/* ---- listeners --------------------------------------------------------------- */
+static int listener_apply(struct edge *e, struct ri_inst *li, const char *bind_address,
+                          const uint16_t *ports, size_t n, int quiet)
+{
+    struct ri_listen_set set = {.size = sizeof set, .bind_address = bind_address,
+                                .ports = ports, .n_ports = n};
     char err[512] = "";
-    int rc = ops->apply(li->state, &set, err, sizeof err);
+    int rc = ri_listen_apply(li, &set, err, sizeof err);
     if (rc < 0 && !quiet)
-        log_warn("edge: listener: %s", err[0] ? err : "some ports could not be opened");
+        log_err("edge: listener: %s", err[0] ? err : "some ports could not be opened");
     return rc;
 }
 
-static void apply_ports(const uint16_t *ports, size_t n)
+/* A port that failed to open (in use, no privilege) is tried again with
+ * backoff: 1 s doubling to 30 s, until it opens or is no longer assigned. */
+static void schedule_relisten(struct edge *e)
 {
-    listener_apply(E.cy->pl->listener, E.cy->cfg->bind_address, ports, n, 0);
-    E.listening = n > 0;
+    if (e->relisten_backoff < 1.0)
+        e->relisten_backoff = 1.0;
+    log_warn("edge: will retry the ports that failed in %.0f s", e->relisten_backoff);
+    ev_timer_stop(e->loop, &e->relisten);
+    ev_timer_set(&e->relisten, e->relisten_backoff, 0);
+    ev_timer_start(e->loop, &e->relisten);
+    e->relisten_backoff = e->relisten_backoff * 2 > 30 ? 30 : e->relisten_backoff * 2;
 }
 
-static void close_listeners(void)
+static void apply_ports(struct edge *e, const uint16_t *ports, size_t n)
 {
-    if (E.listening)
-        apply_ports(NULL, 0);
+    int rc = listener_apply(e, e->cy->pl->listener, e->cy->cfg->bind_address, ports, n, 0);
+    e->listening = n > 0;
+    if (rc < 0 && n)
+        schedule_relisten(e);
+    else {
+        ev_timer_stop(e->loop, &e->relisten);
+        e->relisten_backoff = 0;
+    }
 }
 
-static void free_creds(void)
+static void relisten_cb(EV_P_ ev_timer *w, int revents)
 {
-    if (E.have_creds)
-        ri_tls_creds_free(&E.creds);
-    E.have_creds = 0;
+    struct edge *e = w->data;
+    if (e->listening && !e->stopping)
+        apply_ports(e, e->ports, e->n_ports);
 }
 
-static void schedule_retry(void)
+static void close_listeners(struct edge *e)
 {
-    if (E.stopping)
+    ev_timer_stop(e->loop, &e->relisten);
+    if (e->listening)
+        apply_ports(e, NULL, 0);
+}
+
+static void schedule_retry(struct edge *e)
+{
+    if (e->stopping)
         return;
-    const struct ri_config *c = E.cy->cfg;
-    if (E.backoff < c->reconnect_min)
-        E.backoff = c->reconnect_min;
+    const struct ri_config *c = e->cy->cfg;
+    if (e->backoff < c->reconnect_min)
+        e->backoff = c->reconnect_min;
     /* jitter: 75-125% of the current step, so many edges do not stampede */
     uint32_t r = 0;
     ri_core_api.random(&r, sizeof r);
-    double delay = E.backoff * (0.75 + 0.5 * (r / 4294967296.0));
+    double delay = e->backoff * (0.75 + 0.5 * (r / 4294967296.0));
     if (delay > c->reconnect_max)
         delay = c->reconnect_max;
     log_info("edge: reconnecting in %.1f s", delay);
-    ev_timer_stop(EV_DEFAULT, &E.retry);
-    ev_timer_set(&E.retry, delay, 0);
-    ev_timer_start(EV_DEFAULT, &E.retry);
-    E.backoff *= 2;
-    if (E.backoff > c->reconnect_max)
-        E.backoff = c->reconnect_max;
+    ev_timer_stop(e->loop, &e->retry);
+    ev_timer_set(&e->retry, delay, 0);
+    ev_timer_start(e->loop, &e->retry);
+    e->backoff *= 2;
+    if (e->backoff > c->reconnect_max)
+        e->backoff = c->reconnect_max;
 }
 
 /* ---- tunnel hooks ----------------------------------------------------------- */
-static void edge_tls_up(struct ri_tunnel *t)
+static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 {
-    const struct ri_config *c = t->cy->cfg;
-    char err[256];
-    if (ri_tls_check_peer(t->tls, &E.creds, c->hub_fingerprint, c->hub_host, err, sizeof err) < 0) {
-        ri_tunnel_fail(t, RI_E_AUTH, "%s", err);
-        return;
-    }
-    ri_tunnel_send_hello(t, c->edge_id, c->secret);
+    struct edge *e = t->owner;
+    const struct ri_config *c = e->cy->cfg;
+    return ri_tls_check_peer(t->io.s, t->creds, c->hub_fingerprint, c->hub_host, err, errlen);
 }
 
 static void edge_ready(struct ri_tunnel *t)
 {
-    E.backoff = 0;
-    log_info("edge %s: connected to hub %s", t->edge_id, t->peer);
+    struct edge *e = t->owner;
+    e->backoff = 0;
+    struct ri_event ev = {.type = RI_EVT_TUNNEL_CONNECTED, .tunnel_id = t->id,
+                          .edge_id = t->edge_id, .peer = t->peer};
+    emit(e, &ev);
 }
 
 static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
 {
+    struct edge *e = t->owner;
     char list[256] = "";
     size_t off = 0;
     for (size_t i = 0; i < m->n_ports && off < sizeof list - 16; i++)
@@ -122,26 +155,36 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
         snprintf(list + off, sizeof list - off, ",...");
     ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: hub assigns %u port%s: %s", t->edge_id,
               m->n_ports, m->n_ports == 1 ? "" : "s", m->n_ports ? list : "(none)");
-    memcpy(E.ports, m->ports, m->n_ports * sizeof *m->ports);
-    E.n_ports = m->n_ports;
-    if (!t->draining && !E.stopping)
-        apply_ports(E.ports, E.n_ports);
+    memcpy(e->ports, m->ports, m->n_ports * sizeof *m->ports);
+    e->n_ports = m->n_ports;
+    struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
+                          .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
+                          .n_ports = e->n_ports};
+    emit(e, &ev);
+    if (!t->draining && !e->stopping)
+        apply_ports(e, e->ports, e->n_ports);
 }
 
 static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
 {
-    close_listeners(); /* new clients are refused; open streams go on */
+    close_listeners(t->owner); /* new clients are refused; open streams go on */
 }
 
-static void edge_closed(struct ri_tunnel *t, unsigned code)
+static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
-    E.t = NULL;
-    free_creds();
-    close_listeners();
-    if (E.stopping)
-        ev_break(EV_DEFAULT, EVBREAK_ALL);
+    struct edge *e = t->owner;
+    e->t = NULL;
+    close_listeners(e);
+    if (t->was_ready) {
+        struct ri_event ev = {.type = RI_EVT_TUNNEL_DISCONNECTED, .tunnel_id = t->id,
+                              .edge_id = t->edge_id, .peer = t->peer, .code = code,
+                              .reason = why, .count = lost};
+        emit(e, &ev);
+    }
+    if (e->stopping)
+        ev_break(e->loop, EVBREAK_ALL);
     else
-        schedule_retry();
+        schedule_retry(e);
 }
 
 static const struct ri_tunnel_hooks edge_hooks = {
@@ -152,123 +195,151 @@ static const struct ri_tunnel_hooks edge_hooks = {
     .closed = edge_closed,
 };
 
-static int edge_accept(int fd, uint16_t port)
+static int edge_accept(void *arg, int fd, uint16_t port)
 {
-    if (!E.t || E.t->state != RI_T_READY || E.t->draining || E.stopping) {
+    struct edge *e = arg;
+    if (!e->t || e->t->state != RI_T_READY || e->t->draining || e->stopping) {
         ri_close_abort(fd);
         return -1;
     }
-    return ri_mux_open_local(E.t, fd, port);
+    return ri_mux_open_local(&e->t->mux, fd, port);
+}
+
+static void set_listener_hook(struct edge *e, struct ri_cycle *cy)
+{
+    cy->pl->listener->accept = edge_accept;
+    cy->pl->listener->accept_arg = e;
 }
 
 /* ---- connecting ------------------------------------------------------------- */
-static void connect_failed(const char *why)
+static void connect_failed(struct edge *e, const char *why)
 {
-    log_warn("edge: cannot reach hub %s:%d: %s", E.cy->cfg->hub_host, E.cy->cfg->hub_port, why);
-    ev_io_stop(EV_DEFAULT, &E.cio);
-    ev_timer_stop(EV_DEFAULT, &E.ctimer);
-    if (E.cfd >= 0)
-        close(E.cfd);
-    E.cfd = -1;
-    free_creds();
-    schedule_retry();
+    const struct ri_config *c = e->cy->cfg;
+    int v6 = strchr(c->hub_host, ':') != NULL;
+    log_warn("edge: cannot reach hub %s%s%s:%d: %s", v6 ? "[" : "", c->hub_host, v6 ? "]" : "",
+             c->hub_port, why);
+    ev_io_stop(e->loop, &e->cio);
+    ev_timer_stop(e->loop, &e->ctimer);
+    if (e->cfd >= 0)
+        close(e->cfd);
+    e->cfd = -1;
+    schedule_retry(e);
 }
 
-static void tcp_connected(void)
+static struct ri_mux_policy policy_of(const struct ri_cycle *cy)
 {
-    ev_io_stop(EV_DEFAULT, &E.cio);
-    ev_timer_stop(EV_DEFAULT, &E.ctimer);
-    int fd = E.cfd;
-    E.cfd = -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const struct ri_config *c = E.cy->cfg;
+    const struct ri_plugins *pl = cy->pl;
+    return (struct ri_mux_policy){.sched = pl->by_kind[RI_KIND_SCHED],
+                                  .cls = pl->by_kind[RI_KIND_CLASSIFY],
+                                  .sched_settings = pl->settings[RI_KIND_SCHED],
+                                  .cls_settings = pl->settings[RI_KIND_CLASSIFY]};
+}
+
+static void tcp_connected(struct edge *e)
+{
+    ev_io_stop(e->loop, &e->cio);
+    ev_timer_stop(e->loop, &e->ctimer);
+    int fd = e->cfd;
+    e->cfd = -1;
+    const struct ri_config *c = e->cy->cfg;
     char peer[300];
-    snprintf(peer, sizeof peer, "%s:%d", c->hub_host, c->hub_port);
-    E.t = ri_tunnel_new(RI_ROLE_EDGE, fd, E.cy, &edge_hooks, peer);
-    if (!E.t) {
-        close(fd);
-        free_creds();
-        schedule_retry();
-        return;
-    }
-    /* SNI only for a name, never for an address literal */
-    ri_tunnel_start_tls(E.t, &E.creds, ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host, 10.0);
+    int v6 = strchr(c->hub_host, ':') != NULL;
+    snprintf(peer, sizeof peer, "%s%s%s:%d", v6 ? "[" : "", c->hub_host, v6 ? "]" : "",
+             c->hub_port);
+    struct ri_tunnel_params p = {
+        .role = RI_ROLE_EDGE, .fd = fd, .peer = peer, .w = &e->w, .api = &ri_core_api,
+        .creds = e->creds, .sni = ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host,
+        .auth = e->cy->pl->auth, .policy = policy_of(e->cy), .max_streams = c->max_streams,
+        .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
+        .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
+        .hooks = &edge_hooks, .owner = e};
+    e->t = ri_tunnel_new(&p);
+    if (!e->t)
+        schedule_retry(e);
 }
 
-static void try_next_addr(const char *why);
+static void try_next_addr(struct edge *e, const char *why);
 
 static void cio_cb(EV_P_ ev_io *w, int revents)
 {
+    struct edge *e = w->data;
     int err = 0;
     socklen_t l = sizeof err;
-    getsockopt(E.cfd, SOL_SOCKET, SO_ERROR, &err, &l);
+    getsockopt(e->cfd, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err)
-        try_next_addr(strerror(err));
+        try_next_addr(e, strerror(err));
     else
-        tcp_connected();
+        tcp_connected(e);
 }
 
-static void ctimer_cb(EV_P_ ev_timer *w, int revents) { try_next_addr("connect timed out"); }
+static void ctimer_cb(EV_P_ ev_timer *w, int revents)
+{
+    try_next_addr(w->data, "connect timed out");
+}
 
 /* A host name may resolve to several addresses (IPv6 and IPv4, say): try
  * each in turn before backing off, so one unreachable family is no outage. */
-static void try_next_addr(const char *why)
+static void try_next_addr(struct edge *e, const char *why)
 {
-    ev_io_stop(EV_DEFAULT, &E.cio);
-    ev_timer_stop(EV_DEFAULT, &E.ctimer);
-    if (E.cfd >= 0) {
+    ev_io_stop(e->loop, &e->cio);
+    ev_timer_stop(e->loop, &e->ctimer);
+    if (e->cfd >= 0) {
         char a[64];
-        log_info("edge: hub address %s: %s", ri_addr_str((struct sockaddr *)&E.addrs[E.next_addr - 1], a, sizeof a), why);
-        close(E.cfd);
-        E.cfd = -1;
+        log_info("edge: hub address %s: %s",
+                 ri_addr_str((struct sockaddr *)&e->addrs[e->next_addr - 1], a, sizeof a), why);
+        close(e->cfd);
+        e->cfd = -1;
     }
-    while (E.next_addr < E.n_addrs) {
-        const struct sockaddr_storage *ss = &E.addrs[E.next_addr];
-        socklen_t sl = E.addr_lens[E.next_addr++];
-        E.cfd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (E.cfd < 0) {
+    while (e->next_addr < e->n_addrs) {
+        const struct sockaddr_storage *ss = &e->addrs[e->next_addr];
+        socklen_t sl = e->addr_lens[e->next_addr++];
+        e->cfd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (e->cfd < 0) {
             why = strerror(errno);
             continue;
         }
-        if (connect(E.cfd, (const struct sockaddr *)ss, sl) == 0) {
-            tcp_connected();
+        if (connect(e->cfd, (const struct sockaddr *)ss, sl) == 0) {
+            tcp_connected(e);
             return;
         }
         if (errno == EINPROGRESS) {
-            ev_io_init(&E.cio, cio_cb, E.cfd, EV_WRITE);
-            ev_io_start(EV_DEFAULT, &E.cio);
-            ev_timer_init(&E.ctimer, ctimer_cb, 10.0, 0);
-            ev_timer_start(EV_DEFAULT, &E.ctimer);
+            ev_io_set(&e->cio, e->cfd, EV_WRITE);
+            ev_io_start(e->loop, &e->cio);
+            ev_timer_set(&e->ctimer, 10.0, 0);
+            ev_timer_start(e->loop, &e->ctimer);
             return;
         }
         why = strerror(errno);
-        close(E.cfd);
-        E.cfd = -1;
+        close(e->cfd);
+        e->cfd = -1;
     }
-    connect_failed(why);
+    connect_failed(e, why);
 }
-static void retry_cb(EV_P_ ev_timer *w, int revents) { connect_hub(); }
 
-static void connect_hub(void)
+static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_t *l, int n,
+                     const char *err)
 {
-    const struct ri_config *c = E.cy->cfg;
-    char err[512] = "";
-    if (ri_tls_client_creds(&E.creds, c->hub_ca, err, sizeof err) < 0) {
-        ri_tls_creds_free(&E.creds);
-        log_err("edge: %s", err);
-        schedule_retry();
+    struct edge *e = arg;
+    e->rq = NULL;
+    if (n <= 0) {
+        connect_failed(e, err);
         return;
     }
-    E.have_creds = 1;
-    E.n_addrs = ri_resolve_all(c->hub_host, c->hub_port, E.addrs, E.addr_lens, 8, err, sizeof err);
-    E.next_addr = 0;
-    if (E.n_addrs < 0) {
-        E.n_addrs = 0;
-        connect_failed(err);
-        return;
-    }
-    try_next_addr("no address");
+    memcpy(e->addrs, a, (size_t)n * sizeof *a);
+    memcpy(e->addr_lens, l, (size_t)n * sizeof *l);
+    e->n_addrs = n;
+    e->next_addr = 0;
+    try_next_addr(e, "no address");
+}
+
+static void retry_cb(EV_P_ ev_timer *w, int revents) { connect_hub(w->data); }
+
+static void connect_hub(struct edge *e)
+{
+    const struct ri_config *c = e->cy->cfg;
+    /* the name is resolved off the loop: open streams never wait for DNS */
+    if (!(e->rq = ri_resolve_async(e->res, c->hub_host, c->hub_port, resolved, e)))
+        connect_failed(e, "cannot start resolving the hub's name");
 }
 
 int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
@@ -282,154 +353,220 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
     if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0)
         fprintf(stderr, "%s: warning: hub_host: %s (the edge keeps retrying until it resolves)\n",
                 c->path, err);
-    struct ri_tls_creds creds;
-    if (ri_tls_client_creds(&creds, c->hub_ca, err, sizeof err) < 0)
+    struct ri_tls_creds *creds = ri_tls_client_creds(c->hub_ca, err, sizeof err);
+    if (!creds)
         ri_errs_add(errs, c->path, 0, "%s", err);
-    ri_tls_creds_free(&creds);
+    ri_tls_creds_unref(creds);
     return errs->n > before ? -1 : 0;
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
-static void edge_reload(void)
+static int same_module(const struct ri_module *a, const struct ri_module *b)
+{
+    return a == b || (a && b && a->dl == b->dl && strcmp(a->desc.name, b->desc.name) == 0);
+}
+
+static void edge_reload(struct edge *e)
 {
     struct ri_errs errs = {0};
-    log_info("edge: SIGHUP: reloading %s", E.path);
-    struct ri_cycle *ncy = ri_cycle_load(E.path, &errs);
-    if (!ncy || ncy->cfg->role != RI_ROLE_EDGE) {
+    log_info("edge: SIGHUP: reloading %s", e->opts->config_path);
+    struct ri_cycle *ncy = ri_cycle_load(e->opts->config_path, e->loop, &ri_core_api, &errs);
+    char err[512] = "";
+    struct ri_tls_creds *creds = NULL;
+    if (ncy && ncy->cfg->role == RI_ROLE_EDGE &&
+        !(creds = ri_tls_client_creds(ncy->cfg->hub_ca, err, sizeof err)))
+        ri_errs_add(&errs, ncy->cfg->path, 0, "%s", err);
+    if (!ncy || ncy->cfg->role != RI_ROLE_EDGE || !creds) {
         for (size_t i = 0; i < errs.n; i++)
             log_err("reload: %s", errs.lines[i]);
-        if (ncy)
-            log_err("reload: the new config is not an edge config");
-        log_err("edge: reload failed; the running configuration stays in force");
+        struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = e->opts->config_path,
+                              .reason = ncy && ncy->cfg->role != RI_ROLE_EDGE
+                                            ? "the new config is not an edge config" : ""};
+        emit(e, &ev);
         ri_errs_free(&errs);
         ri_cycle_unref(ncy);
         return;
     }
     ri_errs_free(&errs);
-    const struct ri_config *oc = E.cy->cfg, *nc = ncy->cfg;
+    const struct ri_config *oc = e->cy->cfg, *nc = ncy->cfg;
     int reconnect = ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
                     ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
-                    ri_str_differs(oc->hub_ca, nc->hub_ca);
+                    ri_str_differs(oc->hub_ca, nc->hub_ca) ||
+                    !same_module(e->cy->pl->by_kind[RI_KIND_AUTH], ncy->pl->by_kind[RI_KIND_AUTH]);
+    int swap = !same_module(e->cy->pl->by_kind[RI_KIND_SCHED], ncy->pl->by_kind[RI_KIND_SCHED]) ||
+               !same_module(e->cy->pl->by_kind[RI_KIND_CLASSIFY],
+                            ncy->pl->by_kind[RI_KIND_CLASSIFY]) ||
+               !ri_settings_equal(e->cy->pl->settings[RI_KIND_SCHED],
+                                  ncy->pl->settings[RI_KIND_SCHED]) ||
+               !ri_settings_equal(e->cy->pl->settings[RI_KIND_CLASSIFY],
+                                  ncy->pl->settings[RI_KIND_CLASSIFY]);
     /* The listening sockets belong to the old cycle's listener instance.
      * Hand the ports over without a gap: the new instance opens them first
      * (listen_tcp binds with SO_REUSEPORT), then the old one accepts what
      * is queued on its sockets and closes them. A listener that cannot
      * share a port gets a second try once the old sockets are gone. */
-    int was_listening = E.listening;
-    struct ri_cycle *old = E.cy;
-    E.cy = ncy;
-    ri_log_level = nc->log_level;
+    set_listener_hook(e, ncy);
+    int was_listening = e->listening;
+    struct ri_cycle *old = e->cy;
+    e->cy = ncy;
+    ri_tls_creds_unref(e->creds);
+    e->creds = creds;
+    ri_log_level = e->opts->debug ? RI_LOG_DEBUG : nc->log_level;
     int keep = was_listening && !reconnect;
-    int rc = keep ? listener_apply(ncy->pl->listener, nc->bind_address, E.ports, E.n_ports, 1) : 0;
+    int rc = keep ? listener_apply(e, ncy->pl->listener, nc->bind_address, e->ports, e->n_ports, 1)
+                  : 0;
     if (was_listening)
-        listener_apply(old->pl->listener, oc->bind_address, NULL, 0, 0);
-    if (keep && rc < 0)
-        apply_ports(E.ports, E.n_ports);
-    E.listening = keep;
+        listener_apply(e, old->pl->listener, oc->bind_address, NULL, 0, 0);
+    e->listening = 0;
+    if (keep) { /* the retry, or a no-op when all ports were handed over */
+        e->listening = 1;
+        if (rc < 0)
+            apply_ports(e, e->ports, e->n_ports);
+    }
+    if (e->t) {
+        struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
+                                        .ping_timeout = nc->ping_timeout,
+                                        .max_streams = nc->max_streams, .swap_policy = swap,
+                                        .policy = policy_of(ncy)};
+        ri_tunnel_update(e->t, &ts);
+    }
     ri_cycle_unref(old);
-    log_info("edge: reloaded %s", E.path);
+    struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path, .reason = ""};
+    emit(e, &ev);
     if (reconnect) {
         log_info("edge: hub connection settings changed: reconnecting");
-        E.backoff = 0;
-        if (E.t)
-            ri_tunnel_fail(E.t, RI_E_SHUTDOWN, "config changed"); /* closed hook retries */
-        else if (E.cfd >= 0)
-            connect_failed("config changed");
-        else if (ev_is_active(&E.retry))
-            schedule_retry(); /* not after the old settings' (longer) backoff */
+        e->backoff = 0;
+        if (e->t) {
+            ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "config changed"); /* closed hook retries */
+        } else if (e->cfd >= 0 || e->rq) {
+            ri_resolve_cancel(e->rq);
+            e->rq = NULL;
+            connect_failed(e, "config changed");
+        } else if (ev_is_active(&e->retry)) {
+            schedule_retry(e); /* not after the old settings' (longer) backoff */
+        }
     }
 }
 
 static void drain_cb(EV_P_ ev_timer *w, int revents)
 {
-    if (E.t)
-        ri_tunnel_fail(E.t, RI_E_SHUTDOWN, "drain timeout");
+    struct edge *e = w->data;
+    if (e->t)
+        ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "drain timeout");
     else
         ev_break(EV_A_ EVBREAK_ALL);
 }
 
-static void edge_stop(void)
+static void edge_stop(struct edge *e)
 {
-    if (E.stopping) {
+    if (e->stopping) {
         log_warn("edge: second stop signal: closing now");
-        drain_cb(EV_DEFAULT, &E.drain, 0);
+        if (e->t)
+            ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "second stop signal");
+        else
+            ev_break(e->loop, EVBREAK_ALL);
         return;
     }
-    E.stopping = 1;
-    close_listeners();
-    ev_timer_stop(EV_DEFAULT, &E.retry);
-    if (E.cfd >= 0) {
-        ev_io_stop(EV_DEFAULT, &E.cio);
-        ev_timer_stop(EV_DEFAULT, &E.ctimer);
-        close(E.cfd);
-        E.cfd = -1;
+    e->stopping = 1;
+    close_listeners(e);
+    ev_timer_stop(e->loop, &e->retry);
+    ri_resolve_cancel(e->rq);
+    e->rq = NULL;
+    if (e->cfd >= 0) {
+        ev_io_stop(e->loop, &e->cio);
+        ev_timer_stop(e->loop, &e->ctimer);
+        close(e->cfd);
+        e->cfd = -1;
     }
-    if (!E.t) {
-        ev_break(EV_DEFAULT, EVBREAK_ALL);
+    if (!e->t) {
+        ev_break(e->loop, EVBREAK_ALL);
         return;
     }
-    if (E.t->state != RI_T_READY) {
-        ri_tunnel_fail(E.t, RI_E_SHUTDOWN, "edge stopping");
+    if (e->t->state != RI_T_READY) {
+        ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "edge stopping");
         return;
     }
-    log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", E.t->mux.n,
-             E.t->mux.n == 1 ? "" : "s", E.cy->cfg->drain_timeout);
-    ri_tunnel_goaway(E.t, RI_E_SHUTDOWN, "edge stopping", E.t->mux.n == 0);
-    ev_timer_init(&E.drain, drain_cb, E.cy->cfg->drain_timeout, 0);
-    ev_timer_start(EV_DEFAULT, &E.drain);
-}
-
-static void trim_cb(EV_P_ ev_timer *w, int revents)
-{
-    if (ri_bq_trim())
-        log_debug("memory: returned free heap pages to the system after a burst");
+    log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", e->t->mux.n,
+             e->t->mux.n == 1 ? "" : "s", e->cy->cfg->drain_timeout);
+    ri_tunnel_goaway(e->t, RI_E_SHUTDOWN, "edge stopping", e->t->mux.n == 0);
+    ev_timer_set(&e->drain, e->cy->cfg->drain_timeout, 0);
+    ev_timer_start(e->loop, &e->drain);
 }
 
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
+    struct edge *e = w->data;
     if (w->signum == SIGHUP)
-        edge_reload();
+        edge_reload(e);
     else
-        edge_stop();
+        edge_stop(e);
 }
 
-int ri_edge_run(struct ri_cycle *cy, const char *path)
+int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
 {
-    memset(&E, 0, sizeof E);
-    E.cy = cy;
-    E.path = path;
-    E.cfd = -1;
-    ri_api_set_accept_hook(edge_accept);
-    ev_init(&E.retry, retry_cb);
-    ev_init(&E.drain, drain_cb);
-    ev_timer_init(&E.trim, trim_cb, 2.0, 2.0);
-    ev_timer_start(EV_DEFAULT, &E.trim);
+    struct edge *e = calloc(1, sizeof *e);
+    if (!e) {
+        ri_cycle_unref(cy);
+        return 1;
+    }
+    e->loop = opts->loop;
+    e->opts = opts;
+    e->cy = cy;
+    e->cfd = -1;
+    ri_event_bus_init(&e->bus);
+    ri_event_subscribe(&e->bus, RI_EVT_ALL, ri_event_log, NULL);
+    ri_worker_init(&e->w, e->loop, 0, &e->bus);
     const struct ri_config *c = cy->cfg;
-    log_info("edge %s: hub %s:%d, binding %s%s%s", c->edge_id, c->hub_host, c->hub_port,
-             c->bind_address, c->hub_fingerprint ? ", pinned hub certificate" : "",
+    char err[512] = "";
+    int rc = 1;
+    if (!(e->res = ri_resolver_new(e->loop))) {
+        log_err("edge: cannot start the resolver");
+        goto out;
+    }
+    if (!(e->creds = ri_tls_client_creds(c->hub_ca, err, sizeof err))) {
+        log_err("edge: %s", err);
+        goto out;
+    }
+    set_listener_hook(e, cy);
+    ev_init(&e->retry, retry_cb);
+    ev_init(&e->drain, drain_cb);
+    ev_init(&e->ctimer, ctimer_cb);
+    ev_init(&e->relisten, relisten_cb);
+    ev_init(&e->cio, cio_cb);
+    ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
+    ev_signal_init(&e->sig_int, signal_cb, SIGINT);
+    ev_signal_init(&e->sig_hup, signal_cb, SIGHUP);
+    e->retry.data = e->drain.data = e->ctimer.data = e->relisten.data = e->cio.data = e;
+    e->sig_term.data = e->sig_int.data = e->sig_hup.data = e;
+    int v6 = strchr(c->hub_host, ':') != NULL;
+    log_info("edge %s: hub %s%s%s:%d, binding %s%s%s", c->edge_id, v6 ? "[" : "", c->hub_host,
+             v6 ? "]" : "", c->hub_port, c->bind_address,
+             c->hub_fingerprint ? ", pinned hub certificate" : "",
              c->hub_ca ? ", hub certificate checked against hub_ca" : "");
-    ev_signal sig_term, sig_int, sig_hup;
-    ev_signal_init(&sig_term, signal_cb, SIGTERM);
-    ev_signal_init(&sig_int, signal_cb, SIGINT);
-    ev_signal_init(&sig_hup, signal_cb, SIGHUP);
-    ev_signal_start(EV_DEFAULT, &sig_term);
-    ev_signal_start(EV_DEFAULT, &sig_int);
-    ev_signal_start(EV_DEFAULT, &sig_hup);
-    connect_hub();
+    ev_signal_start(e->loop, &e->sig_term);
+    ev_signal_start(e->loop, &e->sig_int);
+    ev_signal_start(e->loop, &e->sig_hup);
+    connect_hub(e);
 
-    ev_run(EV_DEFAULT, 0);
+    ev_run(e->loop, 0);
+    ev_run(e->loop, EVRUN_NOWAIT); /* the reaper of a tunnel that just closed */
+    rc = 0;
 
-    ev_timer_stop(EV_DEFAULT, &E.drain);
-    ev_timer_stop(EV_DEFAULT, &E.retry);
-    ev_timer_stop(EV_DEFAULT, &E.trim);
-    ev_signal_stop(EV_DEFAULT, &sig_term);
-    ev_signal_stop(EV_DEFAULT, &sig_int);
-    ev_signal_stop(EV_DEFAULT, &sig_hup);
-    close_listeners();
-    free_creds();
-    ri_cycle_unref(E.cy);
-    ri_api_set_accept_hook(NULL);
+    ev_timer_stop(e->loop, &e->drain);
+    ev_timer_stop(e->loop, &e->retry);
+    ev_timer_stop(e->loop, &e->relisten);
+    ev_signal_stop(e->loop, &e->sig_term);
+    ev_signal_stop(e->loop, &e->sig_int);
+    ev_signal_stop(e->loop, &e->sig_hup);
+    close_listeners(e);
     log_info("edge: stopped");
-    return 0;
+out:
+    ri_resolver_free(e->res);
+    ri_tls_creds_unref(e->creds);
+    ri_cycle_unref(e->cy);
+    ri_worker_destroy(&e->w);
+    ri_event_bus_free(&e->bus);
+    free(e);
+    return rc;
 }

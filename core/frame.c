@@ -72,11 +72,11 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     int conn_level; /* 1: stream must be 0; 0: stream must be non-zero */
     uint32_t min = 0, max = RI_FRAME_MAX_PAYLOAD;
     switch (h->type) {
-    case RI_F_HELLO: conn_level = 1; min = 8; break;
-    case RI_F_AUTH: conn_level = 1; max = 4096; break;
-    case RI_F_WELCOME: conn_level = 1; min = 2; max = 64; break;
+    case RI_F_HELLO: conn_level = 1; min = 8; max = RI_HELLO_MAX; break;
+    case RI_F_AUTH: conn_level = 1; max = RI_AUTH_FRAME_MAX; break;
+    case RI_F_WELCOME: conn_level = 1; min = 2; max = RI_WELCOME_MAX; break;
     case RI_F_REFUSE: conn_level = 1; min = 2; max = 2 + RI_REASON_MAX; break;
-    case RI_F_CONFIG: conn_level = 1; min = 6; max = 6 + 2 * RI_CONFIG_PORTS_MAX; break;
+    case RI_F_CONFIG: conn_level = 1; min = 6; max = RI_CONFIG_MAX; break;
     case RI_F_PING:
     case RI_F_PONG: conn_level = 1; min = max = 8; break;
     case RI_F_GOAWAY: conn_level = 1; min = 6; max = 6 + RI_REASON_MAX; break;
@@ -111,13 +111,15 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- HELLO: magic[4] version u16 idlen u8 id authlen u8 auth msglen u16 msg */
+/* ---- HELLO: magic[4] version u16 idlen u8 id authlen u8 auth msglen u16 msg
+ *      [caps u32] [ignored] */
 size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
-                       const uint8_t *msg, size_t msg_len)
+                       const uint8_t *msg, size_t msg_len, uint32_t caps)
 {
     size_t il = strlen(edge_id), al = strlen(auth);
-    size_t need = 4 + 2 + 1 + il + 1 + al + 2 + msg_len;
-    if (il > RI_EDGE_ID_MAX || al > 63 || msg_len > 4096 || need > cap)
+    size_t need = 4 + 2 + 1 + il + 1 + al + 2 + msg_len + 4;
+    if (il > RI_EDGE_ID_MAX || al > RI_AUTH_NAME_MAX || msg_len > RI_AUTH_FRAME_MAX ||
+        need > cap)
         return 0;
     uint8_t *p = out;
     memcpy(p, RI_PROTO_MAGIC, 4), p += 4;
@@ -128,7 +130,8 @@ size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char
     memcpy(p, auth, al), p += al;
     ri_put16(p, (uint16_t)msg_len), p += 2;
     if (msg_len)
-        memcpy(p, msg, msg_len);
+        memcpy(p, msg, msg_len), p += msg_len;
+    ri_put32(p, caps);
     return need;
 }
 
@@ -158,18 +161,39 @@ int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, s
     memcpy(h->edge_id, p + off, il), off += il;
     if (off >= n) goto short_;
     size_t al = p[off++];
-    if (al > 63 || off + al > n) goto short_;
+    if (al > RI_AUTH_NAME_MAX || off + al > n) goto short_;
     if (!printable(p + off, al))
         return snprintf(err, errlen, "auth name has non-printable bytes"), -1;
     memcpy(h->auth, p + off, al), off += al;
     if (off + 2 > n) goto short_;
     h->auth_len = ri_get16(p + off), off += 2;
-    if (off + h->auth_len != n) goto short_;
+    if (h->auth_len > RI_AUTH_FRAME_MAX || off + h->auth_len > n) goto short_;
     h->auth_msg = p + off;
+    off += h->auth_len;
+    if (off == n)
+        return 0; /* a peer without capabilities */
+    if (n - off < 4 || n - off > 4 + RI_HELLO_EXTRA_MAX) goto short_;
+    h->caps = ri_get32(p + off);
     return 0;
 short_:
     snprintf(err, errlen, "malformed HELLO");
     return -1;
+}
+
+size_t ri_welcome_encode(uint8_t out[6], uint32_t caps)
+{
+    ri_put16(out, RI_PROTO_VERSION);
+    ri_put32(out + 2, caps);
+    return 6;
+}
+
+int ri_welcome_decode(const uint8_t *p, size_t n, uint16_t *version, uint32_t *caps)
+{
+    if (n < 2 || n > RI_WELCOME_MAX || (n > 2 && n < 6))
+        return -1;
+    *version = ri_get16(p);
+    *caps = n >= 6 ? ri_get32(p + 2) : 0;
+    return 0;
 }
 
 /* ---- OPEN: family u8 (4|6), client addr[16] port u16, edge addr[16] port u16 */

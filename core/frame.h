@@ -15,7 +15,21 @@
 #define RI_FRAME_MAX_PAYLOAD (64u * 1024u) /* hard limit; larger is a protocol error */
 #define RI_REASON_MAX 200                  /* reason text in REFUSE/GOAWAY/RST */
 #define RI_EDGE_ID_MAX 128
+#define RI_AUTH_NAME_MAX 63                /* the auth plugin's name in HELLO */
+#define RI_AUTH_FRAME_MAX 1024             /* an auth message (= the SDK's RI_AUTH_MSG_MAX) */
+#define RI_HELLO_EXTRA_MAX 64              /* bytes after the known HELLO/WELCOME fields */
+#define RI_HELLO_MAX (4 + 2 + 1 + RI_EDGE_ID_MAX + 1 + RI_AUTH_NAME_MAX + 2 + \
+                      RI_AUTH_FRAME_MAX + 4 + RI_HELLO_EXTRA_MAX)
+#define RI_WELCOME_MAX (2 + 4 + RI_HELLO_EXTRA_MAX)
+#define RI_PREAUTH_MAX_PAYLOAD 8192u        /* any frame before authentication */
 #define RI_CONFIG_PORTS_MAX 4096
+#define RI_CONFIG_MAX (6 + 2 * RI_CONFIG_PORTS_MAX)
+
+/* Capability bits, exchanged in HELLO (the edge's) and WELCOME (the hub's);
+ * a tunnel uses what both sides set. A peer that sends none has none. A new
+ * frame type or field that an older peer would reject is sent only when the
+ * matching bit is in use (core/PROTOCOL.md, "Capabilities"). */
+#define RI_CAPS_SUPPORTED 0u /* what this build offers (bits are added as features land) */
 
 enum ri_ftype {
     RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
@@ -95,17 +109,24 @@ int ri_frame_hdr_get(const uint8_t *p, size_t avail, uint32_t max_payload,
  * 0 ok; -1 with reason in err. Unknown types are rejected. */
 int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen);
 
-/* HELLO */
+/* HELLO: magic, version, edge id, auth plugin name, first auth message,
+ * then (optional) capabilities u32; further bytes are ignored. */
 struct ri_hello {
     uint16_t version;
     char edge_id[RI_EDGE_ID_MAX + 1];
-    char auth[64];
+    char auth[RI_AUTH_NAME_MAX + 1];
     const uint8_t *auth_msg; /* points into the decoded payload */
     size_t auth_len;
+    uint32_t caps;
 };
 size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
-                       const uint8_t *msg, size_t msg_len); /* 0 if it does not fit */
+                       const uint8_t *msg, size_t msg_len, uint32_t caps); /* 0: does not fit */
+/* 0 ok; -1 malformed; -2 wrong version */
 int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, size_t errlen);
+
+/* WELCOME: version u16, then (optional) capabilities u32; more is ignored. */
+size_t ri_welcome_encode(uint8_t out[6], uint32_t caps);
+int ri_welcome_decode(const uint8_t *p, size_t n, uint16_t *version, uint32_t *caps);
 
 /* OPEN */
 struct ri_open {

@@ -1,6 +1,6 @@
-/* hub.c -- the hub role: accepts edges over TLS, authenticates them, pushes
- * their ports, and connects each stream to target_host:<edge port> with the
- * header injector's bytes first. */
+/* hub.c -- the hub role: accepts edges over TLS, authenticates them against
+ * the edge registry, pushes their ports, and connects each stream to
+ * target_host:<edge port> with the header injector's bytes first. */
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -13,39 +13,66 @@
 
 #include "api.h"
 #include "clock.h"
+#include "cycle.h"
+#include "events.h"
 #include "log.h"
 #include "netutil.h"
 #include "penalty.h"
 #include "ratelimit.h"
+#include "registry.h"
+#include "resolve.h"
 #include "role.h"
 #include "tunnel.h"
+#include "worker.h"
 
 struct hub {
+    struct ev_loop *loop;
+    struct ri_worker w;
+    struct ri_event_bus bus;
+    struct ri_registry reg;
+    struct ri_resolver *res;
+    const struct ri_run_opts *opts;
     struct ri_cycle *cy;
-    const char *path;
-    struct ri_tls_creds creds;
+    struct ri_tls_creds *creds;
     int lfd;
     ev_io lio;
+    ev_timer accept_pause, drain;
+    ev_signal sig_term, sig_int, sig_hup;
     struct ri_tunnel *tunnels;
     uint32_t handshaking;
     struct sockaddr_storage target;
     socklen_t target_len;
     int stopping;
-    ev_timer drain;
-    ev_timer accept_pause;
-    ev_timer trim; /* gives memory back after a burst (ri_bq_trim) */
+    /* a reload waiting for its target_host to resolve */
+    struct ri_cycle *pending;
+    struct ri_resolve_req *pending_req;
     /* what unauthenticated peers can make us log: accept failures, the
      * handshake cap, handshakes that fail (shared by those tunnels) */
     struct ri_ratelimit rl_accept, rl_overload, rl_preauth, rl_penalty, rl_banned;
     struct ri_penalty penalty; /* addresses that keep failing to authenticate */
 };
 
-static struct hub H;
+static void emit(struct hub *h, struct ri_event *ev)
+{
+    ev->role = RI_ROLE_HUB;
+    ri_event_emit(&h->bus, ev);
+}
 
-/* ---- tunnel hooks --------------------------------------------------------- */
+/* ---- what a tunnel runs with ------------------------------------------------ */
+static struct ri_mux_policy policy_of(const struct ri_cycle *cy)
+{
+    const struct ri_plugins *pl = cy->pl;
+    return (struct ri_mux_policy){.sched = pl->by_kind[RI_KIND_SCHED],
+                                  .cls = pl->by_kind[RI_KIND_CLASSIFY],
+                                  .sched_settings = pl->settings[RI_KIND_SCHED],
+                                  .cls_settings = pl->settings[RI_KIND_CLASSIFY]};
+}
+
+/* ---- tunnel hooks ----------------------------------------------------------- */
 static int hub_lookup(struct ri_tunnel *t, const char *id, const uint8_t **secret, size_t *len)
 {
-    const struct ri_edge_conf *e = ri_config_find_edge(H.cy->cfg, id);
+    struct hub *h = t->owner;
+    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, id);
     if (!e)
         return -1;
     *secret = (const uint8_t *)e->secret;
@@ -53,213 +80,205 @@ static int hub_lookup(struct ri_tunnel *t, const char *id, const uint8_t **secre
     return 0;
 }
 
-static void send_config(struct ri_tunnel *t, const struct ri_edge_conf *e)
+static void send_config(struct ri_tunnel *t, const struct ri_edge_def *e)
 {
-    static struct ri_config_msg m;
-    static uint8_t buf[6 + 2 * RI_CONFIG_PORTS_MAX];
-    m.stun_interval_secs = e->stun_interval_secs;
-    m.n_ports = (uint16_t)e->n_ports;
-    memcpy(m.ports, e->ports, e->n_ports * sizeof *e->ports);
-    size_t n = ri_config_encode(buf, sizeof buf, &m);
-    ri_tunnel_ctrl(t, RI_F_CONFIG, 0, buf, n);
+    struct ri_config_msg *m = malloc(sizeof *m);
+    uint8_t *buf = malloc(RI_CONFIG_MAX);
+    if (m && buf) {
+        m->stun_interval_secs = e->stun_interval_secs;
+        m->n_ports = (uint16_t)e->n_ports;
+        memcpy(m->ports, e->ports, e->n_ports * sizeof *e->ports);
+        size_t n = ri_config_encode(buf, RI_CONFIG_MAX, m);
+        ri_tunnel_ctrl(t, RI_F_CONFIG, 0, buf, n);
+    } else {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory sending CONFIG");
+    }
+    free(m);
+    free(buf);
 }
 
 static void hub_ready(struct ri_tunnel *t)
 {
-    H.handshaking--;
-    ri_penalty_clear(&H.penalty, (struct sockaddr *)&t->peer_sa);
-    /* a reload since HELLO looked the edge up may have removed it or changed
-     * its secret (hub_reload skips tunnels still in the handshake) */
-    const struct ri_edge_conf *e = ri_config_find_edge(H.cy->cfg, t->edge_id);
-    if (!e || strcmp(e->secret, (const char *)t->secret) != 0) {
-        log_info("edge %s: %s during its handshake: disconnecting", t->edge_id,
-                 e ? "secret changed" : "removed from the config");
-        ri_tunnel_goaway(t, e ? RI_E_AUTH : RI_E_REMOVED,
-                         e ? "secret changed" : "edge removed from the hub config", 1);
+    struct hub *h = t->owner;
+    h->handshaking--;
+    ri_penalty_clear(&h->penalty, (struct sockaddr *)&t->peer_sa);
+    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+    if (!e) { /* removed while it authenticated (apply_edges also catches it) */
+        ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
         return;
     }
     /* policy: the newer connection for an edge id replaces the older one */
-    for (struct ri_tunnel *o = H.tunnels; o; o = o->next)
-        if (o != t && o->was_ready && o->state == RI_T_READY && strcmp(o->edge_id, t->edge_id) == 0) {
+    for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
+        if (o != t && o->state == RI_T_READY && !o->closing &&
+            strcmp(o->edge_id, t->edge_id) == 0) {
             log_warn("edge %s: new connection from %s replaces the one from %s", t->edge_id,
                      t->peer, o->peer);
             ri_tunnel_goaway(o, RI_E_REPLACED, "a newer connection for this edge id", 1);
         }
-    log_info("edge %s connected from %s (%zu port%s)", t->edge_id, t->peer, e->n_ports,
-             e->n_ports == 1 ? "" : "s");
+    struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
+                          .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
+                          .n_ports = e->n_ports};
+    emit(h, &ev);
     send_config(t, e);
 }
 
-static void connect_timeout_cb(EV_P_ ev_timer *w, int revents)
+static void hub_refused(struct ri_tunnel *t, unsigned code, const char *reason)
 {
-    struct ri_stream *s = (struct ri_stream *)((char *)w - offsetof(struct ri_stream, ctimer));
-    ri_mux_stream_connected(s, ETIMEDOUT);
+    struct hub *h = t->owner;
+    struct ri_event ev = {.type = RI_EVT_EDGE_AUTH_FAILED, .tunnel_id = t->id,
+                          .edge_id = t->hs.edge_id, .peer = t->peer, .code = code,
+                          .reason = reason};
+    emit(h, &ev);
+    if (code != RI_E_AUTH)
+        return;
+    uint64_t ban = ri_penalty_fail(&h->penalty, (struct sockaddr *)&t->peer_sa, ri_now_ns());
+    if (ban)
+        ri_log_rl(&h->rl_penalty, RI_LOG_WARN,
+                  "hub: %s keeps failing to authenticate: refusing its connections for %.0f s",
+                  t->peer, (double)ban / 1e9);
 }
 
-static int hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
+static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
 {
-    uint16_t port = ntohs(o->edge.ss_family == AF_INET
-                              ? ((const struct sockaddr_in *)&o->edge)->sin_port
-                              : ((const struct sockaddr_in6 *)&o->edge)->sin6_port);
-    /* Only the ports the hub assigned to this edge, as it stands now (a
+    struct hub *h = t->owner;
+    uint16_t port = ri_open_edge_port(o);
+    /* Only the ports the hub assigned to this edge, as they stand now (a
      * port removed by a reload is refused from that moment on). */
-    const struct ri_edge_conf *ec = ri_config_find_edge(H.cy->cfg, t->edge_id);
-    if (!ec || !ri_edge_has_port(ec, port)) {
+    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+    if (!e || !ri_edge_def_has_port(e, port)) {
         t->bad_opens++;
+        struct ri_edge_stats *st = ri_registry_stats(&h->reg, t->edge_id);
+        if (st)
+            st->bad_opens++;
         ri_log_rl(&t->rl, RI_LOG_WARN,
                   "edge %s: stream %u: refused: port %u is not assigned to this edge "
                   "(%u such OPENs on this tunnel)", t->edge_id, id, port, t->bad_opens);
-        ri_tunnel_rst(t, id, RI_RST_FORBIDDEN, "port not assigned to this edge");
+        ri_mux_refuse(&t->mux, id, RI_RST_FORBIDDEN, "port not assigned to this edge");
         if (t->bad_opens > RI_BAD_OPENS_MAX)
             ri_tunnel_goaway(t, RI_E_PROTOCOL,
                              "too many OPENs for ports not assigned to this edge", 1);
-        return -1;
+        return;
     }
-    struct ri_stream *s = ri_mux_stream_new(t, id, port);
-    if (!s)
-        return -1;
-    struct ri_inst *hi = H.cy->pl->header;
+    uint8_t hdr[RI_HEADER_MAX];
+    size_t hl = 0;
+    struct ri_inst *hi = h->cy->pl->header;
     if (hi) {
-        const struct ri_header_ops *ops = hi->mod->desc->ops;
-        struct ri_conn_info ci = {.client = o->client, .edge = o->edge,
-                                  .edge_id = t->edge_id, .stream_id = id};
-        uint8_t hdr[RI_HEADER_MAX];
-        size_t len = 0;
+        struct ri_conn_info ci = {.size = sizeof ci, .stream_id = id, .client = o->client,
+                                  .edge = o->edge, .edge_id = t->edge_id};
         char err[200] = "";
-        if (ops->build(hi->state, &ci, hdr, sizeof hdr, &len, err, sizeof err) < 0 ||
-            len > sizeof hdr) {
+        if (ri_header_build(hi, &ci, hdr, sizeof hdr, &hl, err, sizeof err) < 0 ||
+            hl > sizeof hdr) {
             ri_log_rl(&t->rl, RI_LOG_WARN, "edge %s: stream %u: header plugin: %s", t->edge_id,
-                      id, err);
-            ri_mux_stream_reset(s, RI_RST_INTERNAL, "header injector failed");
-            return -1;
-        }
-        if (len && ri_mux_stream_prepend(s, hdr, len) < 0) {
-            ri_mux_stream_reset(s, RI_RST_INTERNAL, "out of memory");
-            return -1;
+                      id, err[0] ? err : "output too large");
+            ri_mux_refuse(&t->mux, id, RI_RST_INTERNAL, "header injector failed");
+            return;
         }
     }
-    struct sockaddr_storage dst = H.target;
+    struct sockaddr_storage dst = h->target;
     if (dst.ss_family == AF_INET)
         ((struct sockaddr_in *)&dst)->sin_port = htons(port);
     else
         ((struct sockaddr_in6 *)&dst)->sin6_port = htons(port);
-    int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        char why[96];
-        snprintf(why, sizeof why, "socket: %s", strerror(errno));
-        ri_mux_stream_reset(s, RI_RST_INTERNAL, why);
-        return -1;
-    }
-    int rc = connect(fd, (struct sockaddr *)&dst, H.target_len);
-    if (rc == 0) {
-        ri_mux_stream_attach(s, fd, 1);
-        ri_mux_stream_connected(s, 0);
-    } else if (errno == EINPROGRESS) {
-        ri_mux_stream_attach(s, fd, 1);
-        ev_timer_init(&s->ctimer, connect_timeout_cb, H.cy->cfg->connect_timeout, 0);
-        ev_timer_start(EV_DEFAULT, &s->ctimer);
-    } else {
-        int e = errno;
-        ri_mux_stream_attach(s, fd, 1);
-        ri_mux_stream_connected(s, e);
-        return -1;
-    }
-    return 0;
+    ri_mux_connect(&t->mux, id, o, (struct sockaddr *)&dst, h->target_len, hdr, hl,
+                   h->cy->cfg->connect_timeout);
 }
 
-
-static void hub_closed(struct ri_tunnel *t, unsigned code)
+static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
+    struct hub *h = t->owner;
     if (!t->was_ready)
-        H.handshaking--;
-    if (!t->was_ready && (code == RI_E_AUTH || code == RI_E_UNKNOWN_EDGE)) {
-        uint64_t ban = ri_penalty_fail(&H.penalty, (struct sockaddr *)&t->peer_sa, ri_now_ns());
-        if (ban)
-            ri_log_rl(&H.rl_penalty, RI_LOG_WARN,
-                      "hub: %s keeps failing to authenticate: refusing its connections for "
-                      "%.0f s", t->peer, (double)ban / 1e9);
-    }
+        h->handshaking--;
     if (t->prev)
         t->prev->next = t->next;
     else
-        H.tunnels = t->next;
+        h->tunnels = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    if (H.stopping && !H.tunnels)
-        ev_break(EV_DEFAULT, EVBREAK_ALL);
+    if (t->was_ready) {
+        struct ri_event ev = {.type = RI_EVT_EDGE_DISCONNECTED, .tunnel_id = t->id,
+                              .edge_id = t->edge_id, .peer = t->peer, .code = code,
+                              .reason = why, .count = lost};
+        emit(h, &ev);
+    }
+    if (h->stopping && !h->tunnels)
+        ev_break(h->loop, EVBREAK_ALL);
 }
 
 static const struct ri_tunnel_hooks hub_hooks = {
     .lookup = hub_lookup,
     .ready = hub_ready,
     .open = hub_open,
+    .refused = hub_refused,
     .closed = hub_closed,
 };
 
 /* ---- accepting edges --------------------------------------------------------- */
 static void accept_cb(EV_P_ ev_io *w, int revents)
 {
+    struct hub *h = w->data;
+    const struct ri_config *c = h->cy->cfg;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        int fd = accept4(H.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(h->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* The listener stays readable: pause it instead of spinning.
                  * The timer is re-armed with its interval every time (a
                  * fired one-shot libev timer would otherwise restart with
                  * a deadline in the past and fire at once). */
-                ri_log_rl(&H.rl_accept, RI_LOG_WARN,
+                ri_log_rl(&h->rl_accept, RI_LOG_WARN,
                           "hub: accept: %s: pausing new connections for 1 s", strerror(errno));
-                ev_io_stop(EV_A_ & H.lio);
-                ev_timer_stop(EV_A_ & H.accept_pause);
-                ev_timer_set(&H.accept_pause, 1.0, 0);
-                ev_timer_start(EV_A_ & H.accept_pause);
+                ev_io_stop(EV_A_ & h->lio);
+                ev_timer_stop(EV_A_ & h->accept_pause);
+                ev_timer_set(&h->accept_pause, 1.0, 0);
+                ev_timer_start(EV_A_ & h->accept_pause);
             } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                ri_log_rl(&H.rl_accept, RI_LOG_WARN, "hub: accept: %s", strerror(errno));
+                ri_log_rl(&h->rl_accept, RI_LOG_WARN, "hub: accept: %s", strerror(errno));
             }
             return;
         }
         char peer[64];
         ri_addr_str((struct sockaddr *)&ss, peer, sizeof peer);
-        uint64_t ban = ri_penalty_check(&H.penalty, (struct sockaddr *)&ss, ri_now_ns());
+        uint64_t ban = ri_penalty_check(&h->penalty, (struct sockaddr *)&ss, ri_now_ns());
         if (ban) {
-            ri_log_rl(&H.rl_banned, RI_LOG_WARN,
+            ri_log_rl(&h->rl_banned, RI_LOG_WARN,
                       "hub: refusing %s for %.0f s more: repeated authentication failures",
                       peer, (double)ban / 1e9);
             close(fd);
             continue;
         }
-        if (H.handshaking >= H.cy->cfg->max_handshakes) {
-            ri_log_rl(&H.rl_overload, RI_LOG_WARN,
+        if (h->handshaking >= c->max_handshakes) {
+            ri_log_rl(&h->rl_overload, RI_LOG_WARN,
                       "hub: %u connections still in handshake (max_handshakes): dropping %s",
-                      H.handshaking, peer);
+                      h->handshaking, peer);
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct ri_tunnel *t = ri_tunnel_new(RI_ROLE_HUB, fd, H.cy, &hub_hooks, peer);
-        if (!t) {
-            close(fd);
+        struct ri_tunnel_params p = {
+            .role = RI_ROLE_HUB, .fd = fd, .peer = peer, .peer_sa = (struct sockaddr *)&ss,
+            .peer_sa_len = sl, .w = &h->w, .api = &ri_core_api, .creds = h->creds,
+            .auth = h->cy->pl->auth, .policy = policy_of(h->cy), .max_streams = c->max_streams,
+            .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
+            .handshake_timeout = c->handshake_timeout, .hooks = &hub_hooks, .owner = h,
+            .preauth_rl = &h->rl_preauth};
+        struct ri_tunnel *t = ri_tunnel_new(&p);
+        if (!t)
             continue;
-        }
-        H.handshaking++;
-        t->preauth_rl = &H.rl_preauth;
-        memcpy(&t->peer_sa, &ss, sl < sizeof ss ? sl : sizeof ss);
-        t->next = H.tunnels;
-        if (H.tunnels)
-            H.tunnels->prev = t;
-        H.tunnels = t;
+        h->handshaking++;
+        t->next = h->tunnels;
+        if (h->tunnels)
+            h->tunnels->prev = t;
+        h->tunnels = t;
         log_debug("hub: connection from %s", peer);
-        ri_tunnel_start_tls(t, &H.creds, NULL, H.cy->cfg->handshake_timeout);
     }
 }
 
 static void accept_resume_cb(EV_P_ ev_timer *w, int revents)
 {
-    if (!H.stopping && H.lfd >= 0)
-        ev_io_start(EV_A_ & H.lio);
+    struct hub *h = w->data;
+    if (!h->stopping && h->lfd >= 0)
+        ev_io_start(EV_A_ & h->lio);
 }
 
 static int open_listener(const char *listen_addr, char *err, size_t errlen)
@@ -286,17 +305,6 @@ static int open_listener(const char *listen_addr, char *err, size_t errlen)
     return fd;
 }
 
-static int resolve_target(const struct ri_config *c, struct sockaddr_storage *ss,
-                          socklen_t *sl)
-{
-    char err[256];
-    if (ri_resolve(c->target_host, 1, ss, sl, err, sizeof err) < 0) {
-        log_err("hub: target_host: %s", err);
-        return -1;
-    }
-    return 0;
-}
-
 int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
 {
     size_t before = errs->n;
@@ -306,187 +314,306 @@ int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
     if (ri_resolve(c->target_host, 1, &ss, &sl, err, sizeof err) < 0)
         ri_errs_add(errs, c->path, 0, "target_host: %s", err);
     if (c->tls_cert) {
-        struct ri_tls_creds creds;
-        if (ri_tls_server_creds(&creds, c->tls_cert, c->tls_key, err, sizeof err) < 0)
+        struct ri_tls_creds *creds = ri_tls_server_creds(c->tls_cert, c->tls_key, err, sizeof err);
+        if (!creds)
             ri_errs_add(errs, c->path, 0, "%s", err);
-        ri_tls_creds_free(&creds);
+        ri_tls_creds_unref(creds);
     }
     return errs->n > before ? -1 : 0;
 }
 
-/* ---- reload and shutdown ------------------------------------------------------ */
-static int same_ports(const struct ri_edge_conf *a, const struct ri_edge_conf *b)
+/* ---- reload: one path for the edges (registry) and for live tunnels ---------- */
+static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_edge_def *old,
+                         const struct ri_edge_def *cur)
 {
-    return a->n_ports == b->n_ports && a->stun_interval_secs == b->stun_interval_secs &&
-           memcmp(a->ports, b->ports, a->n_ports * sizeof *a->ports) == 0;
+    struct hub *h = arg;
+    const char *id = old ? old->id : cur->id;
+    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
+        nx = t->next;
+        /* tunnels in the handshake are matched on the id their HELLO claimed */
+        const char *tid = t->state == RI_T_READY ? t->edge_id : t->hs.edge_id;
+        if (t->state == RI_T_DEAD || strcmp(tid, id) != 0)
+            continue;
+        if (what == RI_EDGE_REMOVED) {
+            log_info("edge %s: removed from the hub's edges: disconnecting", id);
+            if (t->state == RI_T_READY)
+                ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
+            else
+                ri_tunnel_fail(t, RI_E_REMOVED, "edge removed during its handshake");
+        } else if (what == RI_EDGE_REKEYED) {
+            log_info("edge %s: secret changed: disconnecting (it must authenticate again)", id);
+            if (t->state == RI_T_READY)
+                ri_tunnel_goaway(t, RI_E_AUTH, "secret changed", 1);
+            else
+                ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
+        } else if (what == RI_EDGE_PORTS_CHANGED && t->state == RI_T_READY && !t->closing) {
+            struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
+                                  .edge_id = id, .peer = t->peer, .ports = cur->ports,
+                                  .n_ports = cur->n_ports};
+            emit(h, &ev);
+            send_config(t, cur);
+        }
+    }
 }
 
-static void hub_reload(void)
+static int same_module(const struct ri_module *a, const struct ri_module *b)
 {
-    struct ri_errs errs = {0};
-    log_info("hub: SIGHUP: reloading %s", H.path);
-    struct ri_cycle *ncy = ri_cycle_load(H.path, &errs);
-    if (!ncy) {
-        for (size_t i = 0; i < errs.n; i++)
-            log_err("reload: %s", errs.lines[i]);
-        log_err("hub: reload failed; the running configuration stays in force");
-        ri_errs_free(&errs);
-        return;
+    return a == b || (a && b && a->dl == b->dl && strcmp(a->desc.name, b->desc.name) == 0);
+}
+
+static void describe(char *out, size_t cap, const struct ri_cycle *o, const struct ri_cycle *n)
+{
+    size_t off = (size_t)snprintf(out, cap, " (%zu edge%s", n->cfg->n_edges,
+                                  n->cfg->n_edges == 1 ? "" : "s");
+    for (unsigned k = 1; k <= RI_KIND_MAX_ && off < cap; k++) {
+        const struct ri_module *a = o->pl->by_kind[k], *b = n->pl->by_kind[k];
+        if (same_module(a, b) && ri_settings_equal(o->pl->settings[k], n->pl->settings[k]))
+            continue;
+        off += (size_t)snprintf(out + off, cap - off, "; %s: %s -> %s", ri_kind_name(k),
+                                a ? a->desc.name : "none", b ? b->desc.name : "none");
     }
-    ri_errs_free(&errs);
-    struct ri_config *oc = H.cy->cfg, *nc = ncy->cfg;
-    if (nc->role != RI_ROLE_HUB) {
-        log_err("hub: reload: the new config is not a hub config; keeping the running one");
-        ri_cycle_unref(ncy);
-        return;
-    }
-    struct sockaddr_storage tgt;
-    socklen_t tl;
-    if (resolve_target(nc, &tgt, &tl) < 0) {
-        log_err("hub: reload failed; the running configuration stays in force");
-        ri_cycle_unref(ncy);
-        return;
-    }
+    if (off < cap && strcmp(o->cfg->target_host, n->cfg->target_host) != 0)
+        off += (size_t)snprintf(out + off, cap - off, "; target_host: %s -> %s",
+                                o->cfg->target_host, n->cfg->target_host);
+    if (off < cap)
+        snprintf(out + off, cap - off, ")");
+}
+
+static void apply_cycle(struct hub *h, struct ri_cycle *ncy, const struct sockaddr_storage *tgt,
+                        socklen_t tl)
+{
+    struct ri_config *oc = h->cy->cfg, *nc = ncy->cfg;
     if (strcmp(oc->listen, nc->listen) != 0)
         log_warn("hub: reload: 'listen' changed to %s: takes effect on restart", nc->listen);
     if (ri_str_differs(oc->tls_cert, nc->tls_cert) || ri_str_differs(oc->tls_key, nc->tls_key))
         log_warn("hub: reload: TLS certificate settings changed: take effect on restart");
-    H.target = tgt;
-    H.target_len = tl;
-    struct ri_cycle *old = H.cy;
-    H.cy = ncy;
-    ri_log_level = nc->log_level;
-    for (struct ri_tunnel *t = H.tunnels; t; t = t->next) {
-        if (t->state != RI_T_READY)
-            continue;
-        const struct ri_edge_conf *ne = ri_config_find_edge(nc, t->edge_id);
-        const struct ri_edge_conf *oe = ri_config_find_edge(oc, t->edge_id);
-        if (!ne) {
-            log_info("edge %s: removed from the config: disconnecting", t->edge_id);
-            ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
-        } else if (!oe || strcmp(ne->secret, oe->secret) != 0) {
-            log_info("edge %s: secret changed: disconnecting (it must authenticate again)",
-                     t->edge_id);
-            ri_tunnel_goaway(t, RI_E_AUTH, "secret changed", 1);
-        } else if (!same_ports(ne, oe)) {
-            log_info("edge %s: ports changed: pushing %zu port%s", t->edge_id, ne->n_ports,
-                     ne->n_ports == 1 ? "" : "s");
-            send_config(t, ne);
-        }
+    struct ri_edge_set *set = ri_edge_set_from_config(nc);
+    if (!set) {
+        struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = h->opts->config_path,
+                              .reason = "out of memory"};
+        emit(h, &ev);
+        ri_cycle_unref(ncy);
+        return;
     }
+    char what[512];
+    describe(what, sizeof what, h->cy, ncy);
+    int swap = !same_module(h->cy->pl->by_kind[RI_KIND_SCHED], ncy->pl->by_kind[RI_KIND_SCHED]) ||
+               !same_module(h->cy->pl->by_kind[RI_KIND_CLASSIFY],
+                            ncy->pl->by_kind[RI_KIND_CLASSIFY]) ||
+               !ri_settings_equal(h->cy->pl->settings[RI_KIND_SCHED],
+                                  ncy->pl->settings[RI_KIND_SCHED]) ||
+               !ri_settings_equal(h->cy->pl->settings[RI_KIND_CLASSIFY],
+                                  ncy->pl->settings[RI_KIND_CLASSIFY]);
+    struct ri_cycle *old = h->cy;
+    h->cy = ncy;
+    h->target = *tgt;
+    h->target_len = tl;
+    ri_log_level = h->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    ri_registry_apply(&h->reg, set, edge_changed, h);
+    ri_edge_set_unref(set);
+    struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
+                                    .ping_timeout = nc->ping_timeout,
+                                    .max_streams = nc->max_streams, .swap_policy = swap,
+                                    .policy = policy_of(ncy)};
+    for (struct ri_tunnel *t = h->tunnels; t; t = t->next)
+        ri_tunnel_update(t, &ts);
     ri_cycle_unref(old);
-    log_info("hub: reloaded %s (%zu edge%s)", H.path, nc->n_edges, nc->n_edges == 1 ? "" : "s");
+    struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = h->opts->config_path,
+                          .reason = what, .count = (uint32_t)nc->n_edges};
+    emit(h, &ev);
+}
+
+static void reload_failed(struct hub *h, const char *why)
+{
+    struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = h->opts->config_path,
+                          .reason = why};
+    emit(h, &ev);
+}
+
+static void target_resolved(void *arg, const struct sockaddr_storage *a, const socklen_t *l,
+                            int n, const char *err)
+{
+    struct hub *h = arg;
+    struct ri_cycle *ncy = h->pending;
+    h->pending = NULL;
+    h->pending_req = NULL;
+    if (n <= 0) {
+        char why[300];
+        snprintf(why, sizeof why, "target_host: %s", err);
+        reload_failed(h, why);
+        ri_cycle_unref(ncy);
+        return;
+    }
+    apply_cycle(h, ncy, &a[0], l[0]);
+}
+
+static void hub_reload(struct hub *h)
+{
+    struct ri_errs errs = {0};
+    log_info("hub: SIGHUP: reloading %s", h->opts->config_path);
+    struct ri_cycle *ncy = ri_cycle_load(h->opts->config_path, h->loop, &ri_core_api, &errs);
+    if (!ncy || ncy->cfg->role != RI_ROLE_HUB) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_err("reload: %s", errs.lines[i]);
+        reload_failed(h, ncy ? "the new config is not a hub config" : "");
+        ri_errs_free(&errs);
+        ri_cycle_unref(ncy);
+        return;
+    }
+    ri_errs_free(&errs);
+    if (h->pending) { /* a newer reload supersedes one still resolving */
+        ri_resolve_cancel(h->pending_req);
+        ri_cycle_unref(h->pending);
+    }
+    /* target_host may need DNS: resolved off the loop, applied when known */
+    h->pending = ncy;
+    h->pending_req = ri_resolve_async(h->res, ncy->cfg->target_host, 1, target_resolved, h);
+    if (!h->pending_req) {
+        h->pending = NULL;
+        reload_failed(h, "cannot start resolving target_host");
+        ri_cycle_unref(ncy);
+    }
+}
+
+/* ---- shutdown -------------------------------------------------------------------- */
+static void close_all(struct hub *h, const char *why)
+{
+    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
+        nx = t->next;
+        ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", why);
+    }
 }
 
 static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
 {
-    log_warn("hub: drain timeout: closing %s with open streams", H.tunnels ? "tunnels" : "");
-    struct ri_tunnel *t = H.tunnels;
-    while (t) {
-        struct ri_tunnel *nx = t->next;
-        ri_tunnel_fail(t, RI_E_SHUTDOWN, "drain timeout");
-        t = nx;
-    }
+    struct hub *h = w->data;
+    log_warn("hub: drain timeout: closing tunnels with open streams");
+    close_all(h, "drain timeout");
 }
 
-static void hub_stop(void)
+static void hub_stop(struct hub *h)
 {
-    if (H.stopping) {
+    if (h->stopping) {
         log_warn("hub: second stop signal: closing now");
-        drain_timeout_cb(EV_DEFAULT, &H.drain, 0);
+        close_all(h, "second stop signal");
         return;
     }
-    H.stopping = 1;
+    h->stopping = 1;
     log_info("hub: stopping: no new edges; draining open streams (up to %.0f s)",
-             H.cy->cfg->drain_timeout);
-    ev_io_stop(EV_DEFAULT, &H.lio);
-    ev_timer_stop(EV_DEFAULT, &H.accept_pause);
-    close(H.lfd);
-    H.lfd = -1;
-    if (!H.tunnels) {
-        ev_break(EV_DEFAULT, EVBREAK_ALL);
+             h->cy->cfg->drain_timeout);
+    ev_io_stop(h->loop, &h->lio);
+    ev_timer_stop(h->loop, &h->accept_pause);
+    close(h->lfd);
+    h->lfd = -1;
+    if (!h->tunnels) {
+        ev_break(h->loop, EVBREAK_ALL);
         return;
     }
-    for (struct ri_tunnel *t = H.tunnels; t; t = t->next) {
+    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
+        nx = t->next;
         if (t->state != RI_T_READY)
             ri_tunnel_fail(t, RI_E_SHUTDOWN, "hub stopping");
         else
             ri_tunnel_goaway(t, RI_E_SHUTDOWN, "hub stopping", t->mux.n == 0);
     }
-    ev_timer_init(&H.drain, drain_timeout_cb, H.cy->cfg->drain_timeout, 0);
-    ev_timer_start(EV_DEFAULT, &H.drain);
-}
-
-static void trim_cb(EV_P_ ev_timer *w, int revents)
-{
-    if (ri_bq_trim())
-        log_debug("memory: returned free heap pages to the system after a burst");
+    ev_timer_set(&h->drain, h->cy->cfg->drain_timeout, 0);
+    ev_timer_start(h->loop, &h->drain);
 }
 
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
+    struct hub *h = w->data;
     if (w->signum == SIGHUP)
-        hub_reload();
+        hub_reload(h);
     else
-        hub_stop();
+        hub_stop(h);
 }
 
-int ri_hub_run(struct ri_cycle *cy, const char *path)
+int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
 {
-    memset(&H, 0, sizeof H);
-    H.rl_accept = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
-    H.rl_overload = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
-    H.rl_preauth = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
-    H.rl_penalty = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
-    H.rl_banned = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
-    H.cy = cy;
-    H.path = path;
-    H.lfd = -1;
+    struct hub *h = calloc(1, sizeof *h);
+    if (!h) {
+        ri_cycle_unref(cy);
+        return 1;
+    }
+    h->loop = opts->loop;
+    h->opts = opts;
+    h->cy = cy;
+    h->lfd = -1;
+    h->rl_accept = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    h->rl_overload = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    h->rl_preauth = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    h->rl_penalty = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    h->rl_banned = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    ri_event_bus_init(&h->bus);
+    ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_event_log, NULL);
+    ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);
+    ri_worker_init(&h->w, h->loop, 0, &h->bus);
     const struct ri_config *c = cy->cfg;
     char err[512] = "";
-    if (resolve_target(c, &H.target, &H.target_len) < 0)
-        return 1;
-    if (ri_tls_server_creds(&H.creds, c->tls_cert, c->tls_key, err, sizeof err) < 0) {
-        log_err("hub: %s", err);
-        return 1;
+    int rc = 1;
+    ri_registry_init(&h->reg, ri_edge_set_from_config(c));
+    if (!h->reg.set) {
+        log_err("hub: out of memory");
+        goto out;
     }
-    if ((H.lfd = open_listener(c->listen, err, sizeof err)) < 0) {
+    if (ri_resolve(c->target_host, 1, &h->target, &h->target_len, err, sizeof err) < 0) {
+        log_err("hub: target_host: %s", err);
+        goto out;
+    }
+    if (!(h->res = ri_resolver_new(h->loop))) {
+        log_err("hub: cannot start the resolver");
+        goto out;
+    }
+    if (!(h->creds = ri_tls_server_creds(c->tls_cert, c->tls_key, err, sizeof err))) {
         log_err("hub: %s", err);
-        ri_tls_creds_free(&H.creds);
-        return 1;
+        goto out;
+    }
+    if ((h->lfd = open_listener(c->listen, err, sizeof err)) < 0) {
+        log_err("hub: %s", err);
+        goto out;
     }
     log_info("hub: listening on %s for %zu edge%s; TLS certificate %s%s", c->listen, c->n_edges,
-             c->n_edges == 1 ? "" : "s", H.creds.fingerprint,
+             c->n_edges == 1 ? "" : "s", h->creds->fingerprint,
              c->tls_cert ? "" : " (ephemeral, self-signed)");
     log_info("hub: streams go to %s:<edge port>%s%s", c->target_host,
              cy->pl->header ? " with header " : " (no header injector)",
-             cy->pl->header ? cy->pl->header->mod->desc->name : "");
-    ev_io_init(&H.lio, accept_cb, H.lfd, EV_READ);
-    ev_timer_init(&H.accept_pause, accept_resume_cb, 1.0, 0);
-    ev_timer_init(&H.trim, trim_cb, 2.0, 2.0);
-    ev_timer_start(EV_DEFAULT, &H.trim);
-    ev_io_start(EV_DEFAULT, &H.lio);
-    ev_signal sig_term, sig_int, sig_hup;
-    ev_signal_init(&sig_term, signal_cb, SIGTERM);
-    ev_signal_init(&sig_int, signal_cb, SIGINT);
-    ev_signal_init(&sig_hup, signal_cb, SIGHUP);
-    ev_signal_start(EV_DEFAULT, &sig_term);
-    ev_signal_start(EV_DEFAULT, &sig_int);
-    ev_signal_start(EV_DEFAULT, &sig_hup);
+             cy->pl->header ? cy->pl->header->mod->desc.name : "");
+    ev_io_init(&h->lio, accept_cb, h->lfd, EV_READ);
+    ev_init(&h->accept_pause, accept_resume_cb);
+    ev_init(&h->drain, drain_timeout_cb);
+    ev_signal_init(&h->sig_term, signal_cb, SIGTERM);
+    ev_signal_init(&h->sig_int, signal_cb, SIGINT);
+    ev_signal_init(&h->sig_hup, signal_cb, SIGHUP);
+    h->lio.data = h->accept_pause.data = h->drain.data = h;
+    h->sig_term.data = h->sig_int.data = h->sig_hup.data = h;
+    ev_io_start(h->loop, &h->lio);
+    ev_signal_start(h->loop, &h->sig_term);
+    ev_signal_start(h->loop, &h->sig_int);
+    ev_signal_start(h->loop, &h->sig_hup);
 
-    ev_run(EV_DEFAULT, 0);
+    ev_run(h->loop, 0);
+    ev_run(h->loop, EVRUN_NOWAIT); /* the reapers of the tunnels that just closed */
+    rc = 0;
 
-    /* after the loop: free what is left (tunnels freed by their reapers) */
-    ev_timer_stop(EV_DEFAULT, &H.drain);
-    ev_timer_stop(EV_DEFAULT, &H.accept_pause);
-    ev_timer_stop(EV_DEFAULT, &H.trim);
-    ev_signal_stop(EV_DEFAULT, &sig_term);
-    ev_signal_stop(EV_DEFAULT, &sig_int);
-    ev_signal_stop(EV_DEFAULT, &sig_hup);
-    if (H.lfd >= 0)
-        close(H.lfd);
-    ri_tls_creds_free(&H.creds);
-    ri_cycle_unref(H.cy);
+    /* after the loop: tunnels freed by their reapers, which ran */
+    ev_timer_stop(h->loop, &h->drain);
+    ev_timer_stop(h->loop, &h->accept_pause);
+    ev_signal_stop(h->loop, &h->sig_term);
+    ev_signal_stop(h->loop, &h->sig_int);
+    ev_signal_stop(h->loop, &h->sig_hup);
     log_info("hub: stopped");
-    return 0;
+out:
+    if (h->lfd >= 0)
+        close(h->lfd);
+    if (h->pending)
+        ri_cycle_unref(h->pending);
+    ri_resolver_free(h->res);
+    ri_tls_creds_unref(h->creds);
+    ri_registry_free(&h->reg);
+    ri_cycle_unref(h->cy);
+    ri_worker_destroy(&h->w);
+    ri_event_bus_free(&h->bus);
+    free(h);
+    return rc;
 }

@@ -1,6 +1,7 @@
 /* main.c -- the ri-core command line: run a role, check a config, manage
  * tokens and secrets, list plugins. */
 #include <dirent.h>
+#include <ev.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,7 +10,6 @@
 
 #include "api.h"
 #include "b64.h"
-#include "bq.h"
 #include "cycle.h"
 #include "frame.h"
 #include "log.h"
@@ -157,16 +157,15 @@ static int cmd_plugins(const char *cfg_path)
             continue;
         char path[4096], err[768];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        struct ri_module m;
-        if (ri_module_open(&m, path, NULL, err, sizeof err) < 0) {
+        struct ri_module *m = ri_module_open(path, NULL, err, sizeof err);
+        if (!m) {
             printf("  %-20s REFUSED: %s\n", de->d_name, err);
             rc = 1;
             continue;
         }
-        printf("  %-20s %-8s ABI %u.%u  %s\n", m.desc->name, ri_kind_name(m.desc->kind),
-               m.desc->abi_major, m.desc->abi_minor,
-               m.desc->description ? m.desc->description : "");
-        ri_module_close(&m);
+        printf("  %-20s %-8s ABI %u.%u  %s\n", m->desc.name, ri_kind_name(m->desc.kind),
+               RI_ABI_MAJOR, RI_ABI_MINOR, m->desc.description ? m->desc.description : "");
+        ri_module_unref(m);
     }
     closedir(d);
     ri_config_free(c);
@@ -223,8 +222,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ri-core: GnuTLS initialisation failed\n");
         return 1;
     }
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "ri-core: cannot create the event loop\n");
+        return 1;
+    }
+    ri_module_builtin_sched(); /* adopted once, before any tunnel */
     struct ri_errs errs = {0};
-    struct ri_cycle *cy = ri_cycle_load(cfg_path, &errs);
+    struct ri_cycle *cy = ri_cycle_load(cfg_path, loop, &ri_core_api, &errs);
     if (!cy) {
         ri_errs_print(&errs);
         fprintf(stderr, "%s: %zu error%s; %s\n", cfg_path, errs.n, errs.n == 1 ? "" : "s",
@@ -248,8 +253,9 @@ int main(int argc, char **argv)
     if (test) {
         printf("%s: configuration OK: role %s, plugins:", cfg_path,
                c->role == RI_ROLE_HUB ? "hub" : "edge");
-        for (size_t i = 0; i < cy->pl->n; i++)
-            printf(" %s(%s)", cy->pl->mods[i].desc->name, ri_kind_name(cy->pl->mods[i].desc->kind));
+        for (unsigned k = 1; k <= RI_KIND_MAX_; k++)
+            if (cy->pl->by_kind[k])
+                printf(" %s(%s)", cy->pl->by_kind[k]->desc.name, ri_kind_name(k));
         for (size_t i = 0; i < c->n_plugins; i++)
             if (!c->plugins[i].enabled)
                 printf(" [%s disabled]", c->plugins[i].name);
@@ -263,8 +269,9 @@ int main(int argc, char **argv)
         log_warn("%s holds secrets but is readable by group or others (mode %04o): chmod 600 %s",
                  cfg_path, c->file_mode, cfg_path);
     signal(SIGPIPE, SIG_IGN);
-    int rc = c->role == RI_ROLE_HUB ? ri_hub_run(cy, cfg_path) : ri_edge_run(cy, cfg_path);
-    ri_bq_pool_drain(); /* exit with nothing allocated (valgrind-clean) */
+    struct ri_run_opts run = {.loop = loop, .config_path = cfg_path, .debug = debug};
+    int rc = c->role == RI_ROLE_HUB ? ri_hub_run(cy, &run) : ri_edge_run(cy, &run);
+    ev_loop_destroy(loop);
     gnutls_global_deinit();
     return rc;
 }

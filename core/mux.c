@@ -10,10 +10,12 @@
  * Receiving (tunnel -> socket): DATA is written straight to the socket; only
  * what the socket does not take is copied into the stream's chunk queue
  * (bounded by the credit we granted). Credit is returned with WINDOW frames
- * once bytes have been written onward, sized by the adaptive window policy.
+ * once bytes have been written onward, sized by the window policy (or the
+ * classifier's window for the stream's class).
  */
 #include "mux.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,84 +23,83 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "clock.h"
+#include "events.h"
 #include "log.h"
 #include "netutil.h"
+#include "pace.h"
 #include "plugin.h"
-#include "sched_fifo.h"
-#include "tunnel.h"
 #include "window.h"
-
-#define SP(m, s) ((void *)((char *)(s) + (m)->sched_off))
-#define CP(m, s) ((void *)((char *)(s) + (m)->cls_off))
+#include "worker.h"
 
 static void stream_read_cb(EV_P_ ev_io *w, int revents);
 static void stream_write_cb(EV_P_ ev_io *w, int revents);
-static void stream_free(struct ri_stream *s);
+static void connect_timeout_cb(EV_P_ ev_timer *w, int revents);
+static void cls_tick(EV_P_ ev_timer *w, int revents);
 
-static uint64_t now_ns(void) { return ri_core_api.now_ns(); }
+#define LOOP (m->w->loop)
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static void cls_tick(EV_P_ ev_timer *w, int revents);
-
-int ri_mux_init(struct ri_tunnel *t, const struct ri_module *sched,
-                const struct ri_module *cls, uint32_t max_streams, char *err, size_t errlen)
+static void kick_cb(void *arg)
 {
-    struct ri_mux *m = &t->mux;
+    struct ri_mux *m = arg;
+    m->env->kick(m->env->owner);
+}
+
+/* ---- policy instances ------------------------------------------------------ */
+static int make_policy(struct ri_mux *m, const struct ri_mux_policy *pol, struct ri_inst **sched,
+                       struct ri_inst **cls, char *err, size_t errlen)
+{
+    struct ri_module *sm = pol->sched ? pol->sched : ri_module_builtin_sched();
+    *cls = NULL;
+    if (!(*sched = ri_inst_create(sm, pol->sched_settings, LOOP, m->role, m->api, err, errlen)))
+        return -1;
+    if (pol->cls && !(*cls = ri_inst_create(pol->cls, pol->cls_settings, LOOP, m->role, m->api,
+                                            err, errlen))) {
+        ri_inst_unref(*sched);
+        return -1;
+    }
+    (*sched)->kick = kick_cb;
+    (*sched)->kick_arg = m;
+    if (*cls) {
+        (*cls)->kick = kick_cb;
+        (*cls)->kick_arg = m;
+    }
+    return 0;
+}
+
+int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *env,
+                const struct ri_core_api *api, int role, const struct ri_mux_policy *pol,
+                uint32_t max_streams, char *err, size_t errlen)
+{
     memset(m, 0, sizeof *m);
-    if (!sched)
-        sched = &ri_sched_fifo_builtin;
-    if (!(m->sched = ri_inst_create(sched, err, errlen)))
-        return -1;
-    m->sops = sched->desc->ops;
-    if (cls) {
-        if (!(m->cls = ri_inst_create(cls, err, errlen))) {
-            ri_inst_destroy(m->sched);
-            return -1;
-        }
-        m->cops = cls->desc->ops;
-    }
-    m->sched_off = align16(sizeof(struct ri_stream));
-    m->cls_off = m->sched_off + align16(sched->desc->stream_size);
-    m->stream_size = m->cls_off + (cls ? align16(cls->desc->stream_size) : 0);
-    m->mask = 255;
-    m->tab = calloc(m->mask + 1, sizeof *m->tab);
+    m->w = w;
+    m->env = env;
+    m->api = api;
+    m->role = role;
+    m->label = "tunnel";
+    m->edge_id = "";
     m->max_streams = max_streams;
-    if (!m->tab) {
+    m->mask = 255;
+    if (!(m->tab = calloc(m->mask + 1, sizeof *m->tab))) {
         snprintf(err, errlen, "out of memory");
-        ri_inst_destroy(m->sched);
-        ri_inst_destroy(m->cls);
         return -1;
     }
+    if (make_policy(m, pol, &m->sched, &m->cls, err, errlen) < 0) {
+        free(m->tab);
+        m->tab = NULL;
+        return -1;
+    }
+    m->sched_size = align16(m->sched->mod->desc.stream_size);
+    m->cls_size = m->cls ? align16(m->cls->mod->desc.stream_size) : 0;
     ev_timer_init(&m->cls_timer, cls_tick, 1.0, 1.0);
     return 0;
 }
 
-void ri_mux_destroy(struct ri_tunnel *t)
-{
-    struct ri_mux *m = &t->mux;
-    while (m->all)
-        ri_mux_stream_reset(m->all, RI_RST_RESET, NULL);
-    ev_timer_stop(EV_DEFAULT, &m->cls_timer);
-    ri_inst_destroy(m->sched);
-    ri_inst_destroy(m->cls);
-    free(m->tab);
-    m->tab = NULL;
-}
-
-void ri_mux_stop_all(struct ri_tunnel *t)
-{
-    for (struct ri_stream *s = t->mux.all; s; s = s->next) {
-        ev_io_stop(EV_DEFAULT, &s->rio);
-        ev_io_stop(EV_DEFAULT, &s->wio);
-        ev_timer_stop(EV_DEFAULT, &s->ctimer);
-    }
-    ev_timer_stop(EV_DEFAULT, &t->mux.cls_timer);
-}
+void ri_mux_set_phase(struct ri_mux *m, enum ri_mux_phase phase) { m->phase = phase; }
 
 /* ---- table ------------------------------------------------------------------- */
 static struct ri_stream *lookup(struct ri_mux *m, uint32_t id)
@@ -129,23 +130,56 @@ static void table_grow(struct ri_mux *m)
     m->mask = nmask;
 }
 
-static struct ri_stream *stream_alloc(struct ri_tunnel *t, uint32_t id, uint16_t port)
+static void addr_from(struct ri_addr *a, const struct sockaddr *sa)
 {
-    struct ri_mux *m = &t->mux;
-    struct ri_stream *s = calloc(1, m->stream_size);
+    memset(a, 0, sizeof *a);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        a->family = 4;
+        memcpy(a->ip, &in->sin_addr, 4);
+        a->port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        a->family = 6;
+        memcpy(a->ip, &in6->sin6_addr, 16);
+        a->port = ntohs(in6->sin6_port);
+    }
+}
+
+static void emit_stream(struct ri_stream *s, int type, unsigned code, const char *reason)
+{
+    struct ri_mux *m = s->m;
+    int hub = m->role == RI_ROLE_HUB;
+    struct ri_event ev = {
+        .type = type, .role = m->role, .tunnel_id = m->tunnel_id, .edge_id = m->edge_id,
+        .peer = m->label, .stream_id = s->id, .port = s->edge_port, .client = &s->client,
+        /* up = client -> upstream: the edge sends it, the hub receives it */
+        .bytes_up = hub ? s->rx_bytes : s->tx_bytes, .bytes_down = hub ? s->tx_bytes : s->rx_bytes,
+        .duration = (double)(ri_now_ns() - s->opened_ns) / 1e9, .code = code, .reason = reason,
+        .klass = s->klass};
+    ri_event_emit(m->w->bus, &ev);
+}
+
+static struct ri_stream *stream_alloc(struct ri_mux *m, uint32_t id, uint16_t port)
+{
+    size_t base = align16(sizeof(struct ri_stream));
+    struct ri_stream *s = calloc(1, base + m->sched_size + m->cls_size);
     if (!s)
         return NULL;
-    s->t = t;
+    s->m = m;
     s->id = id;
     s->fd = -1;
     s->edge_port = port;
+    s->sp = (char *)s + base;
+    s->cp = m->cls ? (char *)s + base + m->sched_size : NULL;
     s->tx_credit = RI_WINDOW_INITIAL;
     s->rx_granted = RI_WINDOW_INITIAL;
-    s->opened_ns = now_ns();
+    s->opened_ns = ri_now_ns();
     s->klass = RI_CLASS_DATA;
+    ri_bq_init(&s->outq, &m->w->pool);
     ev_init(&s->rio, stream_read_cb);
     ev_init(&s->wio, stream_write_cb);
-    ev_init(&s->ctimer, NULL);
+    ev_init(&s->ctimer, connect_timeout_cb);
     if (m->n >= (m->mask + 1) * 2)
         table_grow(m);
     s->hnext = m->tab[id & m->mask];
@@ -155,22 +189,36 @@ static struct ri_stream *stream_alloc(struct ri_tunnel *t, uint32_t id, uint16_t
         m->all->prev = s;
     m->all = s;
     m->n++;
-    if (m->cops && !ev_is_active(&m->cls_timer))
-        ev_timer_start(EV_DEFAULT, &m->cls_timer);
+    m->w->ctr.streams_opened++;
+    ri_sched_event(m->sched, s, s->sp, RI_EV_OPENED, s->klass);
+    if (m->cls) {
+        struct ri_stream_stats st = {.size = sizeof st};
+        ri_mux_stream_stats(s, &st);
+        ri_classify_event(m->cls, s, s->cp, RI_EV_OPENED, &st);
+        if (!ev_is_active(&m->cls_timer))
+            ev_timer_start(LOOP, &m->cls_timer);
+    }
     return s;
 }
 
-static void stream_free(struct ri_stream *s)
+/* code/reason: how it ended (0 = both sides finished cleanly) */
+static void stream_free(struct ri_stream *s, unsigned code, const char *reason)
 {
-    struct ri_tunnel *t = s->t;
-    struct ri_mux *m = &t->mux;
+    struct ri_mux *m = s->m;
+    emit_stream(s, RI_EVT_STREAM_CLOSED, code, reason);
     if (s->queued) {
-        m->sops->remove(m->sched->state, s, SP(m, s));
+        ri_sched_remove(m->sched, s, s->sp);
         m->queued--;
     }
-    ev_io_stop(EV_DEFAULT, &s->rio);
-    ev_io_stop(EV_DEFAULT, &s->wio);
-    ev_timer_stop(EV_DEFAULT, &s->ctimer);
+    ri_sched_event(m->sched, s, s->sp, RI_EV_CLOSED, s->klass);
+    if (m->cls) {
+        struct ri_stream_stats st = {.size = sizeof st};
+        ri_mux_stream_stats(s, &st);
+        ri_classify_event(m->cls, s, s->cp, RI_EV_CLOSED, &st);
+    }
+    ev_io_stop(LOOP, &s->rio);
+    ev_io_stop(LOOP, &s->wio);
+    ev_timer_stop(LOOP, &s->ctimer);
     if (s->fd >= 0)
         close(s->fd);
     ri_bq_clear(&s->outq);
@@ -185,11 +233,29 @@ static void stream_free(struct ri_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     m->n--;
+    m->w->ctr.streams_closed++;
+    free(s->areas);
     free(s);
     if (m->n == 0) {
-        ev_timer_stop(EV_DEFAULT, &m->cls_timer);
-        ri_tunnel_drained_check(t);
+        ev_timer_stop(LOOP, &m->cls_timer);
+        if (m->phase != RI_MUX_DEAD)
+            m->env->idle(m->env->owner);
     }
+}
+
+void ri_mux_destroy(struct ri_mux *m)
+{
+    m->phase = RI_MUX_DEAD;
+    while (m->all)
+        ri_mux_stream_reset(m->all, RI_RST_RESET, NULL);
+    if (m->tab) {
+        ev_timer_stop(LOOP, &m->cls_timer);
+        ri_inst_unref(m->sched);
+        ri_inst_unref(m->cls);
+    }
+    free(m->tab);
+    m->tab = NULL;
+    m->sched = m->cls = NULL;
 }
 
 /* Abortive close: the local peer sees a TCP reset, not a clean end. */
@@ -203,17 +269,28 @@ static void close_abort(struct ri_stream *s)
 
 void ri_mux_stream_reset(struct ri_stream *s, unsigned code, const char *reason)
 {
-    struct ri_tunnel *t = s->t;
-    if (reason && t->state != RI_T_DEAD)
-        ri_tunnel_rst(t, s->id, code, reason);
+    struct ri_mux *m = s->m;
+    if (reason && m->phase != RI_MUX_DEAD) {
+        uint8_t p[2 + RI_REASON_MAX];
+        size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
+        m->env->ctrl(m->env->owner, RI_F_RST, s->id, p, n);
+    }
     close_abort(s);
-    stream_free(s);
+    stream_free(s, code ? code : RI_RST_RESET, reason ? reason : ri_rst_code_str(code));
+}
+
+void ri_mux_refuse(struct ri_mux *m, uint32_t id, unsigned code, const char *reason)
+{
+    uint8_t p[2 + RI_REASON_MAX];
+    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
+    m->w->ctr.streams_refused++;
+    m->env->ctrl(m->env->owner, RI_F_RST, id, p, n);
 }
 
 static int stream_done(struct ri_stream *s)
 {
     if (s->fin_sent && s->fin_rcvd && s->wr_shut) {
-        stream_free(s);
+        stream_free(s, 0, "");
         return 1;
     }
     return 0;
@@ -224,46 +301,61 @@ static void sched_enqueue(struct ri_mux *m, struct ri_stream *s)
 {
     s->queued = 1;
     m->queued++;
-    m->sops->enqueue(m->sched->state, s, SP(m, s), s->klass);
+    ri_sched_enqueue(m->sched, s, s->sp, s->klass);
 }
 
 /* Read interest follows state: never while queued, out of credit, at EOF. */
 static void update_reading(struct ri_stream *s)
 {
+    struct ri_mux *m = s->m;
     int want = !s->queued && !s->rd_eof && s->tx_credit > 0 && !s->connecting && s->fd >= 0 &&
-               s->t->state == RI_T_READY;
+               (m->phase == RI_MUX_OPEN || m->phase == RI_MUX_DRAINING);
     if (want && !s->reading)
-        ev_io_start(EV_DEFAULT, &s->rio);
+        ev_io_start(LOOP, &s->rio);
     else if (!want && s->reading)
-        ev_io_stop(EV_DEFAULT, &s->rio);
+        ev_io_stop(LOOP, &s->rio);
     s->reading = (unsigned)want;
 }
 
 static void stream_read_cb(EV_P_ ev_io *w, int revents)
 {
     struct ri_stream *s = (struct ri_stream *)((char *)w - offsetof(struct ri_stream, rio));
-    struct ri_mux *m = &s->t->mux;
+    struct ri_mux *m = s->m;
     sched_enqueue(m, s);
     update_reading(s);
-    ri_tunnel_kick(s->t);
+    m->env->kick(m->env->owner);
 }
 
-size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target,
-                      size_t cap, size_t budget)
+static void fill_ctx(const struct ri_mux *m, struct ri_sched_ctx *ctx, const struct ri_pace *p)
 {
-    struct ri_mux *m = &t->mux;
+    *ctx = (struct ri_sched_ctx){.size = sizeof *ctx, .queued = m->queued, .now_ns = ri_now_ns(),
+                                 .tunnel_tx_bytes = m->tx_bytes, .max_chunk = RI_DATA_CHUNK};
+    if (p) {
+        ctx->pace_room = ri_pace_room(p);
+        ctx->min_rtt_ns = p->min_rtt;
+        ctx->delivery_rate = p->bw;
+    }
+}
+
+size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target, size_t cap,
+                      size_t budget, const struct ri_pace *pace)
+{
     size_t added = 0;
     while (*len < target && m->queued && added < budget) {
-        struct ri_sched_ctx ctx = {.now_ns = now_ns(), .tunnel_tx_bytes = m->tx_bytes,
-                                   .queued = m->queued};
-        struct ri_stream *s = m->sops->dequeue(m->sched->state, &ctx);
+        struct ri_sched_ctx ctx;
+        fill_ctx(m, &ctx, pace);
+        ctx.pace_room = ctx.pace_room > added ? ctx.pace_room - added : 0;
+        uint32_t max = RI_DATA_CHUNK;
+        struct ri_stream *s = ri_sched_dequeue(m->sched, &ctx, &max);
         if (!s)
-            break;
+            break; /* nothing eligible now: the scheduler kicks us when there is */
         s->queued = 0;
         m->queued--;
         size_t room = cap - *len - RI_FRAME_HDR;
         if (room > RI_DATA_CHUNK)
             room = RI_DATA_CHUNK;
+        if (max && room > max)
+            room = max;
         if (room > s->tx_credit)
             room = (size_t)s->tx_credit;
         if (room > budget - added)
@@ -275,9 +367,9 @@ size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t tar
             s->tx_credit -= (uint64_t)n;
             s->tx_bytes += (uint64_t)n;
             m->tx_bytes += (uint64_t)n;
+            m->w->ctr.bytes_to_peer += (uint64_t)n;
             added += (size_t)n;
-            if (m->sops->sent)
-                m->sops->sent(m->sched->state, s, SP(m, s), (size_t)n, &ctx);
+            ri_sched_sent(m->sched, s, s->sp, (size_t)n, &ctx);
             /* stay in line while there is credit: by our next turn more has
              * usually arrived, and a read that finds nothing (EAGAIN) costs
              * less than re-arming the watcher after every short read */
@@ -292,6 +384,7 @@ size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t tar
             update_reading(s);
             stream_done(s);
         } else if (errno == EAGAIN || errno == EINTR) {
+            ri_sched_event(m->sched, s, s->sp, RI_EV_IDLE, s->klass);
             update_reading(s);
         } else {
             char why[96];
@@ -303,9 +396,11 @@ size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t tar
 }
 
 /* ---- receiving side ---------------------------------------------------------- */
-static uint32_t window_target(struct ri_stream *s)
+static uint32_t window_target(const struct ri_stream *s)
 {
-    return ri_window_target(s->t->mux.n, s->klass == RI_CLASS_SUSTAINED);
+    const struct ri_mux *m = s->m;
+    uint32_t w = m->cls ? ri_class_window(m->cls, s->klass, m->n) : 0;
+    return w ? w : ri_window_target(m->n, s->klass == RI_CLASS_SUSTAINED);
 }
 
 /* n bytes went out of the socket: return credit when the policy says so */
@@ -317,13 +412,14 @@ static void consumed(struct ri_stream *s, size_t n)
         uint8_t p[4];
         ri_put32(p, g);
         s->rx_granted += g;
-        ri_tunnel_ctrl(s->t, RI_F_WINDOW, s->id, p, 4);
+        s->m->env->ctrl(s->m->env->owner, RI_F_WINDOW, s->id, p, 4);
     }
 }
 
-/* Writes what the socket takes; 0 ok, -1 stream was reset. */
+/* Writes what the socket takes; 0 ok, -1 stream gone. */
 static int flush_out(struct ri_stream *s)
 {
+    struct ri_mux *m = s->m;
     while (s->outq.bytes) {
         struct iovec iov[32];
         int cnt = ri_bq_iov(&s->outq, iov, 32);
@@ -345,10 +441,10 @@ static int flush_out(struct ri_stream *s)
             consumed(s, (size_t)w - hdr);
     }
     if (s->outq.bytes) {
-        ev_io_start(EV_DEFAULT, &s->wio);
+        ev_io_start(LOOP, &s->wio);
         return 0;
     }
-    ev_io_stop(EV_DEFAULT, &s->wio);
+    ev_io_stop(LOOP, &s->wio);
     if (s->fin_rcvd && !s->wr_shut) {
         shutdown(s->fd, SHUT_WR);
         s->wr_shut = 1;
@@ -358,6 +454,8 @@ static int flush_out(struct ri_stream *s)
     return 0;
 }
 
+static void connected(struct ri_stream *s, int err);
+
 static void stream_write_cb(EV_P_ ev_io *w, int revents)
 {
     struct ri_stream *s = (struct ri_stream *)((char *)w - offsetof(struct ri_stream, wio));
@@ -366,7 +464,7 @@ static void stream_write_cb(EV_P_ ev_io *w, int revents)
         socklen_t l = sizeof err;
         if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
             err = errno;
-        ri_mux_stream_connected(s, err);
+        connected(s, err);
         return;
     }
     flush_out(s);
@@ -375,6 +473,8 @@ static void stream_write_cb(EV_P_ ev_io *w, int revents)
 static void on_data(struct ri_stream *s, const uint8_t *p, size_t n)
 {
     s->rx_bytes += n;
+    s->m->rx_bytes += n;
+    s->m->w->ctr.bytes_from_peer += n;
     if (!s->outq.bytes && !s->connecting) {
         ssize_t w;
         do
@@ -396,47 +496,59 @@ static void on_data(struct ri_stream *s, const uint8_t *p, size_t n)
             ri_mux_stream_reset(s, RI_RST_INTERNAL, "out of memory");
             return;
         }
-        ev_io_start(EV_DEFAULT, &s->wio);
+        ev_io_start(s->m->w->loop, &s->wio);
         return;
     }
     if (ri_bq_append(&s->outq, p, n) < 0)
         ri_mux_stream_reset(s, RI_RST_INTERNAL, "out of memory");
 }
 
-int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p,
-                    char *err, size_t errlen)
+uint16_t ri_open_edge_port(const struct ri_open *o)
 {
-    struct ri_mux *m = &t->mux;
-    if (h->type == RI_F_OPEN) {
-        if (t->role != RI_ROLE_HUB) {
-            snprintf(err, errlen, "OPEN from the hub");
-            return -1;
-        }
-        if (h->stream <= m->last_id) {
-            snprintf(err, errlen, "OPEN of stream %u reuses an id (last was %u)", h->stream,
-                     m->last_id);
-            return -1;
-        }
-        m->last_id = h->stream;
-        struct ri_open o;
-        if (ri_open_decode(p, h->len, &o, err, errlen) < 0)
-            return -1;
-        if (t->draining || m->n >= m->max_streams) {
-            if (!t->draining)
-                ri_log_rl(&t->rl, RI_LOG_WARN,
-                          "tunnel %s edge %s: stream %u refused: max_streams (%u) reached",
-                          t->peer, t->edge_id, h->stream, m->max_streams);
-            ri_tunnel_rst(t, h->stream, RI_RST_LIMIT,
-                          t->draining ? "hub is draining" : "too many streams");
-            return 0;
-        }
-        t->hooks->open(t, h->stream, &o);
+    return ntohs(o->edge.ss_family == AF_INET
+                     ? ((const struct sockaddr_in *)&o->edge)->sin_port
+                     : ((const struct sockaddr_in6 *)&o->edge)->sin6_port);
+}
+
+static int on_open(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t *p, char *err,
+                   size_t errlen)
+{
+    if (m->role != RI_ROLE_HUB) {
+        snprintf(err, errlen, "OPEN from the hub");
+        return -1;
+    }
+    if (h->stream <= m->last_id) {
+        snprintf(err, errlen, "OPEN of stream %u reuses an id (last was %u)", h->stream,
+                 m->last_id);
+        return -1;
+    }
+    m->last_id = h->stream;
+    struct ri_open o;
+    if (ri_open_decode(p, h->len, &o, err, errlen) < 0)
+        return -1;
+    if (m->phase == RI_MUX_DRAINING) {
+        ri_mux_refuse(m, h->stream, RI_RST_LIMIT, "hub is draining");
         return 0;
     }
+    if (m->n >= m->max_streams) {
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u refused: max_streams (%u) reached",
+                  m->label, h->stream, m->max_streams);
+        ri_mux_refuse(m, h->stream, RI_RST_LIMIT, "too many streams");
+        return 0;
+    }
+    m->env->open(m->env->owner, h->stream, &o);
+    return 0;
+}
+
+int ri_mux_on_frame(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t *p,
+                    char *err, size_t errlen)
+{
+    if (h->type == RI_F_OPEN)
+        return on_open(m, h, p, err, errlen);
     struct ri_stream *s = lookup(m, h->stream);
     if (!s) {
         /* ids only grow: a known-but-gone id is a stream we already closed */
-        uint32_t hi = t->role == RI_ROLE_HUB ? m->last_id : m->next_id;
+        uint32_t hi = m->role == RI_ROLE_HUB ? m->last_id : m->next_id;
         if (h->stream > hi) {
             snprintf(err, errlen, "%s for stream %u that was never opened",
                      ri_ftype_str(h->type), h->stream);
@@ -451,8 +563,8 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
             return 0;
         }
         if (s->rx_bytes + h->len > s->rx_granted) {
-            ri_log_rl(&t->rl, RI_LOG_WARN, "tunnel %s: stream %u: peer sent beyond its window",
-                      t->peer, s->id);
+            ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u: peer sent beyond its window",
+                      m->label, s->id);
             ri_mux_stream_reset(s, RI_RST_FLOW, "data beyond the window");
             return 0;
         }
@@ -469,10 +581,10 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
         uint16_t code;
         char reason[RI_REASON_MAX + 1];
         ri_reason_decode(p, h->len, &code, reason, sizeof reason);
-        log_debug("tunnel %s: stream %u reset by peer: %s: %s", t->peer, s->id,
+        log_debug("%s: stream %u reset by peer: %s: %s", m->label, s->id,
                   ri_rst_code_str(code), reason);
         close_abort(s);
-        stream_free(s);
+        stream_free(s, code ? code : RI_RST_RESET, reason);
         return 0;
     }
     case RI_F_WINDOW: {
@@ -491,12 +603,6 @@ int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
 }
 
 /* ---- opening ------------------------------------------------------------------ */
-static void tune_socket(int fd)
-{
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 static void grant_initial(struct ri_stream *s)
 {
     uint32_t g = ri_window_grant(s->rx_granted, s->rx_consumed, window_target(s));
@@ -504,16 +610,30 @@ static void grant_initial(struct ri_stream *s)
         uint8_t p[4];
         ri_put32(p, g);
         s->rx_granted += g;
-        ri_tunnel_ctrl(s->t, RI_F_WINDOW, s->id, p, 4);
+        s->m->env->ctrl(s->m->env->owner, RI_F_WINDOW, s->id, p, 4);
     }
 }
 
-int ri_mux_open_local(struct ri_tunnel *t, int fd, uint16_t port)
+static void attach(struct ri_stream *s, int fd, int connecting)
 {
-    struct ri_mux *m = &t->mux;
+    struct ri_mux *m = s->m;
+    int one = 1;
+    s->fd = fd;
+    s->connecting = (unsigned)connecting;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ev_io_set(&s->rio, fd, EV_READ);
+    ev_io_set(&s->wio, fd, EV_WRITE);
+    if (connecting)
+        ev_io_start(LOOP, &s->wio);
+    update_reading(s);
+}
+
+int ri_mux_open_local(struct ri_mux *m, int fd, uint16_t port)
+{
     if (m->n >= m->max_streams || m->next_id == UINT32_MAX) {
-        ri_log_rl(&t->rl, RI_LOG_WARN, "tunnel %s: refusing a client on port %u: %s", t->peer,
-                  port, m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: refusing a client on port %u: %s", m->label, port,
+                  m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
+        m->w->ctr.streams_refused++;
         ri_close_abort(fd);
         return -1;
     }
@@ -524,85 +644,125 @@ int ri_mux_open_local(struct ri_tunnel *t, int fd, uint16_t port)
         close(fd);
         return -1;
     }
-    struct ri_stream *s = stream_alloc(t, m->next_id + 1, port);
+    struct ri_stream *s = stream_alloc(m, m->next_id + 1, port);
     if (!s) {
         close(fd);
         return -1;
     }
     m->next_id++;
+    addr_from(&s->client, (struct sockaddr *)&peer);
     uint8_t o[RI_OPEN_LEN];
     ri_open_encode(o, (struct sockaddr *)&peer, (struct sockaddr *)&local);
-    ri_tunnel_ctrl(t, RI_F_OPEN, s->id, o, sizeof o);
+    m->env->ctrl(m->env->owner, RI_F_OPEN, s->id, o, sizeof o);
     grant_initial(s);
-    ri_mux_stream_attach(s, fd, 0);
+    attach(s, fd, 0);
+    emit_stream(s, RI_EVT_STREAM_OPENED, 0, "");
     return 0;
 }
 
-struct ri_stream *ri_mux_stream_new(struct ri_tunnel *t, uint32_t id, uint16_t edge_port)
+static void connected(struct ri_stream *s, int err)
 {
-    struct ri_stream *s = stream_alloc(t, id, edge_port);
-    if (!s) {
-        ri_tunnel_rst(t, id, RI_RST_INTERNAL, "out of memory");
-        return NULL;
-    }
-    grant_initial(s);
-    return s;
-}
-
-void ri_mux_stream_attach(struct ri_stream *s, int fd, int connecting)
-{
-    s->fd = fd;
-    s->connecting = (unsigned)connecting;
-    tune_socket(fd);
-    ev_io_set(&s->rio, fd, EV_READ);
-    ev_io_set(&s->wio, fd, EV_WRITE);
-    if (connecting)
-        ev_io_start(EV_DEFAULT, &s->wio);
-    update_reading(s);
-}
-
-void ri_mux_stream_connected(struct ri_stream *s, int err)
-{
-    ev_timer_stop(EV_DEFAULT, &s->ctimer);
+    struct ri_mux *m = s->m;
+    ev_timer_stop(LOOP, &s->ctimer);
     if (err) {
-        char why[160];
+        char why[160], cl[64] = "?";
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        if (s->client.family == 4) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            in->sin_family = AF_INET;
+            memcpy(&in->sin_addr, s->client.ip, 4);
+            in->sin_port = htons(s->client.port);
+            ri_addr_str((struct sockaddr *)&ss, cl, sizeof cl);
+        } else if (s->client.family == 6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            in6->sin6_family = AF_INET6;
+            memcpy(&in6->sin6_addr, s->client.ip, 16);
+            in6->sin6_port = htons(s->client.port);
+            ri_addr_str((struct sockaddr *)&ss, cl, sizeof cl);
+        }
         snprintf(why, sizeof why, "upstream port %u: %s", s->edge_port, strerror(err));
-        ri_log_rl(&s->t->rl, RI_LOG_INFO, "tunnel %s: stream %u: %s", s->t->peer, s->id, why);
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u from %s: %s", m->label, s->id, cl, why);
         ri_mux_stream_reset(s, err == ECONNREFUSED ? RI_RST_REFUSED
-                                : err == ETIMEDOUT ? RI_RST_TIMEOUT
+                               : err == ETIMEDOUT  ? RI_RST_TIMEOUT
                                                    : RI_RST_UNREACHABLE,
                             why);
         return;
     }
     s->connecting = 0;
-    ev_io_stop(EV_DEFAULT, &s->wio);
+    ev_io_stop(LOOP, &s->wio);
     if (flush_out(s) < 0)
         return;
     update_reading(s);
 }
 
-int ri_mux_stream_prepend(struct ri_stream *s, const void *p, size_t n)
+static void connect_timeout_cb(EV_P_ ev_timer *w, int revents)
 {
-    /* only used before any data arrived, so appending is prepending */
-    if (ri_bq_append(&s->outq, p, n) < 0)
-        return -1;
-    s->hdr_left += (uint32_t)n;
-    return 0;
+    struct ri_stream *s = (struct ri_stream *)((char *)w - offsetof(struct ri_stream, ctimer));
+    connected(s, ETIMEDOUT);
 }
 
-/* ---- classification ------------------------------------------------------------ */
+int ri_mux_connect(struct ri_mux *m, uint32_t id, const struct ri_open *o,
+                   const struct sockaddr *dst, socklen_t dl, const void *hdr, size_t hl,
+                   double timeout)
+{
+    struct ri_stream *s = stream_alloc(m, id, ri_open_edge_port(o));
+    if (!s) {
+        ri_mux_refuse(m, id, RI_RST_INTERNAL, "out of memory");
+        return -1;
+    }
+    addr_from(&s->client, (const struct sockaddr *)&o->client);
+    grant_initial(s);
+    emit_stream(s, RI_EVT_STREAM_OPENED, 0, "");
+    /* the header goes before any stream data: appending now is prepending */
+    if (hl && ri_bq_append(&s->outq, hdr, hl) < 0) {
+        ri_mux_stream_reset(s, RI_RST_INTERNAL, "out of memory");
+        return -1;
+    }
+    s->hdr_left = (uint32_t)hl;
+    int fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "socket: %s", strerror(errno));
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u: %s", m->label, id, why);
+        ri_mux_stream_reset(s, RI_RST_INTERNAL, why);
+        return -1;
+    }
+    int rc = connect(fd, dst, dl);
+    int e = rc == 0 ? 0 : errno;
+    attach(s, fd, 1);
+    if (e == EINPROGRESS) {
+        ev_timer_set(&s->ctimer, timeout, 0);
+        ev_timer_start(LOOP, &s->ctimer);
+        return 0;
+    }
+    connected(s, e);
+    return e ? -1 : 0;
+}
+
+/* ---- policy ---------------------------------------------------------------------- */
 int ri_mux_stream_stats(const ri_stream *s, struct ri_stream_stats *out)
 {
-    memset(out, 0, sizeof *out);
-    out->id = s->id;
-    out->klass = s->klass;
-    out->age_ns = now_ns() - s->opened_ns;
-    out->tx_bytes = s->tx_bytes;
-    out->rx_bytes = s->rx_bytes;
-    out->tx_window = s->tx_credit;
-    out->rx_buffered = s->outq.bytes;
-    out->active_streams = s->t->mux.n;
-    out->edge_port = s->edge_port;
+    struct ri_stream_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    st.id = s->id;
+    st.klass = s->klass;
+    st.age_ns = ri_now_ns() - s->opened_ns;
+    st.tx_bytes = s->tx_bytes;
+    st.rx_bytes = s->rx_bytes;
+    st.tx_window = s->tx_credit;
+    st.rx_buffered = s->outq.bytes;
+    st.active_streams = s->m->n;
+    st.edge_port = s->edge_port;
+    st.rx_window = window_target(s);
+    /* only as much as the caller's struct holds (an older plugin's is smaller) */
+    size_t n = out->size < sizeof st ? out->size : sizeof st;
+    if (n < sizeof out->size)
+        return -1;
+    uint32_t their = out->size;
+    memcpy(out, &st, n);
+    out->size = their;
     return 0;
 }
 
@@ -614,16 +774,106 @@ static void cls_tick(EV_P_ ev_timer *w, int revents)
         if (moved == s->tick_bytes)
             continue;
         s->tick_bytes = moved;
-        struct ri_stream_stats st;
+        struct ri_stream_stats st = {.size = sizeof st};
         ri_mux_stream_stats(s, &st);
-        uint32_t k = m->cops->classify(m->cls->state, CP(m, s), &st);
+        uint32_t k = ri_classify(m->cls, s->cp, &st);
         if (k > RI_CLASS_MAX_ || k == s->klass)
             continue;
-        log_debug("tunnel %s: stream %u class %u -> %u", s->t->peer, s->id, s->klass, k);
         s->klass = k;
-        if (s->queued) {
-            m->sops->remove(m->sched->state, s, SP(m, s));
-            m->sops->enqueue(m->sched->state, s, SP(m, s), k);
+        ri_sched_event(m->sched, s, s->sp, RI_EV_CLASS, k);
+        struct ri_event ev = {.type = RI_EVT_STREAM_CLASSIFIED, .role = m->role,
+                              .tunnel_id = m->tunnel_id, .edge_id = m->edge_id,
+                              .peer = m->label, .stream_id = s->id, .port = s->edge_port,
+                              .client = &s->client, .klass = k};
+        ri_event_emit(m->w->bus, &ev);
+    }
+}
+
+int ri_mux_set_policy(struct ri_mux *m, const struct ri_mux_policy *pol, char *err,
+                      size_t errlen)
+{
+    struct ri_inst *sched, *cls;
+    if (make_policy(m, pol, &sched, &cls, err, errlen) < 0)
+        return -1;
+    size_t ss = align16(sched->mod->desc.stream_size);
+    size_t cs = cls ? align16(cls->mod->desc.stream_size) : 0;
+    /* fresh areas for every stream first: a failure changes nothing */
+    size_t n = 0;
+    for (struct ri_stream *s = m->all; s; s = s->next)
+        n++;
+    void **areas = calloc(n + 1, sizeof *areas);
+    int ok = areas != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (areas[i] = calloc(1, ss + cs + 1)) != NULL;
+    if (!ok) {
+        for (size_t i = 0; areas && i < n; i++)
+            free(areas[i]);
+        free(areas);
+        ri_inst_unref(sched);
+        ri_inst_unref(cls);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* the old scheduler's queue, in its order */
+    struct ri_stream **order = calloc(m->queued + 1, sizeof *order);
+    size_t nq = 0;
+    struct ri_sched_ctx ctx;
+    fill_ctx(m, &ctx, NULL);
+    while (order && m->queued) {
+        uint32_t max = RI_DATA_CHUNK;
+        struct ri_stream *s = ri_sched_dequeue(m->sched, &ctx, &max);
+        if (!s)
+            break; /* a non-work-conserving scheduler holds the rest back */
+        s->queued = 0;
+        m->queued--;
+        order[nq++] = s;
+    }
+    for (struct ri_stream *s = m->all; s; s = s->next) { /* whatever it still holds */
+        if (!s->queued)
+            continue;
+        ri_sched_remove(m->sched, s, s->sp);
+        s->queued = 0;
+        m->queued--;
+        if (order)
+            order[nq++] = s;
+    }
+    for (struct ri_stream *s = m->all; s; s = s->next) {
+        ri_sched_event(m->sched, s, s->sp, RI_EV_CLOSED, s->klass);
+        if (m->cls) {
+            struct ri_stream_stats st = {.size = sizeof st};
+            ri_mux_stream_stats(s, &st);
+            ri_classify_event(m->cls, s, s->cp, RI_EV_CLOSED, &st);
         }
     }
+    ri_inst_unref(m->sched);
+    ri_inst_unref(m->cls);
+    m->sched = sched;
+    m->cls = cls;
+    m->sched_size = ss;
+    m->cls_size = cs;
+    size_t i = 0;
+    for (struct ri_stream *s = m->all; s; s = s->next, i++) {
+        free(s->areas);
+        s->areas = areas[i];
+        s->sp = areas[i];
+        s->cp = cls ? (char *)areas[i] + ss : NULL;
+        ri_sched_event(sched, s, s->sp, RI_EV_OPENED, s->klass);
+        if (cls) {
+            struct ri_stream_stats st = {.size = sizeof st};
+            ri_mux_stream_stats(s, &st);
+            ri_classify_event(cls, s, s->cp, RI_EV_OPENED, &st);
+        }
+    }
+    free(areas);
+    for (size_t k = 0; k < nq; k++)
+        sched_enqueue(m, order[k]);
+    for (struct ri_stream *s = m->all; s; s = s->next)
+        update_reading(s); /* streams lost from the queue (no memory) read again */
+    free(order);
+    if (cls && m->n && !ev_is_active(&m->cls_timer))
+        ev_timer_start(LOOP, &m->cls_timer);
+    if (!cls)
+        ev_timer_stop(LOOP, &m->cls_timer);
+    m->env->kick(m->env->owner);
+    return 0;
 }

@@ -1,5 +1,10 @@
-/* mux.h -- streams multiplexed over one tunnel: per-stream flow control,
- * socket I/O, the scheduler and classifier plugins. */
+/* mux.h -- the streams of one tunnel: per-stream flow control, socket I/O,
+ * upstream connects, the scheduler and classifier instances.
+ *
+ * The mux knows nothing of TLS, handshakes or roles' policies: what it needs
+ * from its tunnel comes through a small environment given at init (queue a
+ * control frame, run the writer, "last stream gone", and on the hub "an
+ * OPEN arrived"), and the tunnel tells it its phase. */
 #ifndef RI_MUX_H
 #define RI_MUX_H
 
@@ -9,76 +14,128 @@
 
 #include "bq.h"
 #include "frame.h"
+#include "ratelimit.h"
 #include "ri_plugin.h"
 
-struct ri_tunnel;
 struct ri_inst;
 struct ri_module;
+struct ri_pace;
+struct ri_worker;
 
 #define RI_DATA_CHUNK (64u * 1024u) /* most payload one dequeue reads */
 
+/* A client's or upstream's address, compact (logs, events, status). */
+struct ri_addr {
+    uint8_t family; /* 0 none, 4, 6 */
+    uint8_t ip[16];
+    uint16_t port;
+};
+
+struct ri_mux;
+
 struct ri_stream {
-    struct ri_tunnel *t;
+    struct ri_mux *m;
     uint32_t id;
     int fd;
     ev_io rio, wio;
-    ev_timer ctimer; /* hub: upstream connect deadline */
+    ev_timer ctimer;               /* hub: upstream connect deadline */
     struct ri_stream *hnext;       /* hash chain */
-    struct ri_stream *prev, *next; /* all streams of the tunnel */
+    struct ri_stream *prev, *next; /* all streams of the mux */
     struct ri_bq outq;             /* from the tunnel, waiting for the socket */
     uint64_t tx_credit, tx_bytes;  /* towards the tunnel */
     uint64_t rx_bytes, rx_consumed, rx_granted; /* from the tunnel */
     uint64_t opened_ns, tick_bytes;
+    void *sp, *cp;                 /* the scheduler's and classifier's areas */
+    void *areas;                   /* their block when not inline (after a policy swap) */
+    struct ri_addr client;         /* who connected to the edge */
     uint32_t hdr_left; /* header bytes at the front of outq (not stream data) */
     uint32_t klass;
     uint16_t edge_port;
     unsigned queued : 1, reading : 1, rd_eof : 1, fin_sent : 1, fin_rcvd : 1, wr_shut : 1,
         connecting : 1;
-    /* plugin per-stream areas follow the struct (see mux.c) */
+};
+
+/* What the mux needs from its tunnel. */
+struct ri_mux_env {
+    void *owner;
+    int (*ctrl)(void *owner, uint8_t type, uint32_t stream, const void *p, size_t n);
+    void (*kick)(void *owner); /* something is ready to send */
+    void (*idle)(void *owner); /* the last stream ended */
+    /* hub: the peer opened stream id; call ri_mux_connect or ri_mux_refuse */
+    void (*open)(void *owner, uint32_t id, const struct ri_open *o);
+};
+
+enum ri_mux_phase {
+    RI_MUX_HANDSHAKE, /* no streams yet */
+    RI_MUX_OPEN,      /* streams open and flow */
+    RI_MUX_DRAINING,  /* no new streams; open ones flow */
+    RI_MUX_DEAD,      /* the tunnel is gone: nothing flows */
+};
+
+/* The policy a mux runs: modules (referenced by the mux while in use) and
+ * their settings (read at instance creation only). */
+struct ri_mux_policy {
+    struct ri_module *sched, *cls; /* sched NULL: the built-in fifo */
+    const void *sched_settings, *cls_settings; /* config_setting_t */
 };
 
 struct ri_mux {
+    struct ri_worker *w;
+    const struct ri_mux_env *env;
+    const struct ri_core_api *api;
+    int role;
+    enum ri_mux_phase phase;
+    const char *label;          /* "tunnel <peer>[ edge <id>]" for logs */
+    const char *edge_id;        /* for events ("" until known) */
+    uint64_t tunnel_id;
+    struct ri_ratelimit *rl;    /* the tunnel's limiter for peer-triggered lines */
     struct ri_stream **tab;
     uint32_t mask, n;
-    uint32_t next_id;   /* edge: last id given */
-    uint32_t last_id;   /* hub: highest id opened by the peer */
+    uint32_t next_id;           /* edge: last id given */
+    uint32_t last_id;           /* hub: highest id opened by the peer */
     uint32_t max_streams;
     struct ri_stream *all;
     struct ri_inst *sched, *cls;
-    const struct ri_sched_ops *sops;
-    const struct ri_classify_ops *cops;
-    size_t sched_off, cls_off, stream_size;
+    size_t sched_size, cls_size; /* per-stream areas */
     uint32_t queued;
-    uint64_t tx_bytes;
+    uint64_t tx_bytes, rx_bytes;
     ev_timer cls_timer;
 };
 
-int ri_mux_init(struct ri_tunnel *t, const struct ri_module *sched,
-                const struct ri_module *cls, uint32_t max_streams, char *err, size_t errlen);
-void ri_mux_destroy(struct ri_tunnel *t); /* resets every stream */
+int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *env,
+                const struct ri_core_api *api, int role, const struct ri_mux_policy *pol,
+                uint32_t max_streams, char *err, size_t errlen);
+void ri_mux_destroy(struct ri_mux *m); /* resets every stream */
+void ri_mux_set_phase(struct ri_mux *m, enum ri_mux_phase phase);
+
+/* Replaces the scheduler and classifier while streams are open: queued
+ * streams leave the old scheduler in its order and join the new one in that
+ * order, every stream gets fresh zeroed areas; classes are kept, the
+ * classifier's per-stream state starts over. -1 (old policy kept) if a new
+ * instance cannot be created. */
+int ri_mux_set_policy(struct ri_mux *m, const struct ri_mux_policy *pol, char *err,
+                      size_t errlen);
 
 /* Edge: a client connected on public port `port`. Takes fd. */
-int ri_mux_open_local(struct ri_tunnel *t, int fd, uint16_t port);
-/* Hub: create the stream the peer opened; the caller attaches an fd. */
-struct ri_stream *ri_mux_stream_new(struct ri_tunnel *t, uint32_t id, uint16_t edge_port);
-/* Attach a socket (hub: connecting; reading starts once connected). */
-void ri_mux_stream_attach(struct ri_stream *s, int fd, int connecting);
-/* Hub: upstream connect finished (err = 0 ok, else errno). */
-void ri_mux_stream_connected(struct ri_stream *s, int err);
-/* Queue bytes for the socket ahead of everything the tunnel delivers. */
-int ri_mux_stream_prepend(struct ri_stream *s, const void *p, size_t n);
+int ri_mux_open_local(struct ri_mux *m, int fd, uint16_t port);
+/* Hub, from env->open: connect stream id to dst, sending hdr first. */
+int ri_mux_connect(struct ri_mux *m, uint32_t id, const struct ri_open *o,
+                   const struct sockaddr *dst, socklen_t dl, const void *hdr, size_t hl,
+                   double timeout);
+/* Hub, from env->open: refuse stream id. */
+void ri_mux_refuse(struct ri_mux *m, uint32_t id, unsigned code, const char *reason);
 void ri_mux_stream_reset(struct ri_stream *s, unsigned code, const char *reason);
 
 /* Stream frames from the tunnel. <0: the tunnel must fail (reason in err). */
-int ri_mux_on_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p,
+int ri_mux_on_frame(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t *p,
                     char *err, size_t errlen);
 /* Appends DATA/FIN frames of ready streams to buf until *len >= target or
  * `budget` payload bytes went in; returns the payload bytes added. */
-size_t ri_mux_compose(struct ri_tunnel *t, uint8_t *buf, size_t *len, size_t target,
-                      size_t cap, size_t budget);
-/* Stops reading from every stream (tunnel dying) */
-void ri_mux_stop_all(struct ri_tunnel *t);
+size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target, size_t cap,
+                      size_t budget, const struct ri_pace *pace);
 
 int ri_mux_stream_stats(const ri_stream *s, struct ri_stream_stats *out);
+/* The public port of a stream's edge address in an OPEN. */
+uint16_t ri_open_edge_port(const struct ri_open *o);
 
 #endif

@@ -1,35 +1,57 @@
-/* plugin.h -- loading plugin .so files and creating their instances. */
+/* plugin.h -- loading plugin .so files, instances, and typed calls into them.
+ *
+ * A module is one loaded .so with core-owned copies of its descriptor and
+ * ops table (zero-filled past what the plugin declared, optional slots
+ * filled with no-op defaults), so the core calls every slot without a NULL
+ * test and never reads past a plugin's table. Modules and instances are
+ * reference-counted: a config generation holds its modules, an instance
+ * holds its module, and whoever uses an instance holds the instance, so a
+ * .so is unmapped only when nothing uses it (after Linux module refcounts
+ * and FreeRADIUS's HUP). */
 #ifndef RI_PLUGIN_LOADER_H
 #define RI_PLUGIN_LOADER_H
 
+#include <ev.h>
 #include <libconfig.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "errs.h"
 #include "ri_plugin.h"
 
 struct ri_module {
-    char *path;
-    void *dl;
-    const struct ri_plugin *desc;
-    const struct ri_plugin_conf *pc; /* its entry in the config */
+    int refs;
+    char *path;                 /* the file as configured */
+    void *dl;                   /* its mapping (maybe of a private copy: plugin.c) */
+    struct ri_plugin desc;      /* core-owned copy */
+    union {
+        struct ri_auth_ops auth;
+        struct ri_listener_ops listener;
+        struct ri_header_ops header;
+        struct ri_sched_ops sched;
+        struct ri_classify_ops cls;
+    } ops;                      /* core-owned copy of desc.ops */
 };
+
+struct ri_timer;
+struct ri_io;
 
 struct ri_inst {
-    const struct ri_module *mod;
-    const config_setting_t *settings;
-    void *state; /* desc->inst_size bytes */
-    char prefix[80]; /* log prefix */
-};
-
-/* The enabled plugins of one config, at most one per kind. */
-struct ri_plugins {
-    struct ri_module *mods;
-    size_t n;
-    struct ri_module *by_kind[RI_KIND_MAX_ + 1];
-    /* per-config instances (auth, listener, header); sched and classify
-     * instances are per tunnel: see ri_inst_create. */
-    struct ri_inst *auth, *listener, *header;
+    int refs;
+    struct ri_module *mod;      /* a reference */
+    const config_setting_t *settings; /* readable during create only */
+    void *state;                /* desc.inst_size bytes */
+    char prefix[80];            /* log prefix */
+    struct ev_loop *loop;       /* where its timers and watchers run */
+    int role;                   /* enum ri_role */
+    /* set by the owner: where a listener's connections go, whom a policy's
+     * kick wakes */
+    int (*accept)(void *arg, int fd, uint16_t port);
+    void *accept_arg;
+    void (*kick)(void *arg);
+    void *kick_arg;
+    struct ri_timer *timers;    /* what the plugin created and did not free */
+    struct ri_io *ios;
 };
 
 const char *ri_kind_name(unsigned kind);
@@ -40,16 +62,110 @@ const char *ri_kind_name(unsigned kind);
 const char *ri_plugin_default_dir(void);
 
 /* Loads one .so and checks its descriptor; NULL with a message naming the
- * file in err. `want_name` may be NULL (skip the name check). */
-int ri_module_open(struct ri_module *m, const char *path, const char *want_name, char *err,
-                   size_t errlen);
-void ri_module_close(struct ri_module *m);
+ * file in err. `want_name` may be NULL (skip the name check). The result
+ * has one reference. */
+struct ri_module *ri_module_open(const char *path, const char *want_name, char *err,
+                                 size_t errlen);
+struct ri_module *ri_module_ref(struct ri_module *m);
+/* The built-in scheduler (sched_fifo), used when a config enables none. */
+struct ri_module *ri_module_builtin_sched(void);
+void ri_module_unref(struct ri_module *m);
 
-/* Loads every enabled plugin of c and creates the per-config instances. */
-struct ri_plugins *ri_plugins_load(const struct ri_config *c, struct ri_errs *errs);
+/* Creates an instance (one reference) of m: allocates its state and runs
+ * create with `api` and `settings` (NULL: none). */
+struct ri_inst *ri_inst_create(struct ri_module *m, const config_setting_t *settings,
+                               struct ev_loop *loop, int role,
+                               const struct ri_core_api *api, char *err, size_t errlen);
+struct ri_inst *ri_inst_ref(struct ri_inst *i);
+
+/* An instance's timers and fd watchers (the api table's timer_* and io_*). */
+struct ri_timer *ri_inst_timer_new(struct ri_inst *i, ri_timer_cb *cb, void *arg);
+void ri_inst_timer_start(struct ri_timer *t, double after, double repeat);
+void ri_inst_timer_stop(struct ri_timer *t);
+void ri_inst_timer_free(struct ri_timer *t);
+struct ri_io *ri_inst_io_new(struct ri_inst *i, int fd, int events, ri_io_cb *cb, void *arg);
+void ri_inst_io_start(struct ri_io *io);
+void ri_inst_io_stop(struct ri_io *io);
+void ri_inst_io_free(struct ri_io *io);
+/* The last reference runs destroy, then stops and frees (and logs) any
+ * timer or watcher the plugin left behind. */
+void ri_inst_unref(struct ri_inst *i);
+
+/* The enabled plugins of one config, at most one per kind. */
+struct ri_plugins {
+    struct ri_module *by_kind[RI_KIND_MAX_ + 1];
+    const config_setting_t *settings[RI_KIND_MAX_ + 1];
+    int line[RI_KIND_MAX_ + 1];
+    /* per-config instances (auth, listener, header); sched and classify
+     * instances are per tunnel (mux.c) */
+    struct ri_inst *auth, *listener, *header;
+};
+
+/* Loads every enabled plugin of c and creates the per-config instances on
+ * `loop` with `api`. NULL with every problem in errs. */
+struct ri_plugins *ri_plugins_load(const struct ri_config *c, struct ev_loop *loop,
+                                   const struct ri_core_api *api, struct ri_errs *errs);
 void ri_plugins_free(struct ri_plugins *p);
 
-struct ri_inst *ri_inst_create(const struct ri_module *m, char *err, size_t errlen);
-void ri_inst_destroy(struct ri_inst *i);
+/* 1 when two plugin settings groups hold the same values (a policy whose
+ * module and settings did not change keeps running across a reload). */
+int ri_settings_equal(const config_setting_t *a, const config_setting_t *b);
+
+/* ---- typed calls into plugins: the only place ops are invoked ----------- */
+static inline int ri_auth_step(struct ri_inst *i, void *conn, const struct ri_auth_ctx *ctx,
+                               const uint8_t *in, size_t in_len, uint8_t *out,
+                               size_t *out_len, int *done, char *err, size_t errlen)
+{
+    return i->mod->ops.auth.step(i->state, conn, ctx, in, in_len, out, out_len, done, err,
+                                 errlen);
+}
+static inline int ri_listen_apply(struct ri_inst *i, const struct ri_listen_set *set,
+                                  char *err, size_t errlen)
+{
+    return i->mod->ops.listener.apply(i->state, set, err, errlen);
+}
+static inline int ri_header_build(struct ri_inst *i, const struct ri_conn_info *ci,
+                                  uint8_t *buf, size_t cap, size_t *len, char *err,
+                                  size_t errlen)
+{
+    return i->mod->ops.header.build(i->state, ci, buf, cap, len, err, errlen);
+}
+static inline void ri_sched_enqueue(struct ri_inst *i, ri_stream *s, void *sp, uint32_t k)
+{
+    i->mod->ops.sched.enqueue(i->state, s, sp, k);
+}
+static inline ri_stream *ri_sched_dequeue(struct ri_inst *i, const struct ri_sched_ctx *ctx,
+                                          uint32_t *max_bytes)
+{
+    return i->mod->ops.sched.dequeue(i->state, ctx, max_bytes);
+}
+static inline void ri_sched_sent(struct ri_inst *i, ri_stream *s, void *sp, size_t n,
+                                 const struct ri_sched_ctx *ctx)
+{
+    i->mod->ops.sched.sent(i->state, s, sp, n, ctx);
+}
+static inline void ri_sched_remove(struct ri_inst *i, ri_stream *s, void *sp)
+{
+    i->mod->ops.sched.remove(i->state, s, sp);
+}
+static inline void ri_sched_event(struct ri_inst *i, ri_stream *s, void *sp, int ev,
+                                  uint32_t k)
+{
+    i->mod->ops.sched.event(i->state, s, sp, ev, k);
+}
+static inline uint32_t ri_classify(struct ri_inst *i, void *sp,
+                                   const struct ri_stream_stats *st)
+{
+    return i->mod->ops.cls.classify(i->state, sp, st);
+}
+static inline uint32_t ri_class_window(struct ri_inst *i, uint32_t klass, uint32_t n)
+{
+    return i->mod->ops.cls.class_window(i->state, klass, n);
+}
+static inline void ri_classify_event(struct ri_inst *i, ri_stream *s, void *sp, int ev,
+                                     const struct ri_stream_stats *st)
+{
+    i->mod->ops.cls.event(i->state, s, sp, ev, st);
+}
 
 #endif

@@ -6,6 +6,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,16 +59,31 @@ fail:
     return -1;
 }
 
-int ri_tls_server_creds(struct ri_tls_creds *c, const char *cert, const char *key, char *err,
-                        size_t errlen)
+static struct ri_tls_creds *creds_new(char *err, size_t errlen)
 {
-    memset(c, 0, sizeof *c);
+    struct ri_tls_creds *c = calloc(1, sizeof *c);
     int rc;
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->refs = 1;
     if ((rc = gnutls_certificate_allocate_credentials(&c->cred)) < 0 ||
         (rc = gnutls_priority_init(&c->prio, RI_TLS_PRIORITY, NULL)) < 0) {
         snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(rc));
-        return -1;
+        ri_tls_creds_unref(c);
+        return NULL;
     }
+    return c;
+}
+
+struct ri_tls_creds *ri_tls_server_creds(const char *cert, const char *key, char *err,
+                                         size_t errlen)
+{
+    struct ri_tls_creds *c = creds_new(err, errlen);
+    if (!c)
+        return NULL;
+    int rc;
     gnutls_x509_crt_t crt = NULL;
     if (cert) {
         rc = gnutls_certificate_set_x509_key_file2(c->cred, cert, key, GNUTLS_X509_FMT_PEM,
@@ -75,7 +91,8 @@ int ri_tls_server_creds(struct ri_tls_creds *c, const char *cert, const char *ke
         if (rc < 0) {
             snprintf(err, errlen, "cannot load tls_cert %s / tls_key %s: %s", cert, key,
                      gnutls_strerror(rc));
-            return -1;
+            ri_tls_creds_unref(c);
+            return NULL;
         }
         gnutls_datum_t pem;
         if (gnutls_load_file(cert, &pem) == 0) {
@@ -88,14 +105,17 @@ int ri_tls_server_creds(struct ri_tls_creds *c, const char *cert, const char *ke
         }
     } else {
         gnutls_x509_privkey_t pk;
-        if (make_selfsigned(&crt, &pk, err, errlen) < 0)
-            return -1;
+        if (make_selfsigned(&crt, &pk, err, errlen) < 0) {
+            ri_tls_creds_unref(c);
+            return NULL;
+        }
         rc = gnutls_certificate_set_x509_key(c->cred, &crt, 1, pk);
         gnutls_x509_privkey_deinit(pk);
         if (rc < 0) {
             snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(rc));
             gnutls_x509_crt_deinit(crt);
-            return -1;
+            ri_tls_creds_unref(c);
+            return NULL;
         }
     }
     if (crt) {
@@ -105,35 +125,41 @@ int ri_tls_server_creds(struct ri_tls_creds *c, const char *cert, const char *ke
             hex_fp(d, n, c->fingerprint);
         gnutls_x509_crt_deinit(crt);
     }
-    return 0;
+    return c;
 }
 
-int ri_tls_client_creds(struct ri_tls_creds *c, const char *ca_file, char *err, size_t errlen)
+struct ri_tls_creds *ri_tls_client_creds(const char *ca_file, char *err, size_t errlen)
 {
-    memset(c, 0, sizeof *c);
-    int rc;
-    if ((rc = gnutls_certificate_allocate_credentials(&c->cred)) < 0 ||
-        (rc = gnutls_priority_init(&c->prio, RI_TLS_PRIORITY, NULL)) < 0) {
-        snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(rc));
-        return -1;
-    }
+    struct ri_tls_creds *c = creds_new(err, errlen);
+    if (!c)
+        return NULL;
     if (ca_file) {
-        rc = gnutls_certificate_set_x509_trust_file(c->cred, ca_file, GNUTLS_X509_FMT_PEM);
+        int rc = gnutls_certificate_set_x509_trust_file(c->cred, ca_file, GNUTLS_X509_FMT_PEM);
         if (rc <= 0) {
             snprintf(err, errlen, "cannot load hub_ca %s: %s", ca_file,
                      rc == 0 ? "no certificate in it" : gnutls_strerror(rc));
-            return -1;
+            ri_tls_creds_unref(c);
+            return NULL;
         }
         c->have_ca = 1;
     }
-    return 0;
+    return c;
 }
 
-void ri_tls_creds_free(struct ri_tls_creds *c)
+struct ri_tls_creds *ri_tls_creds_ref(struct ri_tls_creds *c)
 {
+    if (c)
+        c->refs++;
+    return c;
+}
+
+void ri_tls_creds_unref(struct ri_tls_creds *c)
+{
+    if (!c || --c->refs > 0)
+        return;
     if (c->cred) gnutls_certificate_free_credentials(c->cred);
     if (c->prio) gnutls_priority_deinit(c->prio);
-    memset(c, 0, sizeof *c);
+    free(c);
 }
 
 int ri_tls_session(gnutls_session_t *s, const struct ri_tls_creds *c, int server, int fd,

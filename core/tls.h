@@ -7,7 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Credentials are shared by every session made with them and reference-
+ * counted: a session keeps its credentials until it is freed, so a reload
+ * that loads a renewed certificate never pulls them from under a live
+ * tunnel. */
 struct ri_tls_creds {
+    int refs;
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t prio;
     char fingerprint[7 + 95 + 1]; /* hub: "sha256:aa:bb:..." of its certificate */
@@ -15,12 +20,14 @@ struct ri_tls_creds {
 };
 
 int ri_tls_init(void);
-/* Hub credentials; cert/key NULL makes an ephemeral self-signed one. */
-int ri_tls_server_creds(struct ri_tls_creds *c, const char *cert, const char *key, char *err,
-                        size_t errlen);
-/* Edge credentials; ca_file may be NULL. */
-int ri_tls_client_creds(struct ri_tls_creds *c, const char *ca_file, char *err, size_t errlen);
-void ri_tls_creds_free(struct ri_tls_creds *c);
+/* Hub credentials (one reference); cert/key NULL makes an ephemeral
+ * self-signed one. NULL with err on failure. */
+struct ri_tls_creds *ri_tls_server_creds(const char *cert, const char *key, char *err,
+                                         size_t errlen);
+/* Edge credentials (one reference); ca_file may be NULL. */
+struct ri_tls_creds *ri_tls_client_creds(const char *ca_file, char *err, size_t errlen);
+struct ri_tls_creds *ri_tls_creds_ref(struct ri_tls_creds *c);
+void ri_tls_creds_unref(struct ri_tls_creds *c);
 
 int ri_tls_session(gnutls_session_t *s, const struct ri_tls_creds *c, int server, int fd,
                    const char *server_name);

@@ -1,121 +1,343 @@
-/* tunnel.c -- one TLS connection: handshake and authentication, frame
- * parsing, batched writes (control frames first), keepalive, teardown. */
+/* tunnel.c -- one tunnel connection: batched writes (control frames first),
+ * frame dispatch, keepalive, the close sequence. */
 #include "tunnel.h"
 
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "clock.h"
 #include "log.h"
+#include "plugin.h"
+#include "worker.h"
 
-static void tunnel_read_cb(EV_P_ ev_io *w, int revents);
-static void tunnel_write_cb(EV_P_ ev_io *w, int revents);
-static void tunnel_flush(struct ri_tunnel *t);
+#define LOOP (t->w->loop)
+#define TUNNEL_OF(ptr, member) ((struct ri_tunnel *)((char *)(ptr) - offsetof(struct ri_tunnel, member)))
+
+static void read_cb(EV_P_ ev_io *w, int revents);
+static void write_cb(EV_P_ ev_io *w, int revents);
 static void flusher_cb(EV_P_ ev_prepare *w, int revents);
+static void keepalive_cb(EV_P_ ev_timer *w, int revents);
+static void linger_cb(EV_P_ ev_timer *w, int revents);
+static void reaper_cb(EV_P_ ev_timer *w, int revents);
+static void flush(struct ri_tunnel *t);
+static void drained_check(struct ri_tunnel *t);
 
-static void reaper_cb(EV_P_ ev_timer *w, int revents)
+/* ---- the mux's environment ---------------------------------------------------- */
+static int env_ctrl(void *o, uint8_t type, uint32_t stream, const void *p, size_t n)
 {
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, reaper));
-    ri_mux_destroy(t);
-    /* ri_tunnel_fail stopped these, but a flush still running in the failing
-     * callback may have re-armed the writer: never leave one on freed memory */
-    ev_io_stop(EV_A_ & t->rio);
-    ev_io_stop(EV_A_ & t->wio);
-    ev_prepare_stop(EV_A_ & t->flusher);
-    ev_timer_stop(EV_A_ & t->timer);
-    ev_timer_stop(EV_A_ & t->reaper);
-    if (t->tls)
-        gnutls_deinit(t->tls);
-    if (t->fd >= 0)
-        close(t->fd);
-    /* last: the owner may free the TLS credentials the session used */
-    if (t->hooks->closed)
-        t->hooks->closed(t, t->close_code);
-    if (t->auth_conn)
-        free(t->auth_conn);
-    if (t->secret) {
-        gnutls_memset(t->secret, 0, t->secret_len);
-        free(t->secret);
-    }
-    ri_bq_clear(&t->ctrl);
-    free(t->rbuf);
-    free(t->wbuf);
-    free(t->ibuf);
-    free(t->obuf);
-    ri_cycle_unref(t->cy);
-    free(t);
+    return ri_tunnel_ctrl(o, type, stream, p, n);
+}
+static void env_kick(void *o) { ri_tunnel_kick(o); }
+static void env_idle(void *o) { drained_check(o); }
+static void env_open(void *o, uint32_t id, const struct ri_open *op)
+{
+    struct ri_tunnel *t = o;
+    if (t->hooks->open)
+        t->hooks->open(t, id, op);
+    else
+        ri_mux_refuse(&t->mux, id, RI_RST_INTERNAL, "this side accepts no streams");
 }
 
-struct ri_tunnel *ri_tunnel_new(int role, int fd, struct ri_cycle *cy,
-                                const struct ri_tunnel_hooks *hooks,
-                                const char *peer)
+/* ---- the handshake's environment --------------------------------------------------- */
+static int hs_emit(void *o, uint8_t type, const void *p, size_t n)
+{
+    return ri_tunnel_ctrl(o, type, 0, p, n);
+}
+static int hs_lookup(void *o, const char *id, const uint8_t **secret, size_t *len)
+{
+    struct ri_tunnel *t = o;
+    return t->hooks->lookup ? t->hooks->lookup(t, id, secret, len) : -1;
+}
+
+static void set_label(struct ri_tunnel *t)
+{
+    snprintf(t->label, sizeof t->label, "tunnel %s%s%s", t->peer, t->edge_id[0] ? " edge " : "",
+             t->edge_id);
+    t->mux.label = t->label;
+    t->mux.edge_id = t->edge_id;
+}
+
+static void free_mine(struct ri_tunnel *t)
+{
+    if (t->my_secret) {
+        gnutls_memset(t->my_secret, 0, strlen(t->my_secret));
+        free(t->my_secret);
+    }
+    free(t->my_id);
+    t->my_secret = t->my_id = NULL;
+}
+
+struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
 {
     struct ri_tunnel *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    t->rbuf = malloc(RI_RBUF_SIZE);
-    t->wbuf = malloc(RI_WBUF_SIZE);
-    t->ibuf = malloc(RI_NETBUF_SIZE);
-    t->obuf = malloc(RI_NETBUF_SIZE);
-    const struct ri_config *c = cy->cfg;
-    const struct ri_auth_ops *ao = cy->pl->auth->mod->desc->ops;
     char err[256] = "out of memory";
-    if (!t->rbuf || !t->wbuf || !t->ibuf || !t->obuf ||
-        (ao->conn_size && !(t->auth_conn = calloc(1, ao->conn_size))) ||
-        ri_mux_init(t, cy->pl->by_kind[RI_KIND_SCHED], cy->pl->by_kind[RI_KIND_CLASSIFY],
-                    c->max_streams, err, sizeof err) < 0) {
-        log_err("tunnel %s: %s", peer, err);
-        free(t->auth_conn);
-        free(t->rbuf);
-        free(t->wbuf);
-        free(t->ibuf);
-        free(t->obuf);
-        free(t);
-        return NULL;
+    if (!t)
+        goto fail_fd;
+    t->id = ri_worker_tunnel_id(p->w);
+    t->role = p->role;
+    t->w = p->w;
+    t->owner = p->owner;
+    t->hooks = p->hooks;
+    t->state = RI_T_TLS;
+    t->ping_interval = p->ping_interval;
+    t->ping_timeout = p->ping_timeout;
+    t->preauth_rl = p->preauth_rl;
+    t->rl = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    snprintf(t->peer, sizeof t->peer, "%s", p->peer);
+    if (p->peer_sa && p->peer_sa_len <= sizeof t->peer_sa)
+        memcpy(&t->peer_sa, p->peer_sa, p->peer_sa_len);
+    if (p->role == RI_ROLE_EDGE)
+        snprintf(t->edge_id, sizeof t->edge_id, "%s", p->edge_id);
+    ri_bq_init(&t->ctrl, &p->w->pool);
+    ri_pace_init(&t->pace);
+    t->env = (struct ri_mux_env){.owner = t, .ctrl = env_ctrl, .kick = env_kick,
+                                 .idle = env_idle, .open = env_open};
+    struct ri_hs_io hio = {.arg = t, .emit = hs_emit, .lookup = hs_lookup};
+    if (!(t->rbuf = malloc(RI_RBUF_SIZE)) || !(t->wbuf = malloc(RI_WBUF_SIZE)) ||
+        ri_tlsio_init(&t->io, p->fd) < 0 ||
+        ri_hs_init(&t->hs, p->role, p->auth, &hio, RI_CAPS_SUPPORTED) < 0 ||
+        (p->role == RI_ROLE_EDGE &&
+         (!(t->my_id = strdup(p->edge_id)) || !(t->my_secret = strdup(p->secret)))))
+        goto fail;
+    if (ri_mux_init(&t->mux, p->w, &t->env, p->api, p->role, &p->policy, p->max_streams, err,
+                    sizeof err) < 0)
+        goto fail;
+    t->mux.tunnel_id = t->id;
+    t->mux.rl = &t->rl;
+    set_label(t);
+    int rc = ri_tlsio_start(&t->io, p->creds, p->role == RI_ROLE_HUB, p->sni);
+    if (rc < 0) {
+        snprintf(err, sizeof err, "TLS session: %s", gnutls_strerror(rc));
+        goto fail;
     }
-    t->role = role;
-    t->fd = fd;
-    t->state = RI_T_TCP;
-    t->cy = ri_cycle_ref(cy);
-    t->hooks = hooks;
-    t->ping_interval = c->ping_interval;
-    t->ping_timeout = c->ping_timeout;
-    snprintf(t->peer, sizeof t->peer, "%s", peer);
-    t->auth = cy->pl->auth;
+    t->creds = ri_tls_creds_ref(p->creds);
     /* Queue in our scheduler, not in the kernel: past this many unsent bytes
      * the socket reports "full", so control frames and interactive streams
      * never wait behind megabytes of bulk data already handed to TCP. */
-    int lowat = RI_TCP_NOTSENT_LOWAT;
-    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
-    ri_pace_init(&t->pace);
-    t->rl = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
-    ev_io_init(&t->rio, tunnel_read_cb, fd, EV_READ);
-    ev_io_init(&t->wio, tunnel_write_cb, fd, EV_WRITE);
+    int lowat = RI_TCP_NOTSENT_LOWAT, one = 1;
+    setsockopt(p->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ev_io_init(&t->rio, read_cb, p->fd, EV_READ);
+    ev_io_init(&t->wio, write_cb, p->fd, EV_WRITE);
     ev_prepare_init(&t->flusher, flusher_cb);
-    ev_init(&t->timer, NULL);
+    /* one deadline covers TLS and authentication */
+    ev_timer_init(&t->keepalive, keepalive_cb, p->handshake_timeout, 0);
+    ev_init(&t->linger, linger_cb);
     ev_timer_init(&t->reaper, reaper_cb, 0, 0);
+    t->last_rx = ev_now(LOOP);
+    ev_timer_start(LOOP, &t->keepalive);
+    ev_io_start(LOOP, &t->rio);
+    ev_io_start(LOOP, &t->wio);
+    t->w->ctr.tunnels_opened++;
     return t;
+fail:
+    log_err("tunnel %s: %s", p->peer, err);
+    if (t) {
+        ri_mux_destroy(&t->mux);
+        ri_hs_free(&t->hs);
+        ri_tlsio_free(&t->io);
+        free_mine(t);
+        free(t->rbuf);
+        free(t->wbuf);
+        free(t);
+    }
+fail_fd:
+    close(p->fd);
+    return NULL;
 }
 
+void ri_tunnel_update(struct ri_tunnel *t, const struct ri_tunnel_settings *s)
+{
+    if (t->state == RI_T_DEAD)
+        return;
+    t->ping_interval = s->ping_interval;
+    t->ping_timeout = s->ping_timeout;
+    t->mux.max_streams = s->max_streams;
+    if (t->state == RI_T_READY && !t->closing) {
+        ev_timer_stop(LOOP, &t->keepalive);
+        ev_timer_set(&t->keepalive, t->ping_interval, t->ping_interval);
+        ev_timer_start(LOOP, &t->keepalive);
+    }
+    if (s->swap_policy) {
+        char err[256];
+        if (ri_mux_set_policy(&t->mux, &s->policy, err, sizeof err) < 0)
+            log_err("%s: keeps its scheduler and classifier: %s", t->label, err);
+    }
+}
+
+/* ---- teardown ------------------------------------------------------------------ */
+static void reaper_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = TUNNEL_OF(w, reaper);
+    ri_mux_destroy(&t->mux);
+    /* ri_tunnel_fail stopped these, but a flush still running in the failing
+     * callback may have re-armed the writer: never leave one on freed memory */
+    ev_io_stop(LOOP, &t->rio);
+    ev_io_stop(LOOP, &t->wio);
+    ev_prepare_stop(LOOP, &t->flusher);
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_stop(LOOP, &t->linger);
+    ev_timer_stop(LOOP, &t->reaper);
+    int fd = t->io.fd;
+    ri_tlsio_free(&t->io);
+    ri_tls_creds_unref(t->creds); /* after the session that used them */
+    close(fd);
+    ri_hs_free(&t->hs);
+    free_mine(t);
+    ri_bq_clear(&t->ctrl);
+    free(t->rbuf);
+    free(t->wbuf);
+    free(t);
+}
+
+void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
+{
+    if (t->state == RI_T_DEAD)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) ? RI_LOG_INFO : RI_LOG_WARN;
+    /* an unauthenticated peer may open connections at will: their endings
+     * share one limiter (the role's); an edge's tunnel logs freely */
+    if (!t->was_ready && t->preauth_rl)
+        ri_log_rl(t->preauth_rl, lvl, "%s: closed: %s", t->label, msg);
+    else
+        ri_log(lvl, "%s: closed: %s", t->label, msg);
+    uint32_t lost = t->mux.n;
+    t->state = RI_T_DEAD;
+    t->close_code = code;
+    ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
+    ev_io_stop(LOOP, &t->rio);
+    ev_io_stop(LOOP, &t->wio);
+    ev_prepare_stop(LOOP, &t->flusher);
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_stop(LOOP, &t->linger);
+    for (struct ri_stream *s = t->mux.all; s; s = s->next) {
+        ev_io_stop(LOOP, &s->rio);
+        ev_io_stop(LOOP, &s->wio);
+        ev_timer_stop(LOOP, &s->ctimer);
+    }
+    ev_timer_stop(LOOP, &t->mux.cls_timer);
+    t->w->ctr.tunnels_closed++;
+    /* the owner unlinks it now; the memory goes on the next iteration */
+    t->hooks->closed(t, code, msg, lost);
+    ev_timer_start(LOOP, &t->reaper);
+}
+
+static void linger_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = TUNNEL_OF(w, linger);
+    ri_tunnel_fail(t, t->close_code, t->closing == RI_CLOSE_SHUT
+                                         ? "peer did not close the connection in time"
+                                         : "peer did not read our last frame in time");
+}
+
+/* Writes what is queued, then shuts our side down and waits for the peer's
+ * EOF, still reading (and discarding) meanwhile: a socket closed with bytes
+ * unread, or receiving some after close, answers with a TCP reset, and the
+ * reset throws away our own last bytes still in flight. */
+static void close_when_flushed(struct ri_tunnel *t, unsigned code)
+{
+    if (t->state == RI_T_DEAD || t->closing)
+        return;
+    t->closing = RI_CLOSE_FLUSH;
+    t->close_code = code;
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_set(&t->linger, RI_LINGER_SECS, 0);
+    ev_timer_start(LOOP, &t->linger);
+    ri_tunnel_kick(t);
+}
+
+void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason)
+{
+    if (t->state == RI_T_DEAD || t->closing)
+        return;
+    uint8_t p[2 + RI_REASON_MAX];
+    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
+    ri_tunnel_ctrl(t, RI_F_REFUSE, 0, p, n);
+    close_when_flushed(t, code);
+}
+
+void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now)
+{
+    if (t->state == RI_T_DEAD || t->closing)
+        return;
+    uint8_t p[6 + RI_REASON_MAX];
+    ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
+    size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, (uint16_t)code, reason);
+    ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n);
+    t->draining = 1;
+    if (t->state == RI_T_READY)
+        ri_mux_set_phase(&t->mux, RI_MUX_DRAINING);
+    if (close_now)
+        close_when_flushed(t, code);
+    else
+        drained_check(t);
+}
+
+/* A draining tunnel ends with a handshake: each side, once its last stream
+ * has ended (every byte written to its own sockets), says so with GOAWAY
+ * code 0, and the connection closes when both have. Closing as soon as one
+ * side is done would reset the other side's streams that still hold data
+ * for a slow client or upstream. */
+static void drained_check(struct ri_tunnel *t)
+{
+    if (t->state != RI_T_READY || !t->draining || t->mux.n || t->closing)
+        return;
+    if (!t->sent_drained) {
+        uint8_t p[6 + RI_REASON_MAX];
+        ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
+        size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, RI_E_NONE, "drained");
+        t->sent_drained = 1;
+        if (ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n) < 0)
+            return;
+    }
+    if (t->peer_drained)
+        close_when_flushed(t, RI_E_SHUTDOWN);
+}
+
+/* A protocol violation. During the handshake the peer hears why (REFUSE
+ * code 1) before the close; afterwards the tunnel just closes. */
+static void proto_fail(struct ri_tunnel *t, const char *fmt, ...) RI_PRINTF(2, 3);
+static void proto_fail(struct ri_tunnel *t, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (t->state == RI_T_AUTH) {
+        ri_log_rl(t->preauth_rl ? t->preauth_rl : &t->rl, RI_LOG_WARN, "%s: refused: %s: %s",
+                  t->label, ri_conn_code_str(RI_E_PROTOCOL), msg);
+        ri_tunnel_refuse(t, RI_E_PROTOCOL, msg);
+    } else {
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", msg);
+    }
+}
+
+/* ---- keepalive --------------------------------------------------------------- */
 static void keepalive_cb(EV_P_ ev_timer *w, int revents)
 {
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, timer));
+    struct ri_tunnel *t = TUNNEL_OF(w, keepalive);
     ev_tstamp idle = ev_now(EV_A) - t->last_rx;
-    if (t->state == RI_T_READY && idle >= t->ping_timeout) {
-        ri_tunnel_fail(t, RI_E_TIMEOUT, "peer silent for %.0f s (ping_timeout_secs %.0f): dead",
-                       idle, t->ping_timeout);
-        return;
-    }
     if (t->state != RI_T_READY) {
         ri_tunnel_fail(t, RI_E_TIMEOUT, "handshake not finished in time");
+        return;
+    }
+    if (idle >= t->ping_timeout) {
+        ri_tunnel_fail(t, RI_E_TIMEOUT, "peer silent for %.0f s (ping_timeout_secs %.0f): dead",
+                       idle, t->ping_timeout);
         return;
     }
     if (idle >= t->ping_interval * 0.9) {
@@ -127,231 +349,7 @@ static void keepalive_cb(EV_P_ ev_timer *w, int revents)
     }
 }
 
-/* ---- transport: GnuTLS reads and writes our buffers, we do the syscalls -- */
-static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t n)
-{
-    struct ri_tunnel *t = p;
-    if (t->ooff && t->olen + n > RI_NETBUF_SIZE) {
-        memmove(t->obuf, t->obuf + t->ooff, t->olen - t->ooff);
-        t->olen -= t->ooff;
-        t->ooff = 0;
-    }
-    size_t room = RI_NETBUF_SIZE - t->olen;
-    if (room == 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (n > room)
-        n = room;
-    memcpy(t->obuf + t->olen, data, n);
-    t->olen += n;
-    return (ssize_t)n;
-}
-
-static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t n)
-{
-    struct ri_tunnel *t = p;
-    if (t->ioff == t->ilen) {
-        t->ioff = t->ilen = 0;
-        ssize_t r = recv(t->fd, t->ibuf, RI_NETBUF_SIZE, 0);
-        if (r < 0 && errno == EAGAIN)
-            t->rx_blocked = 1; /* the socket is empty: see tunnel_read */
-        else if (r < 0)
-            t->rx_errno = errno; /* for the log: GnuTLS only says "pull error" */
-        if (r <= 0)
-            return r; /* errno tells GnuTLS EAGAIN/EINTR/other; 0 is EOF */
-        t->ilen = (size_t)r;
-    }
-    size_t k = t->ilen - t->ioff;
-    if (k > n)
-        k = n;
-    memcpy(data, t->ibuf + t->ioff, k);
-    t->ioff += k;
-    return (ssize_t)k;
-}
-
-static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
-{
-    struct ri_tunnel *t = p;
-    if (t->ioff < t->ilen)
-        return 1;
-    struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
-    return poll(&pfd, 1, (int)ms);
-}
-
-/* Sends what GnuTLS produced. 0: all sent; 1: socket full (writer armed);
- * -1: the tunnel failed. */
-static int obuf_send(struct ri_tunnel *t)
-{
-    while (t->ooff < t->olen) {
-        ssize_t n = send(t->fd, t->obuf + t->ooff, t->olen - t->ooff, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                if (!ev_is_active(&t->wio) && t->state != RI_T_DEAD)
-                    ev_io_start(EV_DEFAULT, &t->wio);
-                return 1;
-            }
-            ri_tunnel_fail(t, RI_E_NONE, "send: %s", strerror(errno));
-            return -1;
-        }
-        t->ooff += (size_t)n;
-    }
-    t->ooff = t->olen = 0;
-    return 0;
-}
-
-int ri_tunnel_start_tls(struct ri_tunnel *t, const struct ri_tls_creds *creds,
-                        const char *server_name, double handshake_timeout)
-{
-    int rc = ri_tls_session(&t->tls, creds, t->role == RI_ROLE_HUB, t->fd, server_name);
-    if (rc < 0) {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "TLS session: %s", gnutls_strerror(rc));
-        return -1;
-    }
-    gnutls_transport_set_ptr(t->tls, t);
-    gnutls_transport_set_push_function(t->tls, tls_push);
-    gnutls_transport_set_pull_function(t->tls, tls_pull);
-    gnutls_transport_set_pull_timeout_function(t->tls, tls_pull_timeout);
-    t->state = RI_T_TLS;
-    t->last_rx = ev_now(EV_DEFAULT);
-    /* one deadline covers TLS and authentication */
-    ev_timer_init(&t->timer, keepalive_cb, handshake_timeout, 0);
-    ev_timer_start(EV_DEFAULT, &t->timer);
-    ev_io_start(EV_DEFAULT, &t->rio);
-    ev_io_start(EV_DEFAULT, &t->wio);
-    return 0;
-}
-
-/* ---- teardown ------------------------------------------------------------ */
-void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
-{
-    if (t->state == RI_T_DEAD)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) ? RI_LOG_INFO : RI_LOG_WARN;
-    /* an unauthenticated peer may open connections at will: their
-     * endings share one limiter (the role's); an edge's tunnel logs freely */
-    if (!t->was_ready && t->preauth_rl)
-        ri_log_rl(t->preauth_rl, lvl, "tunnel %s%s%s: closed: %s", t->peer,
-                  t->edge_id[0] ? " edge " : "", t->edge_id, msg);
-    else
-        ri_log(lvl, "tunnel %s%s%s: closed: %s", t->peer, t->edge_id[0] ? " edge " : "",
-               t->edge_id, msg);
-    t->state = RI_T_DEAD;
-    t->close_code = code;
-    ev_io_stop(EV_DEFAULT, &t->rio);
-    ev_io_stop(EV_DEFAULT, &t->wio);
-    ev_prepare_stop(EV_DEFAULT, &t->flusher);
-    ev_timer_stop(EV_DEFAULT, &t->timer);
-    ri_mux_stop_all(t);
-    ev_timer_start(EV_DEFAULT, &t->reaper);
-}
-
-static void linger_cb(EV_P_ ev_timer *w, int revents)
-{
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, timer));
-    ri_tunnel_fail(t, t->close_code, t->close_after_flush == 2
-                                         ? "peer did not close the connection in time"
-                                         : "peer did not read our last frame in time");
-}
-
-/* Writes what is queued, then shuts our side down and waits for the peer's
- * EOF, still reading (and discarding) meanwhile: a socket closed with bytes
- * unread, or receiving some after close, answers with a TCP reset, and the
- * reset throws away our own last bytes still in flight. */
-static void close_when_flushed(struct ri_tunnel *t, unsigned code)
-{
-    t->close_after_flush = 1;
-    t->close_code = code;
-    ev_timer_stop(EV_DEFAULT, &t->timer);
-    ev_timer_init(&t->timer, linger_cb, 2.0, 0);
-    ev_timer_start(EV_DEFAULT, &t->timer);
-    ri_tunnel_kick(t);
-}
-
-void ri_tunnel_close(struct ri_tunnel *t, unsigned code)
-{
-    if (t->state == RI_T_DEAD || t->close_after_flush)
-        return;
-    close_when_flushed(t, code);
-}
-
-void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason)
-{
-    if (t->state == RI_T_DEAD || t->close_after_flush)
-        return;
-    if (t->preauth_rl)
-        ri_log_rl(t->preauth_rl, RI_LOG_WARN, "tunnel %s%s%s: refused: %s: %s", t->peer,
-                  t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code), reason);
-    else
-        log_warn("tunnel %s%s%s: refused: %s: %s", t->peer, t->edge_id[0] ? " edge " : "",
-                 t->edge_id, ri_conn_code_str(code), reason);
-    uint8_t p[2 + RI_REASON_MAX];
-    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
-    ri_tunnel_ctrl(t, RI_F_REFUSE, 0, p, n);
-    close_when_flushed(t, code);
-}
-
-/* A protocol violation. During the handshake (after TLS, before WELCOME)
- * the peer hears why with REFUSE code 1 before the close; afterwards the
- * tunnel just closes with the logged reason. */
-static void proto_fail(struct ri_tunnel *t, const char *fmt, ...) RI_PRINTF(2, 3);
-static void proto_fail(struct ri_tunnel *t, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (t->state == RI_T_AUTH)
-        ri_tunnel_refuse(t, RI_E_PROTOCOL, msg);
-    else
-        ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", msg);
-}
-
-void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now)
-{
-    if (t->state == RI_T_DEAD || t->close_after_flush)
-        return;
-    uint8_t p[6 + RI_REASON_MAX];
-    ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
-    size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, (uint16_t)code, reason);
-    ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n);
-    t->draining = 1;
-    if (close_now)
-        close_when_flushed(t, code);
-    else
-        ri_tunnel_drained_check(t);
-}
-
-/* A draining tunnel ends with a handshake: each side, once its last stream
- * has ended (every byte written to its own sockets), says so with GOAWAY
- * code 0, and the connection closes when both have. Closing as soon as one
- * side is done would reset the other side's streams that still hold data
- * for a slow client or upstream. */
-void ri_tunnel_drained_check(struct ri_tunnel *t)
-{
-    if (t->state != RI_T_READY || !t->draining || t->mux.n || t->close_after_flush)
-        return;
-    if (!t->sent_drained) {
-        uint8_t p[6 + RI_REASON_MAX];
-        ri_put32(p, t->role == RI_ROLE_EDGE ? t->mux.next_id : t->mux.last_id);
-        size_t n = 4 + ri_reason_encode(p + 4, sizeof p - 4, RI_E_NONE, "drained");
-        t->sent_drained = 1;
-        if (ri_tunnel_ctrl(t, RI_F_GOAWAY, 0, p, n) < 0)
-            return;
-    }
-    if (t->peer_drained)
-        ri_tunnel_close(t, RI_E_SHUTDOWN);
-}
-
-/* ---- sending --------------------------------------------------------------- */
+/* ---- sending ---------------------------------------------------------------------- */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,
                    size_t n)
 {
@@ -375,30 +373,23 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
     return 0;
 }
 
-int ri_tunnel_rst(struct ri_tunnel *t, uint32_t stream, unsigned code, const char *reason)
-{
-    uint8_t p[2 + RI_REASON_MAX];
-    size_t n = ri_reason_encode(p, sizeof p, (uint16_t)code, reason);
-    return ri_tunnel_ctrl(t, RI_F_RST, stream, p, n);
-}
-
 /* Writes are batched per loop iteration: everything queued while handling
  * this iteration's events goes out in one flush just before the loop polls
  * again. The write watcher is armed only when the socket is full, which
  * saves two epoll_ctl calls per round on a busy tunnel. */
 void ri_tunnel_kick(struct ri_tunnel *t)
 {
-    if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && t->close_after_flush != 2 &&
+    if (t->state >= RI_T_AUTH && t->state != RI_T_DEAD && t->closing != RI_CLOSE_SHUT &&
         !ev_is_active(&t->wio) && !ev_is_active(&t->flusher))
-        ev_prepare_start(EV_DEFAULT, &t->flusher);
+        ev_prepare_start(LOOP, &t->flusher);
 }
 
 static void flusher_cb(EV_P_ ev_prepare *w, int revents)
 {
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, flusher));
+    struct ri_tunnel *t = TUNNEL_OF(w, flusher);
     ev_prepare_stop(EV_A_ w);
     if (t->state != RI_T_DEAD && !ev_is_active(&t->wio))
-        tunnel_flush(t);
+        flush(t);
 }
 
 /* Fill wbuf with the next batch: every queued control byte first (whole
@@ -417,57 +408,56 @@ static void compose(struct ri_tunnel *t)
         t->wlen += k;
         ri_bq_consume(&t->ctrl, k);
     }
-    if (t->ctrl.bytes || t->state != RI_T_READY || t->close_after_flush)
+    if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     size_t room = (size_t)ri_pace_room(&t->pace);
     if (!room)
         return; /* in-flight cap reached: the peer's ACK kicks us again */
-    size_t n = ri_mux_compose(t, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room);
+    size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
+                              &t->pace);
     if (n)
-        ri_pace_on_send(&t->pace, n, ri_core_api.now_ns());
+        ri_pace_on_send(&t->pace, n, ri_now_ns());
 }
 
-static void tunnel_flush(struct ri_tunnel *t)
+static void flush(struct ri_tunnel *t)
 {
+    char err[256];
     for (;;) {
         /* encrypt while a full record still fits in obuf */
-        while (RI_NETBUF_SIZE - (t->olen - t->ooff) >= RI_TLS_RECORD + 256) {
-            ssize_t n;
-            if (t->inflight) {
-                n = gnutls_record_send(t->tls, NULL, 0);
-            } else {
-                if (t->woff == t->wlen) {
-                    compose(t);
-                    if (t->wlen == 0)
-                        break;
-                }
-                size_t k = t->wlen - t->woff;
-                if (k > RI_TLS_RECORD)
-                    k = RI_TLS_RECORD;
-                n = gnutls_record_send(t->tls, t->wbuf + t->woff, k);
-                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-                    t->inflight = k; /* re-offered as (NULL, 0) */
+        while (ri_tlsio_room(&t->io)) {
+            if (t->woff == t->wlen) {
+                compose(t);
+                if (t->wlen == 0 || t->state == RI_T_DEAD)
+                    break;
             }
-            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-                break;
+            ssize_t n = ri_tlsio_send(&t->io, t->wbuf + t->woff, t->wlen - t->woff, err,
+                                      sizeof err);
             if (n < 0) {
-                ri_tunnel_fail(t, RI_E_NONE, "TLS send: %s", gnutls_strerror((int)n));
+                ri_tunnel_fail(t, RI_E_NONE, "%s", err);
                 return;
             }
             t->woff += (size_t)n;
-            t->inflight = 0;
         }
-        int rc = obuf_send(t);
-        if (rc != 0)
-            return; /* failed, or the socket is full and the writer is armed */
-        if (t->woff == t->wlen && !t->inflight) {
+        if (t->state == RI_T_DEAD)
+            return;
+        int rc = ri_tlsio_flush(&t->io, err, sizeof err);
+        if (rc == RI_TLSIO_ERROR) {
+            ri_tunnel_fail(t, RI_E_NONE, "%s", err);
+            return;
+        }
+        if (rc == RI_TLSIO_AGAIN) { /* the socket is full: wait for room */
+            if (!ev_is_active(&t->wio))
+                ev_io_start(LOOP, &t->wio);
+            return;
+        }
+        if (t->woff == t->wlen) {
             compose(t);
             if (t->wlen == 0) {
-                ev_io_stop(EV_DEFAULT, &t->wio);
-                if (t->close_after_flush) {
+                ev_io_stop(LOOP, &t->wio);
+                if (t->closing == RI_CLOSE_FLUSH && t->state != RI_T_DEAD) {
                     /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
-                    shutdown(t->fd, SHUT_WR);
-                    t->close_after_flush = 2;
+                    shutdown(t->io.fd, SHUT_WR);
+                    t->closing = RI_CLOSE_SHUT;
                 }
                 return;
             }
@@ -476,236 +466,96 @@ static void tunnel_flush(struct ri_tunnel *t)
 }
 
 /* ---- handshake --------------------------------------------------------------- */
-static void do_handshake(struct ri_tunnel *t)
-{
-    if (obuf_send(t) != 0)
-        return;
-    int rc = gnutls_handshake(t->tls);
-    int sent = obuf_send(t);
-    if (sent < 0)
-        return;
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-        if (sent == 0)
-            ev_io_stop(EV_DEFAULT, &t->wio);
-        return;
-    }
-    if (rc < 0) {
-        if (gnutls_error_is_fatal(rc)) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS handshake failed: %s", gnutls_strerror(rc));
-            return;
-        }
-        return; /* a warning alert: keep going */
-    }
-    if (sent == 0)
-        ev_io_stop(EV_DEFAULT, &t->wio);
-    if (ri_tls_binding(t->tls, t->binding) < 0) {
-        ri_tunnel_fail(t, RI_E_PROTOCOL, "no TLS 1.3 exporter channel binding");
-        return;
-    }
-    t->state = RI_T_AUTH;
-    log_debug("tunnel %s: TLS up (%s)", t->peer,
-              gnutls_cipher_get_name(gnutls_cipher_get(t->tls)));
-    if (t->hooks->tls_up)
-        t->hooks->tls_up(t);
-    /* the peer's first frames may have arrived with its last handshake
-     * message: they sit in ibuf (or in GnuTLS) and the socket will not turn
-     * readable again for them */
-    if (t->state == RI_T_AUTH && (t->ioff < t->ilen || gnutls_record_check_pending(t->tls)))
-        ev_feed_event(EV_DEFAULT, &t->rio, EV_READ);
-}
-
-/* Runs the auth plugin on the peer's message (NULL for the edge's first). */
-static int auth_step(struct ri_tunnel *t, const uint8_t *in, size_t n, uint8_t *out,
-                     size_t *out_len)
-{
-    const struct ri_auth_ops *ao = t->auth->mod->desc->ops;
-    struct ri_auth_ctx ctx = {
-        .role = t->role, .edge_id = t->edge_id, .secret = t->secret,
-        .secret_len = t->secret_len, .binding = t->binding, .binding_len = 32};
-    char err[256] = "";
-    int done = 0;
-    *out_len = RI_AUTH_MSG_MAX;
-    int rc = ao->step(t->auth->state, t->auth_conn, &ctx, in, n, out, out_len, &done, err,
-                      sizeof err);
-    if (rc < 0) {
-        if (t->role == RI_ROLE_HUB)
-            ri_tunnel_refuse(t, RI_E_AUTH, err[0] ? err : "authentication failed");
-        else
-            ri_tunnel_fail(t, RI_E_AUTH, "authentication failed: %s", err[0] ? err : "?");
-        return -1;
-    }
-    if (*out_len > RI_AUTH_MSG_MAX)
-        *out_len = RI_AUTH_MSG_MAX;
-    if (done)
-        t->auth_done = 1;
-    return 0;
-}
-
-int ri_tunnel_send_hello(struct ri_tunnel *t, const char *edge_id, const char *secret)
-{
-    snprintf(t->edge_id, sizeof t->edge_id, "%s", edge_id);
-    t->secret_len = strlen(secret);
-    t->secret = malloc(t->secret_len + 1);
-    if (!t->secret) {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
-        return -1;
-    }
-    memcpy(t->secret, secret, t->secret_len + 1);
-    uint8_t msg[RI_AUTH_MSG_MAX], hello[RI_PREAUTH_MAX_PAYLOAD];
-    size_t ml;
-    if (auth_step(t, NULL, 0, msg, &ml) < 0)
-        return -1;
-    size_t hl = ri_hello_encode(hello, sizeof hello, edge_id, t->auth->mod->desc->name, msg, ml);
-    if (!hl) {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "HELLO does not fit");
-        return -1;
-    }
-    return ri_tunnel_ctrl(t, RI_F_HELLO, 0, hello, hl);
-}
-
 static void become_ready(struct ri_tunnel *t)
 {
     t->state = RI_T_READY;
     t->was_ready = 1;
-    ev_timer_stop(EV_DEFAULT, &t->timer);
-    ev_timer_init(&t->timer, keepalive_cb, t->ping_interval, t->ping_interval);
-    ev_timer_start(EV_DEFAULT, &t->timer);
+    t->connected_ns = ri_now_ns();
+    if (t->role == RI_ROLE_HUB)
+        snprintf(t->edge_id, sizeof t->edge_id, "%s", t->hs.edge_id);
+    set_label(t);
+    ri_mux_set_phase(&t->mux, t->draining ? RI_MUX_DRAINING : RI_MUX_OPEN);
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_set(&t->keepalive, t->ping_interval, t->ping_interval);
+    ev_timer_start(LOOP, &t->keepalive);
+    /* the auth plugin's part is over: drop its state and secret now */
+    ri_hs_free(&t->hs);
     if (t->hooks->ready)
         t->hooks->ready(t);
 }
 
-static int on_hello(struct ri_tunnel *t, const uint8_t *p, size_t n)
+/* What the handshake said about the last frame. */
+static int after_hs(struct ri_tunnel *t, int rc)
 {
-    struct ri_hello h;
-    char err[256];
-    int rc = ri_hello_decode(p, n, &h, err, sizeof err);
-    if (rc < 0) {
-        ri_tunnel_refuse(t, rc == -2 ? RI_E_VERSION : RI_E_PROTOCOL, err);
-        return -1;
-    }
-    snprintf(t->edge_id, sizeof t->edge_id, "%s", h.edge_id);
-    const char *mine = t->auth->mod->desc->name;
-    if (strcmp(h.auth, mine) != 0) {
-        snprintf(err, sizeof err, "edge authenticates with '%s', this hub with '%s'", h.auth,
-                 mine);
-        ri_tunnel_refuse(t, RI_E_AUTH_METHOD, err);
-        return -1;
-    }
-    const uint8_t *secret;
-    size_t sl;
-    if (t->hooks->lookup(t, h.edge_id, &secret, &sl) < 0) {
-        snprintf(err, sizeof err, "unknown edge id '%s'", h.edge_id);
-        ri_tunnel_refuse(t, RI_E_UNKNOWN_EDGE, err);
-        return -1;
-    }
-    if (!(t->secret = malloc(sl + 1))) {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
-        return -1;
-    }
-    memcpy(t->secret, secret, sl);
-    t->secret[sl] = 0;
-    t->secret_len = sl;
-    uint8_t out[RI_AUTH_MSG_MAX];
-    size_t ol;
-    if (auth_step(t, h.auth_msg, h.auth_len, out, &ol) < 0)
-        return -1;
-    if (ol && ri_tunnel_ctrl(t, RI_F_AUTH, 0, out, ol) < 0)
-        return -1;
-    return 0;
-}
-
-/* Handshake and connection-level frames. */
-static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p)
-{
-    int hub = t->role == RI_ROLE_HUB;
-    uint16_t code;
-    char reason[RI_REASON_MAX + 1];
-    switch (h->type) {
-    case RI_F_HELLO:
-        if (!hub || t->state != RI_T_AUTH || t->edge_id[0])
-            goto unexpected;
-        return on_hello(t, p, h->len);
-    case RI_F_AUTH: {
-        if (t->state != RI_T_AUTH || t->auth_done || (hub && !t->edge_id[0]))
-            goto unexpected;
-        uint8_t out[RI_AUTH_MSG_MAX];
-        size_t ol;
-        if (auth_step(t, p, h->len, out, &ol) < 0)
-            return -1;
-        if (ol && ri_tunnel_ctrl(t, RI_F_AUTH, 0, out, ol) < 0)
-            return -1;
-        if (hub && t->auth_done) {
-            uint8_t w[2];
-            ri_put16(w, RI_PROTO_VERSION);
-            if (ri_tunnel_ctrl(t, RI_F_WELCOME, 0, w, 2) < 0)
-                return -1;
-            become_ready(t);
-        }
+    if (rc == RI_HS_CONTINUE)
         return 0;
-    }
-    case RI_F_WELCOME:
-        if (hub || t->state != RI_T_AUTH)
-            goto unexpected;
-        if (!t->auth_done) {
-            ri_tunnel_fail(t, RI_E_AUTH, "hub sent WELCOME before proving the shared secret");
-            return -1;
-        }
+    if (rc == RI_HS_OK) {
         become_ready(t);
         return 0;
-    case RI_F_REFUSE:
-        ri_reason_decode(p, h->len, &code, reason, sizeof reason);
-        ri_tunnel_fail(t, code, "peer refused us: %s: %s", ri_conn_code_str(code), reason);
-        return -1;
-    case RI_F_CONFIG: {
-        if (hub || t->state != RI_T_READY)
-            goto unexpected;
-        static struct ri_config_msg m; /* 8 KB: not on the stack */
-        char err[128];
-        if (ri_config_decode(p, h->len, &m, err, sizeof err) < 0) {
-            proto_fail(t, "bad CONFIG: %s", err);
-            return -1;
-        }
-        if (t->hooks->config)
-            t->hooks->config(t, &m);
-        return 0;
     }
-    case RI_F_PING:
-        return ri_tunnel_ctrl(t, RI_F_PONG, 0, p, 8);
-    case RI_F_PONG:
-        return 0;
-    case RI_F_ACK:
-        if (t->state != RI_T_READY)
-            goto unexpected;
-        ri_pace_on_ack(&t->pace, ri_get32(p), ri_core_api.now_ns());
-        ri_tunnel_kick(t);
-        return 0;
-    case RI_F_GOAWAY:
-        if (t->state != RI_T_READY)
-            goto unexpected;
-        ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
-        if (code == RI_E_NONE)
-            t->peer_drained = 1; /* its last stream ended: see ri_tunnel_drained_check */
-        else if (!t->draining) /* a peer repeating GOAWAY is logged once */
-            log_info("tunnel %s%s%s: peer is going away: %s%s%s", t->peer,
-                     t->edge_id[0] ? " edge " : "", t->edge_id, ri_conn_code_str(code),
-                     reason[0] ? ": " : "", reason);
-        t->draining = 1;
-        if (t->hooks->goaway)
-            t->hooks->goaway(t, code, reason);
-        ri_tunnel_drained_check(t);
-        return 0;
+    if (t->role == RI_ROLE_HUB && t->hs.edge_id[0] && !t->edge_id[0]) {
+        snprintf(t->edge_id, sizeof t->edge_id, "%s", t->hs.edge_id);
+        set_label(t);
     }
-unexpected:
-    proto_fail(t, "unexpected %s frame %s", ri_ftype_str(h->type),
-               t->state == RI_T_READY ? "after the handshake" : "during the handshake");
+    if (rc == RI_HS_REFUSE) {
+        ri_log_rl(t->preauth_rl ? t->preauth_rl : &t->rl, RI_LOG_WARN, "%s: refused: %s: %s",
+                  t->label, ri_conn_code_str(t->hs.code), t->hs.reason);
+        if (t->hooks->refused)
+            t->hooks->refused(t, t->hs.code, t->hs.reason);
+        ri_tunnel_refuse(t, t->hs.code, t->hs.peer_reason);
+    } else {
+        if (t->hooks->refused)
+            t->hooks->refused(t, t->hs.code, t->hs.reason);
+        ri_tunnel_fail(t, t->hs.code, "%s", t->hs.reason);
+    }
     return -1;
 }
 
-/* ---- receiving --------------------------------------------------------------- */
+static void do_handshake(struct ri_tunnel *t)
+{
+    char err[256];
+    int rc = ri_tlsio_handshake(&t->io, err, sizeof err);
+    if (rc == RI_TLSIO_ERROR) {
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+        return;
+    }
+    /* write interest only while handshake bytes wait for socket room */
+    if (ri_tlsio_has_output(&t->io)) {
+        if (!ev_is_active(&t->wio))
+            ev_io_start(LOOP, &t->wio);
+    } else {
+        ev_io_stop(LOOP, &t->wio);
+    }
+    if (rc == RI_TLSIO_AGAIN)
+        return;
+    uint8_t binding[32];
+    if (ri_tls_binding(t->io.s, binding) < 0) {
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "no TLS 1.3 exporter channel binding");
+        return;
+    }
+    t->state = RI_T_AUTH;
+    log_debug("%s: TLS up (%s)", t->label, gnutls_cipher_get_name(gnutls_cipher_get(t->io.s)));
+    if (t->hooks->tls_up && t->hooks->tls_up(t, err, sizeof err) < 0) {
+        ri_tunnel_fail(t, RI_E_AUTH, "%s", err);
+        return;
+    }
+    rc = ri_hs_begin(&t->hs, binding, t->my_id, t->my_secret);
+    free_mine(t);
+    gnutls_memset(binding, 0, sizeof binding);
+    if (after_hs(t, rc) < 0)
+        return;
+    /* the peer's first frames may have arrived with its last handshake
+     * message: they sit in ibuf (or in GnuTLS) and the socket will not turn
+     * readable again for them */
+    if (ri_tlsio_has_input(&t->io))
+        ev_feed_event(LOOP, &t->rio, EV_READ);
+}
+
+/* ---- receiving ---------------------------------------------------------------------- */
 /* Tells the peer how much of its DATA left the pipe (pace.h). */
 static int send_ack(struct ri_tunnel *t)
 {
-    if (!t->rx_unacked)
+    if (!t->rx_unacked || t->state != RI_T_READY)
         return 0;
     uint8_t p[4];
     ri_put32(p, (uint32_t)t->rx_unacked);
@@ -713,10 +563,86 @@ static int send_ack(struct ri_tunnel *t)
     return ri_tunnel_ctrl(t, RI_F_ACK, 0, p, 4);
 }
 
+/* Connection-level frames once authenticated. */
+static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p)
+{
+    uint16_t code;
+    char reason[RI_REASON_MAX + 1];
+    switch (h->type) {
+    case RI_F_REFUSE:
+        ri_reason_decode(p, h->len, &code, reason, sizeof reason);
+        ri_tunnel_fail(t, code, "peer refused us: %s: %s", ri_conn_code_str(code), reason);
+        return -1;
+    case RI_F_CONFIG: {
+        if (t->role != RI_ROLE_EDGE)
+            break;
+        struct ri_config_msg *m = malloc(sizeof *m); /* 8 KB: not on the stack */
+        char err[128];
+        if (!m) {
+            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+            return -1;
+        }
+        if (ri_config_decode(p, h->len, m, err, sizeof err) < 0) {
+            free(m);
+            proto_fail(t, "bad CONFIG: %s", err);
+            return -1;
+        }
+        if (t->hooks->config)
+            t->hooks->config(t, m);
+        free(m);
+        return t->state == RI_T_DEAD ? -1 : 0;
+    }
+    case RI_F_ACK:
+        ri_pace_on_ack(&t->pace, ri_get32(p), ri_now_ns());
+        ri_tunnel_kick(t);
+        return 0;
+    case RI_F_GOAWAY:
+        ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
+        if (code == RI_E_NONE)
+            t->peer_drained = 1; /* its last stream ended: see drained_check */
+        else if (!t->draining) /* a peer repeating GOAWAY is logged once */
+            log_info("%s: peer is going away: %s%s%s", t->label, ri_conn_code_str(code),
+                     reason[0] ? ": " : "", reason);
+        t->draining = 1;
+        ri_mux_set_phase(&t->mux, RI_MUX_DRAINING);
+        if (t->hooks->goaway)
+            t->hooks->goaway(t, code, reason);
+        drained_check(t);
+        return t->state == RI_T_DEAD ? -1 : 0;
+    }
+    proto_fail(t, "unexpected %s frame after the handshake", ri_ftype_str(h->type));
+    return -1;
+}
+
+static int dispatch(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p)
+{
+    char err[256];
+    if (h->type == RI_F_PING) /* in any state: the peer may measure us */
+        return ri_tunnel_ctrl(t, RI_F_PONG, 0, p, 8);
+    if (h->type == RI_F_PONG)
+        return 0;
+    if (t->state == RI_T_AUTH) {
+        if (h->stream != 0) {
+            proto_fail(t, "%s frame before authentication", ri_ftype_str(h->type));
+            return -1;
+        }
+        return after_hs(t, ri_hs_on_frame(&t->hs, h, p));
+    }
+    if (h->stream == 0)
+        return on_conn_frame(t, h, p);
+    if (ri_mux_on_frame(&t->mux, h, p, err, sizeof err) < 0) {
+        ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
+        return -1;
+    }
+    if (h->type == RI_F_DATA && (t->rx_unacked += h->len) >= RI_ACK_EVERY)
+        return send_ack(t);
+    return 0;
+}
+
 static int parse(struct ri_tunnel *t)
 {
     size_t off = t->roff;
-    while (t->state != RI_T_DEAD && !t->close_after_flush) {
+    while (t->state != RI_T_DEAD && !t->closing) {
         /* per frame: WELCOME and a CONFIG above 8 KB often share one record */
         uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
         struct ri_frame_hdr h;
@@ -724,8 +650,7 @@ static int parse(struct ri_tunnel *t)
         if (r == 0)
             break;
         if (r < 0) {
-            proto_fail(t, "frame of %u bytes exceeds the %u-byte limit",
-                           h.len, max);
+            proto_fail(t, "frame of %u bytes exceeds the %u-byte limit", h.len, max);
             return -1;
         }
         if (t->rlen - off < RI_FRAME_HDR + (size_t)h.len)
@@ -737,19 +662,7 @@ static int parse(struct ri_tunnel *t)
         }
         const uint8_t *p = t->rbuf + off + RI_FRAME_HDR;
         off += RI_FRAME_HDR + h.len;
-        int rc;
-        if (h.stream == 0) {
-            rc = on_conn_frame(t, &h, p);
-        } else if (t->state != RI_T_READY) {
-            proto_fail(t, "%s frame before authentication",
-                           ri_ftype_str(h.type));
-            rc = -1;
-        } else if ((rc = ri_mux_on_frame(t, &h, p, err, sizeof err)) < 0) {
-            ri_tunnel_fail(t, RI_E_PROTOCOL, "%s", err);
-        } else if (h.type == RI_F_DATA && (t->rx_unacked += h.len) >= RI_ACK_EVERY) {
-            rc = send_ack(t);
-        }
-        if (rc < 0)
+        if (dispatch(t, &h, p) < 0 || t->state == RI_T_DEAD)
             return -1;
     }
     if (t->state == RI_T_DEAD)
@@ -770,82 +683,73 @@ static int parse(struct ri_tunnel *t)
 static void tunnel_read(struct ri_tunnel *t)
 {
     size_t budget = 1u << 20; /* then yield to other tunnels and streams */
+    char err[256];
     for (;;) {
         if (t->state == RI_T_DEAD)
             return;
-        /* closing (close_when_flushed): frames no longer matter, EOF does */
-        int closing = t->close_after_flush != 0;
-        t->rx_blocked = 0;
-        ssize_t n = closing ? gnutls_record_recv(t->tls, t->rbuf, RI_RBUF_SIZE)
-                            : gnutls_record_recv(t->tls, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen);
-        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-            /* A KeyUpdate's answer, if GnuTLS wrote one, waits in obuf. */
-            if (t->olen > t->ooff)
-                ri_tunnel_kick(t);
-            if (t->rx_blocked) {
-                send_ack(t);
-                return; /* socket drained and nothing left decrypted in GnuTLS */
-            }
-            /* GnuTLS handled a post-handshake message (a TLS 1.3 KeyUpdate,
-             * a session ticket) or an interrupted read and says AGAIN,
-             * although more records may wait in ibuf: the socket will not
-             * turn readable for those, so read on until it is empty. */
-            n = 64; /* charged, so a flood of them yields too */
-        } else {
-            int end = n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION;
-            if (closing && (end || (n < 0 && gnutls_error_is_fatal((int)n)))) {
+        /* closing: frames no longer matter, the peer's EOF does */
+        int closing = t->closing != RI_CLOSE_NONE;
+        size_t got;
+        int rc = closing ? ri_tlsio_recv(&t->io, t->rbuf, RI_RBUF_SIZE, &got, err, sizeof err)
+                         : ri_tlsio_recv(&t->io, t->rbuf + t->rlen, RI_RBUF_SIZE - t->rlen, &got,
+                                         err, sizeof err);
+        if (ri_tlsio_has_output(&t->io))
+            ri_tunnel_kick(t); /* GnuTLS's answer to a KeyUpdate waits in obuf */
+        size_t cost = got;
+        switch (rc) {
+        case RI_TLSIO_AGAIN:
+            send_ack(t);
+            return; /* socket drained and nothing left decrypted in GnuTLS */
+        case RI_TLSIO_RETRY:
+            cost = 64; /* a post-handshake message: read on; charged, so a flood yields */
+            break;
+        case RI_TLSIO_EOF:
+            if (closing)
                 ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
-                return;
-            }
-            if (end) {
-                /* peers close without close_notify: the frames say what happened */
+            else
                 ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE,
                                "peer closed the connection");
-                return;
-            }
-            if (n == GNUTLS_E_PULL_ERROR) {
-                ri_tunnel_fail(t, t->draining ? RI_E_SHUTDOWN : RI_E_NONE, "connection lost: %s",
-                               strerror(t->rx_errno));
-                return;
-            }
-            if (n < 0 && gnutls_error_is_fatal((int)n)) {
-                ri_tunnel_fail(t, RI_E_PROTOCOL, "TLS receive: %s", gnutls_strerror((int)n));
-                return;
-            }
-            if (n < 0) {
-                n = 1024; /* a warning alert: charged, so a stream of them yields too */
-            } else if (!closing) {
-                t->rlen += (size_t)n;
-                t->last_rx = ev_now(EV_DEFAULT);
+            return;
+        case RI_TLSIO_ERROR:
+            if (closing)
+                ri_tunnel_fail(t, t->close_code, "%s", ri_conn_code_str(t->close_code));
+            else
+                ri_tunnel_fail(t, t->io.rx_errno ? (t->draining ? RI_E_SHUTDOWN : RI_E_NONE)
+                                                 : RI_E_PROTOCOL, "%s", err);
+            return;
+        default:
+            if (!closing) {
+                t->rlen += got;
+                t->last_rx = ev_now(LOOP);
                 if (parse(t) < 0)
                     return;
             }
         }
-        if ((size_t)n >= budget) {
+        if (cost >= budget) {
             /* more may sit decrypted inside GnuTLS: come back next iteration
              * rather than wait for the socket to turn readable again */
-            ev_feed_event(EV_DEFAULT, &t->rio, EV_READ);
+            ev_feed_event(LOOP, &t->rio, EV_READ);
             send_ack(t);
             return;
         }
-        budget -= (size_t)n;
+        budget -= cost;
     }
 }
 
-static void tunnel_read_cb(EV_P_ ev_io *w, int revents)
+static void read_cb(EV_P_ ev_io *w, int revents)
 {
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, rio));
+    struct ri_tunnel *t = TUNNEL_OF(w, rio);
     if (t->state == RI_T_TLS)
         do_handshake(t);
     else
         tunnel_read(t);
 }
 
-static void tunnel_write_cb(EV_P_ ev_io *w, int revents)
+static void write_cb(EV_P_ ev_io *w, int revents)
 {
-    struct ri_tunnel *t = (struct ri_tunnel *)((char *)w - offsetof(struct ri_tunnel, wio));
+    struct ri_tunnel *t = TUNNEL_OF(w, wio);
     if (t->state == RI_T_TLS)
         do_handshake(t);
     else if (t->state != RI_T_DEAD)
-        tunnel_flush(t);
+        flush(t);
 }

@@ -129,6 +129,7 @@ static int as_step(void *state, void *conn, const struct ri_auth_ctx *ctx, const
 }
 
 static const struct ri_auth_ops ops = {
+    .size = sizeof ops,
     .step = as_step,
     .conn_size = sizeof(struct conn),
 };

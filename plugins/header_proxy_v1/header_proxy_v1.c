@@ -21,7 +21,7 @@ static int pv1_build(void *inst, const struct ri_conn_info *ci, uint8_t *buf, si
     return 0;
 }
 
-static const struct ri_header_ops ops = {.build = pv1_build};
+static const struct ri_header_ops ops = {.size = sizeof ops, .build = pv1_build};
 static const char *const keys[] = {NULL};
 
 RI_EXPORT const struct ri_plugin ri_plugin = {

@@ -228,7 +228,7 @@ static int lt_apply(void *state, const struct ri_listen_set *set, char *err, siz
     return failed ? -1 : 0;
 }
 
-static const struct ri_listener_ops ops = {.apply = lt_apply};
+static const struct ri_listener_ops ops = {.size = sizeof ops, .apply = lt_apply};
 static const char *const keys[] = {"backlog", "v6only", NULL};
 
 RI_EXPORT const struct ri_plugin ri_plugin = {

@@ -32,8 +32,11 @@ def test_unknown_edge_id(env):
     spec = EdgeSpec("edge-known", [p])
     hub = env.hub([spec])
     edge = env.edge(hub, spec, edge_id="edge-stranger", wait=False)
-    edge.wait_log(r"unknown edge id", 20)
+    # the peer learns only that authentication failed; the hub's log says why
+    edge.wait_log(r"peer refused us: authentication failed", 20)
     hub.wait_log(r"unknown edge id 'edge-stranger'", 20)
+    check(edge.count(r"unknown edge") == 0, "the hub told an unknown client whether the id "
+                                            "exists")
     check(edge.count(r"listening on") == 0, "an unknown edge opened a port")
     env.expect_refused("127.0.0.2", p)
 

@@ -114,12 +114,14 @@ def test_edge_removed_from_config(env):
     m, sm = eg.mark(), es.mark()
     env.rewrite_hub(hub, edges=[stays])
     env.reload(hub)
-    hub.wait_log(r"edge edge-gone: removed from the config: disconnecting")
+    hub.wait_log(r"edge edge-gone: removed from the hub's edges: disconnecting")
     eg.wait_log(r"closed port %d\b" % a, since=m)
     eg.wait_log(r"edge removed from the hub config|edge removed", since=m)
     env.expect_port_closed("127.0.0.2", a, "the removed edge's port")
-    # it may try again, but the hub no longer knows it
-    eg.wait_log(r"unknown edge id", 20, since=m)
+    # it may try again, but the hub no longer knows it (and says only that
+    # authentication failed; its own log says why)
+    eg.wait_log(r"peer refused us: authentication failed", 20, since=m)
+    hub.wait_log(r"unknown edge id 'edge-gone'")
     check(eg.count(r"listening on", since=m) == 0, "the removed edge opened a port again")
     # the other edge was not touched
     check(es.count(r"connected to hub|closed port", since=sm) == 0, "the other edge was disturbed")

@@ -55,11 +55,11 @@ static void unlink_node(struct rr *rr, struct node *n)
     n->queued = 0;
 }
 
-static ri_stream *rr_dequeue(void *inst, const struct ri_sched_ctx *ctx)
+static ri_stream *rr_dequeue(void *inst, const struct ri_sched_ctx *ctx, uint32_t *max_bytes)
 {
     struct rr *rr = inst;
     struct node *n = rr->head;
-    (void)ctx;
+    (void)ctx, (void)max_bytes;
     if (!n)
         return NULL;
     unlink_node(rr, n);
@@ -83,6 +83,7 @@ static void rr_remove(void *inst, ri_stream *s, void *sp)
 }
 
 static const struct ri_sched_ops ops = {
+    .size = sizeof ops,
     .enqueue = rr_enqueue,
     .dequeue = rr_dequeue,
     .sent = rr_sent,

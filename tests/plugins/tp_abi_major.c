@@ -6,7 +6,7 @@ static uint32_t classify(void *inst, void *sp, const struct ri_stream_stats *st)
     return st->klass;
 }
 
-static const struct ri_classify_ops ops = {.classify = classify};
+static const struct ri_classify_ops ops = {.size = sizeof ops, .classify = classify};
 
 RI_EXPORT const struct ri_plugin ri_plugin = {
     .abi_major = RI_ABI_MAJOR + 1,

@@ -8,7 +8,7 @@ static int build(void *inst, const struct ri_conn_info *ci, uint8_t *buf, size_t
     return 0;
 }
 
-static const struct ri_header_ops ops = {.build = build};
+static const struct ri_header_ops ops = {.size = sizeof ops, .build = build};
 
 RI_EXPORT const struct ri_plugin ri_plugin = {
     RI_PLUGIN_HEADER,

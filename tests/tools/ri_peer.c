@@ -53,6 +53,7 @@
 
 #include "frame.h"
 #include "netutil.h"
+#include "api.h"
 #include "plugin.h"
 #include "tls.h"
 
@@ -169,8 +170,7 @@ static void send_frame(uint8_t type, uint32_t stream, const void *p, size_t n)
 /* ---- authentication through the real plugin -------------------------------- */
 static int auth_step(const uint8_t *in, size_t n, uint8_t *o, size_t *ol)
 {
-    const struct ri_auth_ops *ao = auth->mod->desc->ops;
-    struct ri_auth_ctx ctx = {.role = hub_mode ? RI_ROLE_HUB : RI_ROLE_EDGE,
+    struct ri_auth_ctx ctx = {.size = sizeof ctx, .role = hub_mode ? RI_ROLE_HUB : RI_ROLE_EDGE,
                               .edge_id = hub_mode ? claimed_id : edge_id,
                               .secret = (const uint8_t *)secret,
                               .secret_len = strlen(secret),
@@ -179,7 +179,7 @@ static int auth_step(const uint8_t *in, size_t n, uint8_t *o, size_t *ol)
     char err[256] = "";
     int done = 0;
     *ol = RI_AUTH_MSG_MAX;
-    if (ao->step(auth->state, auth_conn, &ctx, in, n, o, ol, &done, err, sizeof err) < 0) {
+    if (ri_auth_step(auth, auth_conn, &ctx, in, n, o, ol, &done, err, sizeof err) < 0) {
         out("AUTH-FAILED %s", err);
         return -1;
     }
@@ -228,9 +228,8 @@ static void handshake_frame(const struct ri_frame_hdr *h, const uint8_t *p)
         if (ol)
             send_frame(RI_F_AUTH, 0, o, ol);
         if (hub_mode && authed) {
-            uint8_t w[2];
-            ri_put16(w, RI_PROTO_VERSION);
-            send_frame(RI_F_WELCOME, 0, w, 2);
+            uint8_t w[6];
+            send_frame(RI_F_WELCOME, 0, w, ri_welcome_encode(w, RI_CAPS_SUPPORTED));
             if (config_ports)
                 send_config(config_ports);
             ready = 1;
@@ -603,20 +602,23 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     obuf = malloc(OBUF);
     char err[512];
-    static struct ri_module mod;
-    if (gnutls_global_init() < 0 || ri_module_open(&mod, plugin, NULL, err, sizeof err) < 0 ||
-        !(auth = ri_inst_create(&mod, err, sizeof err)))
+    struct ri_module *mod;
+    if (gnutls_global_init() < 0 || !(mod = ri_module_open(plugin, NULL, err, sizeof err)) ||
+        !(auth = ri_inst_create(mod, NULL, NULL, hub_mode ? RI_ROLE_HUB : RI_ROLE_EDGE,
+                                &ri_core_api, err, sizeof err)))
         die("setup: %s", err);
-    const struct ri_auth_ops *ao = auth->mod->desc->ops;
-    auth_conn = calloc(1, ao->conn_size ? ao->conn_size : 1);
+    size_t cs = auth->mod->ops.auth.conn_size;
+    auth_conn = calloc(1, cs ? cs : 1);
 
-    struct ri_tls_creds creds;
-    int rc = hub_mode ? ri_tls_server_creds(&creds, NULL, NULL, err, sizeof err)
-                      : ri_tls_client_creds(&creds, NULL, err, sizeof err);
-    if (rc < 0)
+    /* kept in a static: the tool exits from anywhere (die) */
+    static struct ri_tls_creds *creds;
+    creds = hub_mode ? ri_tls_server_creds(NULL, NULL, err, sizeof err)
+                     : ri_tls_client_creds(NULL, err, sizeof err);
+    if (!creds)
         die("TLS credentials: %s", err);
     fd = open_socket(addr, hub_mode);
-    if ((rc = ri_tls_session(&S, &creds, hub_mode, fd, NULL)) < 0)
+    int rc;
+    if ((rc = ri_tls_session(&S, creds, hub_mode, fd, NULL)) < 0)
         die("TLS session: %s", gnutls_strerror(rc));
     gnutls_datum_t tkey = {0};
     if (hub_mode) {
@@ -645,7 +647,8 @@ int main(int argc, char **argv)
         size_t ml;
         if (auth_step(NULL, 0, m1, &ml) < 0)
             die("authentication failed");
-        size_t hl = ri_hello_encode(hello, sizeof hello, edge_id, auth->mod->desc->name, m1, ml);
+        size_t hl = ri_hello_encode(hello, sizeof hello, edge_id, auth->mod->desc.name, m1, ml,
+                                    RI_CAPS_SUPPORTED);
         send_frame(RI_F_HELLO, 0, hello, hl);
         flush_out();
     }

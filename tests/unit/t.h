@@ -1,7 +1,8 @@
 /* t.h -- a tiny unit-test harness.
  *
- * A test is `TEST(name) { ... }` in any tests/unit/t_NAME.c file, listed once in
- * the TESTS table of main.c. A failed check records "file:line: what" (the
+ * A test is `TEST(name) { ... }` in any tests/unit/t_NAME.c file. Defining it
+ * registers it (a constructor runs before main), so no test can be written
+ * and then silently never run. A failed check records "file:line: what" (the
  * first failure of a test wins) and returns from the test function, so the
  * run goes on with the next test. Helpers that check things report with
  * t_fail_at() and return nonzero; the caller then does CHECK(helper(...) == 0)
@@ -14,7 +15,22 @@
 #include <stdint.h>
 #include <string.h>
 
-#define TEST(name) void t_##name(void); void t_##name(void)
+struct t_case {
+    const char *name;
+    void (*fn)(void);
+    const char *file;
+    struct t_case *next;
+};
+void t_register(struct t_case *c); /* in definition order within a file */
+
+#define TEST(name)                                                             \
+    static void t_##name(void);                                                \
+    static struct t_case t_case_##name = {#name, t_##name, __FILE__, 0};       \
+    __attribute__((constructor)) static void t_reg_##name(void)                \
+    {                                                                          \
+        t_register(&t_case_##name);                                            \
+    }                                                                          \
+    static void t_##name(void)
 
 /* Records a failure (if it is the test's first); returns -1. */
 int t_fail_at(const char *file, int line, const char *fmt, ...)
@@ -61,6 +77,10 @@ const char *t_tmpdir(void);
 void t_path(char *out, size_t cap, const char *name);
 /* Writes text to path; 0 ok. */
 int t_write_file(const char *path, const char *text);
+
+/* An event loop for tests that need one (created once, never run for long). */
+struct ev_loop;
+struct ev_loop *t_loop(void);
 
 /* Deterministic PRNG (xorshift64*), so failures reproduce. */
 void t_seed(uint64_t seed);

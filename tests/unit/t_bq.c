@@ -2,6 +2,9 @@
 #include <stdlib.h>
 
 #include "bq.h"
+
+static struct ri_bq_pool P = {.max_free = RI_BQ_POOL_KEEP};
+#define ri_bq_pool_allocated() (P.in_use)
 #include "t.h"
 
 /* The queue's bytes, gathered through ri_bq_iov, must equal ref[0, n). */
@@ -32,7 +35,7 @@ TEST(bq_random_against_reference)
     uint8_t *ref = malloc(CAP), *src = malloc(3 * RI_CHUNK_SIZE + 1);
     CHECK(ref && src);
     size_t start = ri_bq_pool_allocated(), n = 0;
-    struct ri_bq q = {0};
+    struct ri_bq q = {.pool = &P};
     t_seed(4);
     int ok = 1;
     for (int step = 0; step < 4000 && ok; step++) {
@@ -84,7 +87,7 @@ TEST(bq_iov_limit_and_boundaries)
     t_seed(5);
     t_rand_bytes(data, sizeof data);
     size_t start = ri_bq_pool_allocated();
-    struct ri_bq q = {0};
+    struct ri_bq q = {.pool = &P};
     CHECK_INT(ri_bq_append(&q, data, 0), 0);
     CHECK_INT(ri_bq_pool_allocated(), start); /* nothing queued costs nothing */
     CHECK_INT(ri_bq_append(&q, data, 5), 0);
@@ -118,7 +121,7 @@ TEST(bq_clear_returns_chunks)
 {
     static uint8_t data[5 * RI_CHUNK_SIZE];
     size_t start = ri_bq_pool_allocated();
-    struct ri_bq a = {0}, b = {0};
+    struct ri_bq a = {.pool = &P}, b = {.pool = &P};
     CHECK_INT(ri_bq_append(&a, data, sizeof data), 0);
     CHECK_INT(ri_bq_append(&b, data, 100), 0);
     ri_bq_consume(&a, 7);
@@ -129,15 +132,15 @@ TEST(bq_clear_returns_chunks)
     ri_bq_clear(&b);
     CHECK_INT(ri_bq_pool_allocated(), start);
     /* a small pool limit frees the rest instead of keeping them */
-    ri_bq_pool_limit(2);
+    P.max_free = 2;
     CHECK_INT(ri_bq_append(&a, data, sizeof data), 0);
     ri_bq_clear(&a);
-    ri_bq_pool_limit(1024);
+    P.max_free = RI_BQ_POOL_KEEP;
     CHECK_INT(ri_bq_pool_allocated(), start);
-    ri_bq_pool_drain();
+    ri_bq_pool_drain(&P);
     /* and the queue works after the pool was drained */
     CHECK_INT(ri_bq_append(&a, "x", 1), 0);
     CHECK_INT(a.bytes, 1);
     ri_bq_clear(&a);
-    ri_bq_pool_drain();
+    ri_bq_pool_drain(&P);
 }

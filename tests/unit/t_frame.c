@@ -51,8 +51,9 @@ static int check(uint8_t type, uint8_t flags, uint32_t stream, uint32_t len, cha
 TEST(frame_check_accepts_valid)
 {
     static const struct { uint8_t type; uint32_t stream, len; } ok[] = {
-        {RI_F_HELLO, 0, 8}, {RI_F_HELLO, 0, 4000}, {RI_F_AUTH, 0, 0}, {RI_F_AUTH, 0, 4096},
-        {RI_F_WELCOME, 0, 2}, {RI_F_WELCOME, 0, 64}, {RI_F_REFUSE, 0, 2},
+        {RI_F_HELLO, 0, 8}, {RI_F_HELLO, 0, RI_HELLO_MAX}, {RI_F_AUTH, 0, 0},
+        {RI_F_AUTH, 0, RI_AUTH_FRAME_MAX}, {RI_F_WELCOME, 0, 2}, {RI_F_WELCOME, 0, RI_WELCOME_MAX},
+        {RI_F_REFUSE, 0, 2},
         {RI_F_REFUSE, 0, 2 + RI_REASON_MAX}, {RI_F_CONFIG, 0, 6},
         {RI_F_CONFIG, 0, 6 + 2 * RI_CONFIG_PORTS_MAX}, {RI_F_PING, 0, 8}, {RI_F_PONG, 0, 8},
         {RI_F_GOAWAY, 0, 6}, {RI_F_GOAWAY, 0, 6 + RI_REASON_MAX}, {RI_F_ACK, 0, 4},
@@ -99,8 +100,8 @@ TEST(frame_check_rejects_wrong_stream)
 TEST(frame_check_rejects_bad_length)
 {
     static const struct { uint8_t type; uint32_t stream, len; } bad[] = {
-        {RI_F_HELLO, 0, 7}, {RI_F_HELLO, 0, RI_FRAME_MAX_PAYLOAD + 1}, {RI_F_AUTH, 0, 4097},
-        {RI_F_WELCOME, 0, 1}, {RI_F_WELCOME, 0, 65}, {RI_F_REFUSE, 0, 1},
+        {RI_F_HELLO, 0, 7}, {RI_F_HELLO, 0, RI_HELLO_MAX + 1}, {RI_F_AUTH, 0, RI_AUTH_FRAME_MAX + 1},
+        {RI_F_WELCOME, 0, 1}, {RI_F_WELCOME, 0, RI_WELCOME_MAX + 1}, {RI_F_REFUSE, 0, 1},
         {RI_F_REFUSE, 0, 3 + RI_REASON_MAX}, {RI_F_CONFIG, 0, 5},
         {RI_F_CONFIG, 0, 7 + 2 * RI_CONFIG_PORTS_MAX}, {RI_F_PING, 0, 7}, {RI_F_PING, 0, 9},
         {RI_F_PONG, 0, 0}, {RI_F_GOAWAY, 0, 5}, {RI_F_GOAWAY, 0, 7 + RI_REASON_MAX},
@@ -134,8 +135,9 @@ TEST(frame_hello_roundtrip)
     uint8_t msg[32], buf[512];
     t_seed(2);
     t_rand_bytes(msg, sizeof msg);
-    size_t n = ri_hello_encode(buf, sizeof buf, "edge-nyc-01", "auth_secret", msg, sizeof msg);
-    CHECK_INT(n, 4 + 2 + 1 + 11 + 1 + 11 + 2 + 32);
+    size_t n = ri_hello_encode(buf, sizeof buf, "edge-nyc-01", "auth_secret", msg, sizeof msg,
+                               0xa5000003u);
+    CHECK_INT(n, 4 + 2 + 1 + 11 + 1 + 11 + 2 + 32 + 4);
     CHECK_MEM(buf, "RITN\x00\x01", 6);
     struct ri_hello h;
     char err[200];
@@ -144,14 +146,23 @@ TEST(frame_hello_roundtrip)
     CHECK_STR(h.edge_id, "edge-nyc-01");
     CHECK_STR(h.auth, "auth_secret");
     CHECK_INT(h.auth_len, 32);
-    CHECK(h.auth_msg == buf + n - 32); /* points into the payload */
+    CHECK(h.auth_msg == buf + n - 4 - 32); /* points into the payload */
     CHECK_MEM(h.auth_msg, msg, 32);
+    CHECK_INT(h.caps, 0xa5000003u);
+    /* a peer without capabilities (an older edge) sends none: caps 0 */
+    CHECK_MSG(ri_hello_decode(buf, n - 4, &h, err, sizeof err) == 0, "%s", err);
+    CHECK_INT(h.caps, 0);
+    /* bytes a later version may add after the capabilities are ignored */
+    memset(buf + n, 0xee, RI_HELLO_EXTRA_MAX);
+    CHECK_MSG(ri_hello_decode(buf, n + RI_HELLO_EXTRA_MAX, &h, err, sizeof err) == 0, "%s", err);
+    CHECK_INT(h.caps, 0xa5000003u);
+    CHECK_INT(ri_hello_decode(buf, n + RI_HELLO_EXTRA_MAX + 1, &h, err, sizeof err), -1);
 
     /* empty auth name and message, longest id */
     char id[RI_EDGE_ID_MAX + 1];
     memset(id, 'i', RI_EDGE_ID_MAX);
     id[RI_EDGE_ID_MAX] = '\0';
-    n = ri_hello_encode(buf, sizeof buf, id, "", NULL, 0);
+    n = ri_hello_encode(buf, sizeof buf, id, "", NULL, 0, 0);
     CHECK(n > 0);
     CHECK_MSG(ri_hello_decode(buf, n, &h, err, sizeof err) == 0, "%s", err);
     CHECK_STR(h.edge_id, id);
@@ -161,25 +172,50 @@ TEST(frame_hello_roundtrip)
 
 TEST(frame_hello_encode_limits)
 {
-    uint8_t buf[8192], msg[4097] = {0};
-    char id[RI_EDGE_ID_MAX + 2], auth[65];
+    uint8_t buf[8192], msg[RI_AUTH_FRAME_MAX + 1] = {0};
+    char id[RI_EDGE_ID_MAX + 2], auth[RI_AUTH_NAME_MAX + 2];
     memset(id, 'i', sizeof id - 1);
     id[sizeof id - 1] = '\0';
     memset(auth, 'a', sizeof auth - 1);
     auth[sizeof auth - 1] = '\0';
-    CHECK_INT(ri_hello_encode(buf, sizeof buf, id, "a", NULL, 0), 0);     /* id 129 */
-    CHECK_INT(ri_hello_encode(buf, sizeof buf, "e", auth, NULL, 0), 0);   /* auth 64 */
-    CHECK_INT(ri_hello_encode(buf, sizeof buf, "e", "a", msg, 4097), 0);  /* msg too long */
-    CHECK(ri_hello_encode(buf, sizeof buf, "e", "a", msg, 4096) > 0);
-    size_t need = 4 + 2 + 1 + 1 + 1 + 1 + 2 + 5;
-    CHECK_INT(ri_hello_encode(buf, need - 1, "e", "a", msg, 5), 0);       /* no room */
-    CHECK_INT(ri_hello_encode(buf, need, "e", "a", msg, 5), need);
+    CHECK_INT(ri_hello_encode(buf, sizeof buf, id, "a", NULL, 0, 0), 0);   /* id 129 */
+    CHECK_INT(ri_hello_encode(buf, sizeof buf, "e", auth, NULL, 0, 0), 0); /* auth 64 */
+    CHECK_INT(ri_hello_encode(buf, sizeof buf, "e", "a", msg, RI_AUTH_FRAME_MAX + 1, 0), 0);
+    CHECK(ri_hello_encode(buf, sizeof buf, "e", "a", msg, RI_AUTH_FRAME_MAX, 0) > 0);
+    size_t need = 4 + 2 + 1 + 1 + 1 + 1 + 2 + 5 + 4;
+    CHECK_INT(ri_hello_encode(buf, need - 1, "e", "a", msg, 5, 0), 0);      /* no room */
+    CHECK_INT(ri_hello_encode(buf, need, "e", "a", msg, 5, 0), need);
+    /* the largest HELLO is within the frame limit for it */
+    memset(id, 'i', RI_EDGE_ID_MAX);
+    id[RI_EDGE_ID_MAX] = '\0';
+    auth[RI_AUTH_NAME_MAX] = '\0';
+    size_t big = ri_hello_encode(buf, sizeof buf, id, auth, msg, RI_AUTH_FRAME_MAX, 1);
+    CHECK(big > 0 && big + RI_HELLO_EXTRA_MAX == RI_HELLO_MAX);
+    CHECK(RI_HELLO_MAX <= RI_PREAUTH_MAX_PAYLOAD);
+}
+
+TEST(frame_welcome_roundtrip)
+{
+    uint8_t w[RI_WELCOME_MAX + 1];
+    uint16_t v;
+    uint32_t caps;
+    CHECK_INT(ri_welcome_encode(w, 0x12345678u), 6);
+    CHECK_INT(ri_welcome_decode(w, 6, &v, &caps), 0);
+    CHECK_INT(v, RI_PROTO_VERSION);
+    CHECK_INT(caps, 0x12345678u);
+    CHECK_INT(ri_welcome_decode(w, 2, &v, &caps), 0); /* an older hub: no caps */
+    CHECK_INT(caps, 0);
+    for (size_t n = 3; n < 6; n++)
+        CHECK_INT(ri_welcome_decode(w, n, &v, &caps), -1);
+    CHECK_INT(ri_welcome_decode(w, RI_WELCOME_MAX, &v, &caps), 0);
+    CHECK_INT(ri_welcome_decode(w, RI_WELCOME_MAX + 1, &v, &caps), -1);
+    CHECK_INT(ri_welcome_decode(w, 1, &v, &caps), -1);
 }
 
 TEST(frame_hello_bad_magic_and_version)
 {
     uint8_t buf[256];
-    size_t n = ri_hello_encode(buf, sizeof buf, "e1", "auth_secret", (const uint8_t *)"xy", 2);
+    size_t n = ri_hello_encode(buf, sizeof buf, "e1", "auth_secret", (const uint8_t *)"xy", 2, 0);
     CHECK(n > 0);
     struct ri_hello h;
     char err[200];
@@ -200,7 +236,7 @@ TEST(frame_hello_truncated_and_malformed)
 {
     uint8_t buf[256];
     size_t n = ri_hello_encode(buf, sizeof buf, "edge-1", "auth_secret",
-                               (const uint8_t *)"message", 7);
+                               (const uint8_t *)"message", 7, 3);
     struct ri_hello h;
     char err[200];
     for (size_t k = 0; k < n; k++) {
@@ -209,11 +245,11 @@ TEST(frame_hello_truncated_and_malformed)
         memcpy(copy, buf, k);
         int rc = ri_hello_decode(copy, k, &h, err, sizeof err);
         free(copy);
-        CHECK_MSG(rc < 0, "prefix of %zu/%zu bytes accepted", k, n);
+        if (k == n - 4)
+            CHECK_MSG(rc == 0, "a HELLO without capabilities refused: %s", err);
+        else
+            CHECK_MSG(rc < 0, "prefix of %zu/%zu bytes accepted", k, n);
     }
-    /* one byte too many */
-    buf[n] = 0;
-    CHECK_INT(ri_hello_decode(buf, n + 1, &h, err, sizeof err), -1);
     /* id length 0, non-printable id, non-printable auth name */
     uint8_t b2[256];
     memcpy(b2, buf, n);

@@ -1,0 +1,139 @@
+/* events.c -- the event bus and its first subscriber, the log. */
+#include "events.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+void ri_event_bus_init(struct ri_event_bus *b) { b->subs = NULL; }
+
+void ri_event_bus_free(struct ri_event_bus *b)
+{
+    while (b->subs) {
+        struct ri_event_sub *s = b->subs;
+        b->subs = s->next;
+        free(s);
+    }
+}
+
+struct ri_event_sub *ri_event_subscribe(struct ri_event_bus *b, uint32_t mask,
+                                        ri_event_cb *cb, void *arg)
+{
+    struct ri_event_sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cb = cb;
+    s->arg = arg;
+    s->mask = mask;
+    struct ri_event_sub **pp = &b->subs;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+    return s;
+}
+
+void ri_event_unsubscribe(struct ri_event_bus *b, struct ri_event_sub *s)
+{
+    for (struct ri_event_sub **pp = &b->subs; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            free(s);
+            return;
+        }
+}
+
+void ri_event_emit(struct ri_event_bus *b, struct ri_event *ev)
+{
+    if (!b)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev->wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (!ev->edge_id)
+        ev->edge_id = "";
+    if (!ev->peer)
+        ev->peer = "";
+    if (!ev->reason)
+        ev->reason = "";
+    for (struct ri_event_sub *s = b->subs, *nx; s; s = nx) {
+        nx = s->next; /* a subscriber may unsubscribe itself */
+        if (s->mask & RI_EVT_BIT(ev->type))
+            s->cb(s->arg, ev);
+    }
+}
+
+const char *ri_event_name(int type)
+{
+    static const char *const names[RI_EVT_MAX_] = {
+        [RI_EVT_EDGE_CONNECTED] = "edgeConnected",
+        [RI_EVT_EDGE_DISCONNECTED] = "edgeDisconnected",
+        [RI_EVT_EDGE_AUTH_FAILED] = "edgeAuthFailed",
+        [RI_EVT_STREAM_OPENED] = "streamOpened",
+        [RI_EVT_STREAM_CLOSED] = "streamClosed",
+        [RI_EVT_PORTS_UPDATED] = "portsUpdated",
+        [RI_EVT_RELOAD_OK] = "reloadOk",
+        [RI_EVT_RELOAD_FAILED] = "reloadFailed",
+        [RI_EVT_TUNNEL_CONNECTED] = "tunnelConnected",
+        [RI_EVT_TUNNEL_DISCONNECTED] = "tunnelDisconnected",
+        [RI_EVT_STREAM_CLASSIFIED] = "streamClassified",
+    };
+    return type > 0 && type < RI_EVT_MAX_ && names[type] ? names[type] : "unknown";
+}
+
+static void port_list(const struct ri_event *ev, char *out, size_t cap)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < ev->n_ports && off + 16 < cap; i++)
+        off += (size_t)snprintf(out + off, cap - off, "%s%u", i ? "," : "", ev->ports[i]);
+    if (ev->n_ports && off + 16 >= cap)
+        snprintf(out + off, cap - off, ",...");
+    if (!ev->n_ports)
+        snprintf(out, cap, "(none)");
+}
+
+void ri_event_log(void *arg, const struct ri_event *ev)
+{
+    char list[256];
+    switch (ev->type) {
+    case RI_EVT_EDGE_CONNECTED:
+        log_info("edge %s connected from %s (%zu port%s)", ev->edge_id, ev->peer, ev->n_ports,
+                 ev->n_ports == 1 ? "" : "s");
+        break;
+    case RI_EVT_PORTS_UPDATED:
+        if (ev->role == RI_ROLE_EDGE)
+            break; /* the edge logs what it was assigned itself, rate-limited */
+        port_list(ev, list, sizeof list);
+        log_info("edge %s: ports changed: pushing %zu port%s: %s", ev->edge_id, ev->n_ports,
+                 ev->n_ports == 1 ? "" : "s", list);
+        break;
+    case RI_EVT_TUNNEL_CONNECTED:
+        log_info("edge %s: connected to hub %s", ev->edge_id, ev->peer);
+        break;
+    case RI_EVT_RELOAD_OK:
+        log_info("%s: reloaded %s%s", ev->role == RI_ROLE_EDGE ? "edge" : "hub", ev->path,
+                 ev->reason);
+        break;
+    case RI_EVT_RELOAD_FAILED:
+        log_err("%s: reload failed; the running configuration stays in force%s%s",
+                ev->role == RI_ROLE_EDGE ? "edge" : "hub", ev->reason[0] ? ": " : "", ev->reason);
+        break;
+    case RI_EVT_STREAM_OPENED:
+        log_debug("%s %s: stream %u opened on port %u", ev->edge_id[0] ? "edge" : "tunnel",
+                  ev->edge_id[0] ? ev->edge_id : ev->peer, ev->stream_id, ev->port);
+        break;
+    case RI_EVT_STREAM_CLOSED:
+        log_debug("%s %s: stream %u closed (%llu bytes up, %llu down, %.3f s%s%s)",
+                  ev->edge_id[0] ? "edge" : "tunnel", ev->edge_id[0] ? ev->edge_id : ev->peer,
+                  ev->stream_id, (unsigned long long)ev->bytes_up,
+                  (unsigned long long)ev->bytes_down, ev->duration, ev->code ? ", reset: " : "",
+                  ev->code ? ev->reason : "");
+        break;
+    case RI_EVT_STREAM_CLASSIFIED:
+        log_debug("%s: stream %u class %u", ev->edge_id[0] ? ev->edge_id : ev->peer,
+                  ev->stream_id, ev->klass);
+        break;
+    }
+}
