@@ -226,15 +226,6 @@ static void connect_failed(struct edge *e, const char *why)
     schedule_retry(e);
 }
 
-static struct ri_mux_policy policy_of(const struct ri_cycle *cy)
-{
-    const struct ri_plugins *pl = cy->pl;
-    return (struct ri_mux_policy){.sched = pl->by_kind[RI_KIND_SCHED],
-                                  .cls = pl->by_kind[RI_KIND_CLASSIFY],
-                                  .sched_settings = pl->settings[RI_KIND_SCHED],
-                                  .cls_settings = pl->settings[RI_KIND_CLASSIFY]};
-}
-
 static void tcp_connected(struct edge *e)
 {
     ev_io_stop(e->loop, &e->cio);
@@ -249,7 +240,7 @@ static void tcp_connected(struct edge *e)
     struct ri_tunnel_params p = {
         .role = RI_ROLE_EDGE, .fd = fd, .peer = peer, .w = &e->w, .api = &ri_core_api,
         .creds = e->creds, .sni = ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host,
-        .auth = e->cy->pl->auth, .policy = policy_of(e->cy), .max_streams = c->max_streams,
+        .auth = e->cy->pl->auth, .policy = ri_cycle_policy(e->cy), .max_streams = c->max_streams,
         .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
         .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
         .hooks = &edge_hooks, .owner = e};
@@ -361,11 +352,6 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
-static int same_module(const struct ri_module *a, const struct ri_module *b)
-{
-    return a == b || (a && b && a->dl == b->dl && strcmp(a->desc.name, b->desc.name) == 0);
-}
-
 static void edge_reload(struct edge *e)
 {
     struct ri_errs errs = {0};
@@ -393,14 +379,12 @@ static void edge_reload(struct edge *e)
                     ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
                     ri_str_differs(oc->hub_ca, nc->hub_ca) ||
-                    !same_module(e->cy->pl->by_kind[RI_KIND_AUTH], ncy->pl->by_kind[RI_KIND_AUTH]);
-    int swap = !same_module(e->cy->pl->by_kind[RI_KIND_SCHED], ncy->pl->by_kind[RI_KIND_SCHED]) ||
-               !same_module(e->cy->pl->by_kind[RI_KIND_CLASSIFY],
-                            ncy->pl->by_kind[RI_KIND_CLASSIFY]) ||
-               !ri_settings_equal(e->cy->pl->settings[RI_KIND_SCHED],
-                                  ncy->pl->settings[RI_KIND_SCHED]) ||
-               !ri_settings_equal(e->cy->pl->settings[RI_KIND_CLASSIFY],
-                                  ncy->pl->settings[RI_KIND_CLASSIFY]);
+                    !ri_cycle_same_module(e->cy, ncy, RI_KIND_AUTH);
+    int swap = ri_cycle_policy_changed(e->cy, ncy);
+    char changes[400], what[420] = "";
+    ri_cycle_describe_changes(e->cy, ncy, changes, sizeof changes);
+    if (changes[0])
+        snprintf(what, sizeof what, " (%s)", changes + 2);
     /* The listening sockets belong to the old cycle's listener instance.
      * Hand the ports over without a gap: the new instance opens them first
      * (listen_tcp binds with SO_REUSEPORT), then the old one accepts what
@@ -428,11 +412,12 @@ static void edge_reload(struct edge *e)
         struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
                                         .ping_timeout = nc->ping_timeout,
                                         .max_streams = nc->max_streams, .swap_policy = swap,
-                                        .policy = policy_of(ncy)};
+                                        .policy = ri_cycle_policy(ncy)};
         ri_tunnel_update(e->t, &ts);
     }
     ri_cycle_unref(old);
-    struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path, .reason = ""};
+    struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path,
+                          .reason = what};
     emit(e, &ev);
     if (reconnect) {
         log_info("edge: hub connection settings changed: reconnecting");

@@ -58,16 +58,6 @@ static void emit(struct hub *h, struct ri_event *ev)
     ri_event_emit(&h->bus, ev);
 }
 
-/* ---- what a tunnel runs with ------------------------------------------------ */
-static struct ri_mux_policy policy_of(const struct ri_cycle *cy)
-{
-    const struct ri_plugins *pl = cy->pl;
-    return (struct ri_mux_policy){.sched = pl->by_kind[RI_KIND_SCHED],
-                                  .cls = pl->by_kind[RI_KIND_CLASSIFY],
-                                  .sched_settings = pl->settings[RI_KIND_SCHED],
-                                  .cls_settings = pl->settings[RI_KIND_CLASSIFY]};
-}
-
 /* ---- tunnel hooks ----------------------------------------------------------- */
 static int hub_lookup(struct ri_tunnel *t, const char *id, const uint8_t **secret, size_t *len)
 {
@@ -258,7 +248,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         struct ri_tunnel_params p = {
             .role = RI_ROLE_HUB, .fd = fd, .peer = peer, .peer_sa = (struct sockaddr *)&ss,
             .peer_sa_len = sl, .w = &h->w, .api = &ri_core_api, .creds = h->creds,
-            .auth = h->cy->pl->auth, .policy = policy_of(h->cy), .max_streams = c->max_streams,
+            .auth = h->cy->pl->auth, .policy = ri_cycle_policy(h->cy), .max_streams = c->max_streams,
             .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
             .handshake_timeout = c->handshake_timeout, .hooks = &hub_hooks, .owner = h,
             .preauth_rl = &h->rl_preauth};
@@ -356,22 +346,12 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
     }
 }
 
-static int same_module(const struct ri_module *a, const struct ri_module *b)
-{
-    return a == b || (a && b && a->dl == b->dl && strcmp(a->desc.name, b->desc.name) == 0);
-}
-
 static void describe(char *out, size_t cap, const struct ri_cycle *o, const struct ri_cycle *n)
 {
-    size_t off = (size_t)snprintf(out, cap, " (%zu edge%s", n->cfg->n_edges,
-                                  n->cfg->n_edges == 1 ? "" : "s");
-    for (unsigned k = 1; k <= RI_KIND_MAX_ && off < cap; k++) {
-        const struct ri_module *a = o->pl->by_kind[k], *b = n->pl->by_kind[k];
-        if (same_module(a, b) && ri_settings_equal(o->pl->settings[k], n->pl->settings[k]))
-            continue;
-        off += (size_t)snprintf(out + off, cap - off, "; %s: %s -> %s", ri_kind_name(k),
-                                a ? a->desc.name : "none", b ? b->desc.name : "none");
-    }
+    char changes[400];
+    ri_cycle_describe_changes(o, n, changes, sizeof changes);
+    size_t off = (size_t)snprintf(out, cap, " (%zu edge%s%s", n->cfg->n_edges,
+                                  n->cfg->n_edges == 1 ? "" : "s", changes);
     if (off < cap && strcmp(o->cfg->target_host, n->cfg->target_host) != 0)
         off += (size_t)snprintf(out + off, cap - off, "; target_host: %s -> %s",
                                 o->cfg->target_host, n->cfg->target_host);
@@ -397,13 +377,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, const struct sockad
     }
     char what[512];
     describe(what, sizeof what, h->cy, ncy);
-    int swap = !same_module(h->cy->pl->by_kind[RI_KIND_SCHED], ncy->pl->by_kind[RI_KIND_SCHED]) ||
-               !same_module(h->cy->pl->by_kind[RI_KIND_CLASSIFY],
-                            ncy->pl->by_kind[RI_KIND_CLASSIFY]) ||
-               !ri_settings_equal(h->cy->pl->settings[RI_KIND_SCHED],
-                                  ncy->pl->settings[RI_KIND_SCHED]) ||
-               !ri_settings_equal(h->cy->pl->settings[RI_KIND_CLASSIFY],
-                                  ncy->pl->settings[RI_KIND_CLASSIFY]);
+    int swap = ri_cycle_policy_changed(h->cy, ncy);
     struct ri_cycle *old = h->cy;
     h->cy = ncy;
     h->target = *tgt;
@@ -414,7 +388,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, const struct sockad
     struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
                                     .ping_timeout = nc->ping_timeout,
                                     .max_streams = nc->max_streams, .swap_policy = swap,
-                                    .policy = policy_of(ncy)};
+                                    .policy = ri_cycle_policy(ncy)};
     for (struct ri_tunnel *t = h->tunnels; t; t = t->next)
         ri_tunnel_update(t, &ts);
     ri_cycle_unref(old);
