@@ -132,10 +132,15 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(UNIT_EXTRA_OBJ) $(CORE_LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
-$(BUILD)/obj/tools/%.o: tests/tools/%.c $(wildcard core/*.h) | $(BUILD)/.deps
+$(BUILD)/obj/tools/ri_peer.o: tests/tools/ri_peer.c $(wildcard core/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# slowdns.so: an LD_PRELOAD shim that makes some name lookups slow (tests)
+$(BUILD)/slowdns.so: tests/tools/slowdns.c | $(BUILD)/.deps
+	@$(if $(Q),echo "  SHLIB   $@")
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
 # ri-peer: a scriptable rogue tunnel peer for the integration tests
 $(BUILD)/ri-peer: $(BUILD)/obj/tools/ri_peer.o $(CORE_LIB_OBJ)
@@ -147,7 +152,7 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
 
-test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer
+test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer $(BUILD)/slowdns.so
 	@python3 tests/run.py --build $(BUILD)
 
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)

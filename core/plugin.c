@@ -301,16 +301,27 @@ struct ri_module *ri_module_open(const char *path, const char *want_name, char *
  * module without a mapping, adopted like any plugin, never freed. */
 extern const struct ri_plugin ri_sched_fifo_plugin;
 
+int ri_module_static(struct ri_module *m, const struct ri_plugin *d, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    char buf[256];
+    const char *why = adopt(m, d, NULL, buf, sizeof buf);
+    if (why) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    m->refs = 1;
+    m->path = "(built in)";
+    return 0;
+}
+
 struct ri_module *ri_module_builtin_sched(void)
 {
     static struct ri_module m;
     if (!m.refs) {
-        char buf[256];
-        const char *why = adopt(&m, &ri_sched_fifo_plugin, NULL, buf, sizeof buf);
-        if (why)
-            log_err("built-in scheduler: %s", why);
-        m.refs = 1;
-        m.path = "(built in)";
+        char err[256];
+        if (ri_module_static(&m, &ri_sched_fifo_plugin, err, sizeof err) < 0)
+            log_err("built-in scheduler: %s", err);
     }
     return &m;
 }

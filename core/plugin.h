@@ -67,6 +67,9 @@ const char *ri_plugin_default_dir(void);
 struct ri_module *ri_module_open(const char *path, const char *want_name, char *err,
                                  size_t errlen);
 struct ri_module *ri_module_ref(struct ri_module *m);
+/* A module from a descriptor compiled into the binary (no .so): checked and
+ * adopted like a plugin's, never freed. 0, or -1 with err. */
+int ri_module_static(struct ri_module *m, const struct ri_plugin *d, char *err, size_t errlen);
 /* The built-in scheduler (sched_fifo), used when a config enables none. */
 struct ri_module *ri_module_builtin_sched(void);
 void ri_module_unref(struct ri_module *m);

@@ -1048,10 +1048,11 @@ class Env:
         lines.append("};")
         return "\n".join(lines) + "\n"
 
-    def start_core(self, name, cfg_path, cls=Proc, args=(), wrap=()):
+    def start_core(self, name, cfg_path, cls=Proc, args=(), wrap=(), extra_env=None):
         """Starts ri-core -c cfg_path; `wrap` is an argv prefix that execs
         it (e.g. ["prlimit", "--nofile=24"]), so the pid stays ri-core's."""
-        return cls(self, name, [*wrap, self.core, "-c", cfg_path, *args], kind="core")
+        return cls(self, name, [*wrap, self.core, "-c", cfg_path, *args], kind="core",
+                   extra_env=extra_env)
 
     def peer(self, role, addr, edge_id, secret, *opts, name=None, wait=True):
         """Starts ri-peer as a rogue `role` ("edge": connects to addr; "hub":
@@ -1070,14 +1071,14 @@ class Env:
                        else r"(?m)^READY$" if role == "edge" else r"(?m)^LISTENING$")
         return p
 
-    def hub(self, edges, port=None, name="hub", wait=True, **opts):
+    def hub(self, edges, port=None, name="hub", wait=True, args=(), extra_env=None, **opts):
         """Writes NAME.cfg and starts a hub; waits for its listener. The
         returned Hub has .port, .cfg_path, .edges and .opts. When the port
         was picked here and turns out taken after all, picks another."""
         for attempt in range(3):
             hub_port = port or self.port()
             cfg = self.write(f"{name}.cfg", self.hub_config(hub_port, edges, **opts))
-            h = self.start_core(name, cfg, cls=Hub)
+            h = self.start_core(name, cfg, cls=Hub, args=args, extra_env=extra_env)
             h.port, h.cfg_path, h.edges, h.opts = hub_port, cfg, list(edges), dict(opts)
             if not wait:
                 return h
@@ -1117,7 +1118,7 @@ class Env:
         return h
 
     def edge(self, hub, spec, bind="127.0.0.2", name=None, wait=True, wait_ports=None,
-             secret=None, edge_id=None, **opts):
+             secret=None, edge_id=None, args=(), **opts):
         """Starts an edge for EdgeSpec `spec` of `hub` (or a hub port);
         waits until it is connected and listens on every port of the spec
         (or on wait_ports)."""
@@ -1126,7 +1127,7 @@ class Env:
         cfg = self.write(f"{name}.cfg",
                          self.edge_config(hub_port, edge_id or spec.id, secret or spec.secret,
                                           bind=bind, **opts))
-        e = self.start_core(name, cfg, cls=Edge)
+        e = self.start_core(name, cfg, cls=Edge, args=args)
         e.spec, e.bind, e.cfg_path = spec, bind, cfg
         if wait:
             self.wait_edge_ready(e, wait_ports if wait_ports is not None else spec.ports)

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,7 @@ int main(int argc, char **argv)
     const char *filter = argc > 1 ? argv[1] : NULL;
     size_t passed = 0, nfailed = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN); /* as in ri-core: a closed socket is an error code */
     ri_log_level = RI_LOG_ERROR; /* plugin and core chatter off */
     for (struct t_case *c = cases; c; c = c->next) {
         if (filter && !strstr(c->name, filter))
