@@ -437,3 +437,47 @@ def test_edge_reload_reaches_its_live_tunnel(env):
     env.reload(edge)
     hub.wait_log(r"< PING stream=0", since=m, timeout_s=10)
     check(edge.count(r"connected to hub") == 1, "the edge reconnected for a keepalive change")
+
+
+def test_sighup_applies_timeouts_and_log_level(env):
+    """The README's SIGHUP table, for the settings not covered above: the
+    log level at once, handshake and connect timeouts for new connections
+    and streams, the drain timeout for the next stop."""
+    import socket
+    import time
+    from harness import expect_closed
+    p = env.port()
+    spec = EdgeSpec("edge-t", [p])
+    hub = env.hub([spec], handshake_timeout_secs=60, connect_timeout_secs=60,
+                  drain_timeout_secs=60)
+    edge = env.edge(hub, spec)
+    # an upstream that never accepts (its queue of one is full)
+    ls = socket.socket()
+    env.closers.append(ls.close)
+    ls.bind(("127.0.0.1", p))
+    ls.listen(0)
+    env.connect("127.0.0.1", p)
+    env.rewrite_hub(hub, handshake_timeout_secs=1, connect_timeout_secs=1, drain_timeout_secs=1,
+                    log_level="debug")
+    m = env.reload(hub)
+    # log level: debug lines from now on
+    g = env.connect("127.0.0.1", hub.port)  # silent: never starts TLS
+    hub.wait_log(r"debug .*hub: connection from", since=m)
+    how, secs = expect_closed(g, 10, "a connection that never starts TLS")
+    check(secs < 10, f"closed after {secs:.1f} s: the new 1 s handshake timeout did not apply")
+    how, secs = env.connect_for_reset("127.0.0.2", p, "a client whose upstream hangs")
+    check(how == "reset", f"client saw {how}, expected a reset after the new connect timeout")
+    hub.wait_log(r"upstream port %d: Connection timed out" % p, since=m)
+    # drain: a stream stays open; SIGTERM; the new 1 s drain timeout ends it
+    ls2 = env.port()
+    env.upstream(ls2)
+    spec.ports = [p, ls2]
+    env.rewrite_hub(hub)
+    env.reload(hub)
+    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % ls2)
+    s = env.connect("127.0.0.2", ls2)
+    echo_check(s)
+    t0 = time.monotonic()
+    hub.signal(__import__("signal").SIGTERM)
+    hub.wait_log(r"drain timeout", timeout_s=10)
+    check(time.monotonic() - t0 < 10, "the drain did not end after the reloaded 1 s")
