@@ -84,7 +84,8 @@ BUILD_DEPS := "command -v pkg-config=pkg-config" \
 TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "command -v nginx=nginx" \
               "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
-              "command -v iperf3=iperf3" "command -v certtool=gnutls-bin"
+              "command -v iperf3=iperf3" "command -v certtool=gnutls-bin" \
+              "command -v clang=clang"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))
@@ -152,23 +153,39 @@ $(BUILD)/test-plugins/%.so: tests/plugins/%.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
 
-test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer $(BUILD)/slowdns.so
+test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer $(BUILD)/slowdns.so fuzz
 	@python3 tests/run.py --build $(BUILD)
 
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)
 	@RI_BUILD=$(BUILD) $(BUILD)/unit-tests
 
-# libFuzzer targets (clang): make fuzz builds build/fuzz/fuzz_<name>; run one
-# with e.g. build/fuzz/fuzz_frame -max_total_time=60. UBSan must not recover,
-# or libFuzzer would not see its findings as crashes.
-fuzz:
+# libFuzzer targets (clang), each with the core sources it drives:
+# make fuzz builds build/fuzz/fuzz_<name>; run one with e.g.
+#   build/fuzz/fuzz_tunnel -max_total_time=60 tests/fuzz/seeds/tunnel
+# UBSan must not recover, or libFuzzer would not see its findings as crashes.
+# `make test` runs each for a short while (tests/integ/test_fuzz.py) when
+# clang is installed.
+FUZZ_CC    := clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -Isdk -Icore -Itests/fuzz
+FUZZ_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
+FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/hub.c core/edge.c,$(CORE_SRC)) \
+              tests/fuzz/fake_tlsio.c
+fuzz_deps_frame  := core/frame.c
+fuzz_deps_token  := core/token.c core/b64.c
+fuzz_deps_config := core/config.c core/errs.c core/log.c core/ratelimit.c core/netutil.c \
+                    core/token.c core/b64.c
+fuzz_deps_tunnel := $(FUZZ_TUNNEL_SRC)
+FUZZ_BIN   := $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRC))
+
+fuzz: $(FUZZ_BIN)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_deps_$$*) $(wildcard core/*.h) $(wildcard tests/fuzz/*.h) sdk/ri_plugin.h
 	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang)" >&2; exit 1; }
 	@mkdir -p build/fuzz
-	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isdk -Icore \
-	    $$(pkg-config --cflags $(PKGS)) -o build/fuzz/$$n $$f \
-	    core/frame.c core/b64.c core/token.c $$(pkg-config --libs jansson) || exit 1; done
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(FUZZ_CC) $$(pkg-config --cflags $(PKGS)) -o $@ $< $(fuzz_deps_$*) \
+	    $(if $(filter tunnel,$*),-DRI_BUILTIN plugins/sched_fifo/sched_fifo.c) $(FUZZ_LIBS)
 
 demo: all
 	@python3 tests/demo.py --build $(BUILD)

@@ -378,6 +378,9 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
  * reports every one that does not fit in 32 bits without the suffix. */
 static void check_int_literals(struct ctx *x, const char *path, int depth)
 {
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return; /* only files (an include of /dev/zero would never end) */
     FILE *f = fopen(path, "r");
     if (!f || depth > 4) {
         if (f)

@@ -121,6 +121,23 @@ int ri_hs_begin(struct ri_hs *hs, const uint8_t binding[32], const char *edge_id
     return step(hs, RI_F_HELLO, NULL, 0);
 }
 
+static int ready(struct ri_hs *hs);
+
+/* The hub's step on the edge's message (the one in HELLO, or an AUTH):
+ * once the edge is proven -- after however many messages the plugin
+ * needs -- WELCOME follows the plugin's last message. */
+static int hub_step(struct ri_hs *hs, const uint8_t *in, size_t n)
+{
+    int rc = step(hs, RI_F_AUTH, in, n);
+    if (rc != RI_HS_CONTINUE || !hs->auth_done)
+        return rc;
+    uint8_t w[6];
+    size_t wl = ri_welcome_encode(w, hs->caps_mine);
+    if (hs->io.emit(hs->io.arg, RI_F_WELCOME, w, wl) < 0)
+        return end(hs, RI_HS_FAIL, RI_E_INTERNAL, NULL, "cannot queue WELCOME");
+    return ready(hs);
+}
+
 static int on_hello(struct ri_hs *hs, const uint8_t *p, size_t n)
 {
     struct ri_hello h;
@@ -141,7 +158,7 @@ static int on_hello(struct ri_hs *hs, const uint8_t *p, size_t n)
                    "unknown edge id '%s'", h.edge_id);
     if (keep_secret(hs, secret, sl) < 0)
         return end(hs, RI_HS_FAIL, RI_E_INTERNAL, NULL, "out of memory");
-    return step(hs, RI_F_AUTH, h.auth_msg, h.auth_len);
+    return hub_step(hs, h.auth_msg, h.auth_len);
 }
 
 static int ready(struct ri_hs *hs)
@@ -167,18 +184,10 @@ int ri_hs_on_frame(struct ri_hs *hs, const struct ri_frame_hdr *h, const uint8_t
         if (!hub || hs->edge_id[0])
             break;
         return on_hello(hs, p, h->len);
-    case RI_F_AUTH: {
+    case RI_F_AUTH:
         if (hs->auth_done || (hub && !hs->edge_id[0]))
             break;
-        int rc = step(hs, RI_F_AUTH, p, h->len);
-        if (rc != RI_HS_CONTINUE || !hub || !hs->auth_done)
-            return rc;
-        uint8_t w[6];
-        size_t wl = ri_welcome_encode(w, hs->caps_mine);
-        if (hs->io.emit(hs->io.arg, RI_F_WELCOME, w, wl) < 0)
-            return end(hs, RI_HS_FAIL, RI_E_INTERNAL, NULL, "cannot queue WELCOME");
-        return ready(hs);
-    }
+        return hub ? hub_step(hs, p, h->len) : step(hs, RI_F_AUTH, p, h->len);
     case RI_F_WELCOME: {
         if (hub)
             break;

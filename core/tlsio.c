@@ -178,3 +178,8 @@ int ri_tlsio_has_input(const struct ri_tlsio *io)
 {
     return io->ioff < io->ilen || (io->s && gnutls_record_check_pending(io->s));
 }
+
+const char *ri_tlsio_cipher(const struct ri_tlsio *io)
+{
+    return io->s ? gnutls_cipher_get_name(gnutls_cipher_get(io->s)) : "?";
+}

@@ -66,6 +66,8 @@ static inline int ri_tlsio_room(const struct ri_tlsio *io)
 /* Sends what is in obuf. DONE (empty), AGAIN (socket full) or ERROR. */
 int ri_tlsio_flush(struct ri_tlsio *io, char *err, size_t errlen);
 static inline int ri_tlsio_has_output(const struct ri_tlsio *io) { return io->olen > io->ooff; }
+/* The negotiated cipher's name, for logs. */
+const char *ri_tlsio_cipher(const struct ri_tlsio *io);
 /* Input already read from the socket but not yet decrypted: the socket will
  * not turn readable again for it. */
 int ri_tlsio_has_input(const struct ri_tlsio *io);

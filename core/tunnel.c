@@ -534,7 +534,7 @@ static void do_handshake(struct ri_tunnel *t)
         return;
     }
     t->state = RI_T_AUTH;
-    log_debug("%s: TLS up (%s)", t->label, gnutls_cipher_get_name(gnutls_cipher_get(t->io.s)));
+    log_debug("%s: TLS up (%s)", t->label, ri_tlsio_cipher(&t->io));
     if (t->hooks->tls_up && t->hooks->tls_up(t, err, sizeof err) < 0) {
         ri_tunnel_fail(t, RI_E_AUTH, "%s", err);
         return;

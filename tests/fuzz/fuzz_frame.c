@@ -37,9 +37,22 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
         int rc = ri_hello_decode(p, n, &h, err, sizeof err);
         CHECK(rc == 0 || rc == -1 || rc == -2);
         if (rc == 0) {
-            CHECK(h.auth_msg >= p && h.auth_msg + h.auth_len == p + n);
-            size_t m = ri_hello_encode(out, sizeof out, h.edge_id, h.auth, h.auth_msg, h.auth_len);
-            CHECK(m == n && memcmp(out, p, n) == 0);
+            size_t known = (size_t)(h.auth_msg - p) + h.auth_len; /* before the caps */
+            CHECK(h.auth_msg >= p && known <= n);
+            CHECK(known == n || (n - known >= 4 && n - known <= 4 + RI_HELLO_EXTRA_MAX));
+            size_t m = ri_hello_encode(out, sizeof out, h.edge_id, h.auth, h.auth_msg,
+                                       h.auth_len, h.caps);
+            /* the same bytes up to the caps, and the caps when sent */
+            CHECK(m == known + 4 && memcmp(out, p, known < n ? known + 4 : known) == 0);
+        }
+        break;
+    }
+    case RI_F_WELCOME: {
+        uint16_t v;
+        uint32_t caps;
+        if (ri_welcome_decode(p, n, &v, &caps) == 0) {
+            CHECK(n == 2 || (n >= 6 && n <= RI_WELCOME_MAX));
+            CHECK(n > 2 || caps == 0);
         }
         break;
     }
