@@ -552,21 +552,6 @@ const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const 
     return NULL;
 }
 
-int ri_edge_has_port(const struct ri_edge_conf *e, uint16_t port)
-{
-    size_t lo = 0, hi = e->n_ports; /* ports are sorted */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (e->ports[mid] == port)
-            return 1;
-        if (e->ports[mid] < port)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
 int ri_str_differs(const char *a, const char *b)
 {
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);

@@ -70,8 +70,6 @@ struct ri_config {
 struct ri_config *ri_config_load(const char *path, struct ri_errs *errs);
 void ri_config_free(struct ri_config *c);
 const struct ri_edge_conf *ri_config_find_edge(const struct ri_config *c, const char *id);
-/* 1 when port is one of e's listen ports. */
-int ri_edge_has_port(const struct ri_edge_conf *e, uint16_t port);
 /* 1 when two optional config strings differ (NULL equals only NULL). */
 int ri_str_differs(const char *a, const char *b);
 

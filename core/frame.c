@@ -151,7 +151,7 @@ int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, s
     h->version = ri_get16(p + 4);
     if (h->version != RI_PROTO_VERSION)
         return snprintf(err, errlen, "protocol version %u, this hub speaks %u", h->version,
-                        RI_PROTO_VERSION), -2;
+                        RI_PROTO_VERSION), RI_HELLO_VERSION;
     size_t off = 6;
     if (off >= n) goto short_;
     size_t il = p[off++];

@@ -121,7 +121,8 @@ struct ri_hello {
 };
 size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
                        const uint8_t *msg, size_t msg_len, uint32_t caps); /* 0: does not fit */
-/* 0 ok; -1 malformed; -2 wrong version */
+/* 0 ok; RI_HELLO_MALFORMED or RI_HELLO_VERSION (with a reason in err) */
+enum { RI_HELLO_MALFORMED = -1, RI_HELLO_VERSION = -2 };
 int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, size_t errlen);
 
 /* WELCOME: version u16, then (optional) capabilities u32; more is ignored. */

@@ -144,7 +144,7 @@ static int on_hello(struct ri_hs *hs, const uint8_t *p, size_t n)
     char err[256];
     int rc = ri_hello_decode(p, n, &h, err, sizeof err);
     if (rc < 0)
-        return end(hs, RI_HS_REFUSE, rc == -2 ? RI_E_VERSION : RI_E_PROTOCOL, NULL, "%s", err);
+        return end(hs, RI_HS_REFUSE, rc == RI_HELLO_VERSION ? RI_E_VERSION : RI_E_PROTOCOL, NULL, "%s", err);
     snprintf(hs->edge_id, sizeof hs->edge_id, "%s", h.edge_id);
     hs->caps_peer = h.caps;
     const char *mine = hs->auth->mod->desc.name;

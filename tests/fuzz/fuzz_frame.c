@@ -35,7 +35,7 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
     case RI_F_HELLO: {
         struct ri_hello h;
         int rc = ri_hello_decode(p, n, &h, err, sizeof err);
-        CHECK(rc == 0 || rc == -1 || rc == -2);
+        CHECK(rc == 0 || rc == RI_HELLO_MALFORMED || rc == RI_HELLO_VERSION);
         if (rc == 0) {
             size_t known = (size_t)(h.auth_msg - p) + h.auth_len; /* before the caps */
             CHECK(h.auth_msg >= p && known <= n);

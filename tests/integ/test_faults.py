@@ -140,40 +140,37 @@ def test_slow_clients_and_upstream_do_not_starve_bulk(env):
                                   f"stopped reading")
 
 
-def test_edge_that_never_acks_is_capped(env):
-    """A rogue edge that never sends ACK: the hub stops at its in-flight
-    floor (256 KiB, pace.h) instead of pouring data into the tunnel; once
-    ACKs come, the data flows again."""
+def _withholding_edge(env, flag, floor, cap, resume):
+    """A rogue edge (flag: --no-ack or --no-window) opens a stream whose
+    upstream sends 3 MiB at once: the hub sends at least `floor` bytes and
+    then stops, at most `cap`; after `resume` (turning the answers back on)
+    the rest comes."""
     p = env.port()
     env.upstream(p, mode="source", source_bytes=3 << 20)
     a = EdgeSpec("edge-a", [p])
     hub = env.hub([a])
-    peer = env.peer("edge", f"127.0.0.1:{hub.port}", a.id, a.secret, "--no-ack")
+    peer = env.peer("edge", f"127.0.0.1:{hub.port}", a.id, a.secret, flag)
     m = peer.send(f"open 1 {p}")
-    wait_until(lambda: peer.data_bytes(1, m) >= 200 << 10, 20, "the first 200 KiB")
-    time.sleep(0.5)  # more would arrive now if the cap did not hold
+    wait_until(lambda: peer.data_bytes(1, m) >= floor, 20, f"the first {floor} bytes")
+    time.sleep(0.5)  # more would arrive now if the limit did not hold
     got = peer.data_bytes(1, m)
-    check(got <= (256 + 64) << 10, f"{got} bytes arrived without a single ACK")
-    peer.send("autoack on ; ack %d" % got)
-    wait_until(lambda: peer.data_bytes(1, m) >= 3 << 20, 30,
-               "the rest of the 3 MiB once ACKs flow")
+    check(got <= cap, f"{got} bytes arrived with {flag} (the limit is {cap})")
+    peer.send(resume(got))
+    wait_until(lambda: peer.data_bytes(1, m) >= 3 << 20, 30, "the rest once the peer answers")
+
+
+def test_edge_that_never_acks_is_capped(env):
+    """No ACK: the hub stops at its in-flight floor (256 KiB, pace.h) instead
+    of pouring data into the tunnel; once ACKs come, the data flows again."""
+    _withholding_edge(env, "--no-ack", 200 << 10, (256 + 64) << 10,
+                      lambda got: f"autoack on ; ack {got}")
 
 
 def test_edge_that_never_grants_window_is_capped(env):
-    """A rogue edge that never sends WINDOW: the hub sends one initial
-    window (1 MiB) of a stream and waits; credit then lets the rest through."""
-    p = env.port()
-    env.upstream(p, mode="source", source_bytes=3 << 20)
-    a = EdgeSpec("edge-a", [p])
-    hub = env.hub([a])
-    peer = env.peer("edge", f"127.0.0.1:{hub.port}", a.id, a.secret, "--no-window")
-    m = peer.send(f"open 1 {p}")
-    wait_until(lambda: peer.data_bytes(1, m) >= 1 << 20, 20, "the initial window")
-    time.sleep(0.5)
-    got = peer.data_bytes(1, m)
-    check(got == 1 << 20, f"{got} bytes arrived on a 1 MiB window never replenished")
-    peer.send("autowindow on ; window 1 %d" % (1 << 20))
-    wait_until(lambda: peer.data_bytes(1, m) >= 3 << 20, 30, "the rest once credit flows")
+    """No WINDOW: the hub sends one initial window (1 MiB) of the stream and
+    waits; credit then lets the rest through."""
+    _withholding_edge(env, "--no-window", 1 << 20, 1 << 20,
+                      lambda got: f"autowindow on ; window 1 {1 << 20}")
 
 
 def test_malicious_hub_many_ports_and_unknown_streams(env):

@@ -273,6 +273,15 @@ def test_edge_reload_loses_no_client(env):
 
 # ---- reloads that do what they say (each failed before the core restructure) ----
 
+def _edit(path, old, new):
+    """Replaces text in a config file (for a reload)."""
+    with open(path) as f:
+        text = f.read()
+    check(old in text, f"{old!r} not in {path}")
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+
+
 def _tp(env, name):
     return os.path.join(env.build, "test-plugins", name)
 
@@ -355,10 +364,7 @@ def test_edge_retries_a_port_that_failed_to_reopen(env):
     squat.bind(("127.0.0.3", p))
     squat.listen(1)
     m = edge.mark()
-    with open(edge.cfg_path) as f:
-        text = f.read()
-    with open(edge.cfg_path, "w") as f:
-        f.write(text.replace('bind_address = "127.0.0.2"', 'bind_address = "127.0.0.3"'))
+    _edit(edge.cfg_path, 'bind_address = "127.0.0.2"', 'bind_address = "127.0.0.3"')
     env.reload(edge)
     edge.wait_log(r"error edge: listener: cannot listen on 127\.0\.0\.3 port %d" % p, since=m)
     edge.wait_log(r"will retry the ports that failed in \d+ s", since=m)
@@ -430,10 +436,7 @@ def test_edge_reload_reaches_its_live_tunnel(env):
     hub = env.peer("hub", f"127.0.0.1:{hp}", spec.id, spec.secret, "--config", str(p))
     edge = env.edge(hp, spec, ping_interval_secs=60, ping_timeout_secs=120)
     m = hub.mark()
-    with open(edge.cfg_path) as f:
-        text = f.read()
-    with open(edge.cfg_path, "w") as f:
-        f.write(text.replace("ping_interval_secs = 60;", "ping_interval_secs = 0.3;"))
+    _edit(edge.cfg_path, "ping_interval_secs = 60;", "ping_interval_secs = 0.3;")
     env.reload(edge)
     hub.wait_log(r"< PING stream=0", since=m, timeout_s=10)
     check(edge.count(r"connected to hub") == 1, "the edge reconnected for a keepalive change")

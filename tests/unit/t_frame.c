@@ -224,10 +224,10 @@ TEST(frame_hello_bad_magic_and_version)
     CHECK_HAS(err, "magic");
     buf[0] = 'R';
     buf[5] = RI_PROTO_VERSION + 1;
-    CHECK_INT(ri_hello_decode(buf, n, &h, err, sizeof err), -2);
+    CHECK_INT(ri_hello_decode(buf, n, &h, err, sizeof err), RI_HELLO_VERSION);
     CHECK_HAS(err, "version");
     buf[4] = 1, buf[5] = RI_PROTO_VERSION; /* version 257 */
-    CHECK_INT(ri_hello_decode(buf, n, &h, err, sizeof err), -2);
+    CHECK_INT(ri_hello_decode(buf, n, &h, err, sizeof err), RI_HELLO_VERSION);
     buf[4] = 0;
     CHECK_INT(ri_hello_decode(buf, n, &h, err, sizeof err), 0);
 }

@@ -129,6 +129,16 @@ static size_t write_all(int fd, size_t n)
     return done;
 }
 
+/* All credit granted to `stream` in WINDOW frames from index `from` on. */
+static uint64_t granted(const struct fake *f, uint32_t stream, int from)
+{
+    uint64_t g = 0;
+    for (int i = from; i < f->n_ctrl; i++)
+        if (f->ctrl[i].type == RI_F_WINDOW && f->ctrl[i].stream == stream)
+            g += f->ctrl[i].v;
+    return g;
+}
+
 static struct ri_frame_hdr hdr(uint8_t type, uint32_t stream, uint32_t len)
 {
     return (struct ri_frame_hdr){.type = type, .stream = stream, .len = len};
@@ -181,11 +191,7 @@ TEST(mux_receive_window_enforced_and_credit_returned)
     char err[128];
     struct ri_frame_hdr h = hdr(RI_F_DATA, 1, RI_FRAME_MAX_PAYLOAD);
     /* the stream's window was granted up to its target when it opened */
-    uint64_t granted = RI_WINDOW_INITIAL;
-    for (int i = 0; i < f->n_ctrl; i++)
-        if (f->ctrl[i].type == RI_F_WINDOW && f->ctrl[i].stream == 1)
-            granted += f->ctrl[i].v;
-    CHECK(granted >= RI_WINDOW_INITIAL);
+    CHECK(RI_WINDOW_INITIAL + granted(f, 1, 0) >= RI_WINDOW_INITIAL);
     /* the client reads as it goes: credit comes back in WINDOW frames */
     int before = f->n_ctrl;
     static uint8_t sink[1 << 20];
@@ -197,19 +203,13 @@ TEST(mux_receive_window_enforced_and_credit_returned)
             ;
         spin();
     }
-    uint64_t more = 0;
-    for (int i = before; i < f->n_ctrl; i++)
-        if (f->ctrl[i].type == RI_F_WINDOW && f->ctrl[i].stream == 1)
-            more += f->ctrl[i].v;
+    uint64_t more = granted(f, 1, before);
     CHECK_MSG(more >= sent - RI_WINDOW_MAX, "%llu of %zu bytes of credit returned",
               (unsigned long long)more, sent);
     /* a peer sending beyond what it was granted: that stream is reset (RST 5) */
     int c2 = client(f, 80);
     CHECK(c2 >= 0);
-    uint64_t g2 = RI_WINDOW_INITIAL;
-    for (int i = 0; i < f->n_ctrl; i++)
-        if (f->ctrl[i].type == RI_F_WINDOW && f->ctrl[i].stream == 2)
-            g2 += f->ctrl[i].v;
+    uint64_t g2 = RI_WINDOW_INITIAL + granted(f, 2, 0);
     struct ri_frame_hdr h2 = hdr(RI_F_DATA, 2, RI_FRAME_MAX_PAYLOAD);
     int reset = 0;
     for (uint64_t sent2 = 0; sent2 <= g2 && !reset; sent2 += RI_FRAME_MAX_PAYLOAD) {
