@@ -43,6 +43,7 @@ const char *ri_ftype_str(unsigned t)
     case RI_F_FIN: return "FIN";
     case RI_F_RST: return "RST";
     case RI_F_WINDOW: return "WINDOW";
+    case RI_F_CLASS: return "CLASS";
     default: return "unknown";
     }
 }
@@ -86,6 +87,7 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     case RI_F_FIN: conn_level = 0; max = 0; break;
     case RI_F_RST: conn_level = 0; min = 2; max = 2 + RI_REASON_MAX; break;
     case RI_F_WINDOW: conn_level = 0; min = max = 4; break;
+    case RI_F_CLASS: conn_level = 0; min = max = 1; break;
     default:
         snprintf(err, errlen, "unknown frame type 0x%02x", h->type);
         return -1;

@@ -29,7 +29,8 @@
  * a tunnel uses what both sides set. A peer that sends none has none. A new
  * frame type or field that an older peer would reject is sent only when the
  * matching bit is in use (core/PROTOCOL.md, "Capabilities"). */
-#define RI_CAPS_SUPPORTED 0u /* what this build offers (bits are added as features land) */
+#define RI_CAP_CLASS (1u << 0) /* CLASS frames: a stream's class told to the peer */
+#define RI_CAPS_SUPPORTED RI_CAP_CLASS /* what this build offers */
 
 enum ri_ftype {
     RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
@@ -46,6 +47,8 @@ enum ri_ftype {
     RI_F_FIN = 0x12,     /* both: sender's direction ends (half-close) */
     RI_F_RST = 0x13,     /* both: stream aborted: code, reason */
     RI_F_WINDOW = 0x14,  /* both: u32 more bytes of send credit */
+    RI_F_CLASS = 0x15,   /* both: u8 the stream's class as the sender's classifier sees it
+                          * (only with RI_CAP_CLASS) */
 };
 
 /* Connection-level codes (REFUSE, GOAWAY). */

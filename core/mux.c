@@ -38,6 +38,7 @@ static void stream_read_cb(EV_P_ ev_io *w, int revents);
 static void stream_write_cb(EV_P_ ev_io *w, int revents);
 static void connect_timeout_cb(EV_P_ ev_timer *w, int revents);
 static void cls_tick(EV_P_ ev_timer *w, int revents);
+static void set_class(struct ri_stream *s);
 
 #define LOOP (m->w->loop)
 
@@ -587,6 +588,18 @@ int ri_mux_on_frame(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_
         stream_free(s, code ? code : RI_RST_RESET, reason);
         return 0;
     }
+    case RI_F_CLASS:
+        if (!(m->caps & RI_CAP_CLASS)) {
+            snprintf(err, errlen, "CLASS frame without the capability");
+            return -1;
+        }
+        if (p[0] > RI_CLASS_MAX_) {
+            snprintf(err, errlen, "CLASS %u for stream %u is not a class", p[0], s->id);
+            return -1;
+        }
+        s->peer_class = p[0];
+        set_class(s);
+        return 0;
     case RI_F_WINDOW: {
         uint32_t d = ri_get32(p);
         if (s->tx_credit + d > (1ull << 31)) {
@@ -766,6 +779,24 @@ int ri_mux_stream_stats(const ri_stream *s, struct ri_stream_stats *out)
     return 0;
 }
 
+/* The class in force is the higher of ours and the peer's: a download
+ * elephant is seen by the hub (its sender) and told to the edge, whose
+ * grants then lock its window; the same the other way for uploads. */
+static void set_class(struct ri_stream *s)
+{
+    struct ri_mux *m = s->m;
+    uint32_t k = s->own_class > s->peer_class ? s->own_class : s->peer_class;
+    if (k == s->klass)
+        return;
+    s->klass = k;
+    ri_sched_event(m->sched, s, s->sp, RI_EV_CLASS, k);
+    struct ri_event ev = {.type = RI_EVT_STREAM_CLASSIFIED, .role = m->role,
+                          .tunnel_id = m->tunnel_id, .edge_id = m->edge_id, .peer = m->label,
+                          .stream_id = s->id, .port = s->edge_port, .client = &s->client,
+                          .klass = k};
+    ri_event_emit(m->w->bus, &ev);
+}
+
 static void cls_tick(EV_P_ ev_timer *w, int revents)
 {
     struct ri_mux *m = (struct ri_mux *)((char *)w - offsetof(struct ri_mux, cls_timer));
@@ -777,15 +808,14 @@ static void cls_tick(EV_P_ ev_timer *w, int revents)
         struct ri_stream_stats st = {.size = sizeof st};
         ri_mux_stream_stats(s, &st);
         uint32_t k = ri_classify(m->cls, s->cp, &st);
-        if (k > RI_CLASS_MAX_ || k == s->klass)
+        if (k > RI_CLASS_MAX_ || k == s->own_class)
             continue;
-        s->klass = k;
-        ri_sched_event(m->sched, s, s->sp, RI_EV_CLASS, k);
-        struct ri_event ev = {.type = RI_EVT_STREAM_CLASSIFIED, .role = m->role,
-                              .tunnel_id = m->tunnel_id, .edge_id = m->edge_id,
-                              .peer = m->label, .stream_id = s->id, .port = s->edge_port,
-                              .client = &s->client, .klass = k};
-        ri_event_emit(m->w->bus, &ev);
+        s->own_class = (uint8_t)k;
+        if (m->caps & RI_CAP_CLASS) {
+            uint8_t b = (uint8_t)k;
+            m->env->ctrl(m->env->owner, RI_F_CLASS, s->id, &b, 1);
+        }
+        set_class(s);
     }
 }
 

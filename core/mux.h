@@ -49,7 +49,8 @@ struct ri_stream {
     void *areas;                   /* their block when not inline (after a policy swap) */
     struct ri_addr client;         /* who connected to the edge */
     uint32_t hdr_left; /* header bytes at the front of outq (not stream data) */
-    uint32_t klass;
+    uint32_t klass;    /* in force: the higher of ours and the peer's */
+    uint8_t own_class, peer_class; /* our classifier's verdict; the peer's (CLASS frames) */
     uint16_t edge_port;
     unsigned queued : 1, reading : 1, rd_eof : 1, fin_sent : 1, fin_rcvd : 1, wr_shut : 1,
         connecting : 1;
@@ -88,6 +89,7 @@ struct ri_mux {
     const char *label;          /* "tunnel <peer>[ edge <id>]" for logs */
     const char *edge_id;        /* for events ("" until known) */
     uint64_t tunnel_id;
+    uint32_t caps;              /* capabilities in use on the tunnel (frame.h) */
     struct ri_ratelimit *rl;    /* the tunnel's limiter for peer-triggered lines */
     struct ri_stream **tab;
     uint32_t mask, n;

@@ -474,6 +474,7 @@ static void become_ready(struct ri_tunnel *t)
     if (t->role == RI_ROLE_HUB)
         snprintf(t->edge_id, sizeof t->edge_id, "%s", t->hs.edge_id);
     set_label(t);
+    t->mux.caps = t->hs.caps;
     ri_mux_set_phase(&t->mux, t->draining ? RI_MUX_DRAINING : RI_MUX_OPEN);
     ev_timer_stop(LOOP, &t->keepalive);
     ev_timer_set(&t->keepalive, t->ping_interval, t->ping_interval);

@@ -1099,6 +1099,11 @@ class Env:
         with open(hub.cfg_path, "w") as f:
             f.write(self.hub_config(hub.port, hub.edges, **hub.opts))
 
+    def reload_with(self, hub, **opts):
+        """rewrite_hub(hub, **opts), then SIGHUP it; returns the log mark."""
+        self.rewrite_hub(hub, **opts)
+        return self.reload(hub)
+
     def reload(self, proc, expect_ok=True, timeout_s=20):
         """SIGHUP and wait for the reload's outcome line."""
         m = proc.mark()

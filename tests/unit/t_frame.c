@@ -60,6 +60,7 @@ TEST(frame_check_accepts_valid)
         {RI_F_OPEN, 1, RI_OPEN_LEN},
         {RI_F_DATA, 7, 1}, {RI_F_DATA, 0xffffffffu, RI_FRAME_MAX_PAYLOAD}, {RI_F_FIN, 3, 0},
         {RI_F_RST, 3, 2}, {RI_F_RST, 3, 2 + RI_REASON_MAX}, {RI_F_WINDOW, 9, 4},
+        {RI_F_CLASS, 9, 1},
     };
     char err[200];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
@@ -70,7 +71,7 @@ TEST(frame_check_accepts_valid)
 
 TEST(frame_check_rejects_unknown_type)
 {
-    static const uint8_t bad[] = {0x00, 0x0a, 0x0f, 0x15, 0x20, 0xff};
+    static const uint8_t bad[] = {0x00, 0x0a, 0x0f, 0x16, 0x20, 0xff};
     char err[200];
     for (size_t i = 0; i < sizeof bad; i++) {
         CHECK_MSG(check(bad[i], 0, 0, 0, err) == -1, "type 0x%02x accepted", bad[i]);
@@ -83,9 +84,10 @@ TEST(frame_check_rejects_wrong_stream)
 {
     static const uint8_t conn[] = {RI_F_HELLO, RI_F_AUTH,  RI_F_WELCOME, RI_F_REFUSE,
                                    RI_F_CONFIG, RI_F_PING, RI_F_PONG,    RI_F_GOAWAY, RI_F_ACK};
-    static const uint8_t strm[] = {RI_F_OPEN, RI_F_DATA, RI_F_FIN, RI_F_RST, RI_F_WINDOW};
+    static const uint8_t strm[] = {RI_F_OPEN, RI_F_DATA, RI_F_FIN, RI_F_RST, RI_F_WINDOW,
+                                   RI_F_CLASS};
     static const uint32_t conn_len[] = {8, 0, 2, 2, 6, 8, 8, 6, 4};
-    static const uint32_t strm_len[] = {RI_OPEN_LEN, 1, 0, 2, 4};
+    static const uint32_t strm_len[] = {RI_OPEN_LEN, 1, 0, 2, 4, 1};
     char err[200];
     for (size_t i = 0; i < sizeof conn; i++) {
         CHECK_MSG(check(conn[i], 0, 1, conn_len[i], err) == -1, "type 0x%02x on stream 1", conn[i]);
@@ -109,6 +111,7 @@ TEST(frame_check_rejects_bad_length)
         {RI_F_OPEN, 1, RI_OPEN_LEN - 1}, {RI_F_OPEN, 1, RI_OPEN_LEN + 1}, {RI_F_DATA, 1, 0},
         {RI_F_DATA, 1, RI_FRAME_MAX_PAYLOAD + 1}, {RI_F_FIN, 1, 1}, {RI_F_RST, 1, 1},
         {RI_F_RST, 1, 3 + RI_REASON_MAX}, {RI_F_WINDOW, 1, 3}, {RI_F_WINDOW, 1, 5},
+        {RI_F_CLASS, 1, 0}, {RI_F_CLASS, 1, 2},
     };
     char err[200];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
