@@ -1,23 +1,44 @@
 /* pace.h -- how much DATA may be in flight on one tunnel (pure logic).
  *
  * Per-stream windows bound memory, but all streams share one TCP pipe: when
- * the receiving process is the bottleneck, everything the windows allow
- * (4 MiB per stream) queues in that pipe ahead of interactive bytes. So the
- * sender also caps the tunnel's DATA in flight -- sent but not yet taken out
- * of the pipe by the peer, which reports that with ACK frames -- at about
- * twice the bandwidth-delay product it measures (after BBR: the maximum
- * recent delivery rate times the minimum recent round trip), never below
- * RI_PACE_MIN. The queue then forms in the scheduler, where priorities work,
- * instead of in the kernel, where they cannot. Every 10 s a busy sender lets
- * the pipe drain once to measure the round trip without its own queue. */
+ * the receiving process or the link is the bottleneck, everything the
+ * windows allow (4 MiB per stream) would queue in that pipe ahead of
+ * interactive bytes. So the sender also caps the tunnel's DATA in flight --
+ * sent but not yet taken out of the pipe by the peer, which reports that
+ * with ACK frames -- after BBR:
+ *
+ *   cap = 2 x max recent delivery rate x min recent round trip
+ *         + the largest recent ACK aggregation,  within [RI_PACE_MIN, RI_PACE_MAX]
+ *
+ * The delivery rate is measured over at least 10 ms (or a round trip) of
+ * ACKs, not per ACK: ACKs that arrive in lumps -- a receiver process that
+ * was descheduled for a few milliseconds reads, and acknowledges, a few
+ * milliseconds of data at once -- would otherwise read as rates the path
+ * never had, and a cap built on them would queue that much more. The first
+ * term keeps the pipe full with room to grow; the queue then forms in the
+ * scheduler, where priorities work, not in the kernel or the link, where
+ * they cannot. The second is BBR's allowance for ACK
+ * aggregation: when the peer takes data in bursts -- its process was
+ * descheduled, as happens all the time on a busy machine with few cores,
+ * or its network hands packets over in batches -- ACKs arrive ahead of
+ * what the delivery rate predicts, and the sender keeps that much extra in
+ * flight so the pipe never runs dry while the peer catches up. On a link
+ * that delivers smoothly it stays near one ACK's worth, so a shaped uplink
+ * keeps a short queue; on loopback it grows to the bursts' size. It is
+ * capped at 0.25 ms of delivery, so it never adds more than 0.25 ms of
+ * queue. Every 10 s a busy sender lets the pipe drain once to measure the
+ * round trip without its own queue (BBR's ProbeRTT). The floor is two TLS
+ * records: a new tunnel starts there and, as each round trip's ACKs
+ * measure the rate, the cap doubles per round trip (a slow start). */
 #ifndef RI_PACE_H
 #define RI_PACE_H
 
 #include <stdint.h>
 
-#define RI_PACE_MIN (256u * 1024u)       /* in-flight floor */
+#define RI_PACE_MIN (32u * 1024u)        /* in-flight floor: two TLS records */
 #define RI_PACE_MAX (64u * 1024u * 1024u) /* in-flight ceiling */
 #define RI_PACE_RING 128
+#define RI_PACE_HIST 64
 
 struct ri_pace {
     uint64_t sent, acked; /* DATA payload bytes */
@@ -25,8 +46,12 @@ struct ri_pace {
     uint64_t min_rtt, min_rtt_next, min_rtt_epoch; /* ns; two 10 s buckets */
     uint64_t bw, bw_next, bw_epoch;                /* bytes/s; two 200 ms buckets */
     uint64_t probe_seq; /* non-zero: draining to re-measure the round trip */
-    struct { uint64_t seq, t, acked; } ring[RI_PACE_RING];
+    uint64_t agg_start, agg_acked; /* the current ACK-aggregation epoch */
+    uint64_t extra[2], extra_epoch; /* largest aggregation seen, two 1 s buckets */
+    struct { uint64_t seq, t; } ring[RI_PACE_RING]; /* sends not yet acknowledged */
     unsigned head, tail;
+    struct { uint64_t t, acked; } hist[RI_PACE_HIST]; /* recent ACKs, for the rate */
+    unsigned hist_n, hist_head;
 };
 
 void ri_pace_init(struct ri_pace *p);

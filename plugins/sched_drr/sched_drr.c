@@ -9,6 +9,13 @@
  * lowers it. A stream with deficit left after its chunk stays at the head
  * (enqueue puts it back first) until its turn is used up.
  *
+ * Sparse streams first (as in fq_codel): a stream that becomes ready after
+ * running dry -- an interactive session typing, a request -- joins a list
+ * of new streams served before the busy ones, for its first quantum. It
+ * costs the busy streams nothing over time (that quantum is part of the
+ * new stream's fair share) and keeps a keystroke from waiting a whole round
+ * behind every bulk transfer's quantum.
+ *
  * Settings: quantum (bytes per turn and unit of weight, 65536),
  * port_weights = ( { port = 443; weight = 3; }, ... ) (unlisted ports: 1). */
 #include <errno.h>
@@ -24,12 +31,19 @@ struct node {
     struct node *prev, *next;
     uint64_t deficit;
     uint32_t weight;
-    uint8_t queued, in_turn;
+    uint8_t queued, in_turn, list; /* list: NEW or OLD */
+    uint8_t fresh; /* ran dry since its last turn: joins the new list */
+};
+
+enum { NEW = 0, OLD = 1 };
+
+struct list {
+    struct node *head, *tail;
 };
 
 struct inst {
     const struct ri_core_api *api;
-    struct node *head, *tail;
+    struct list l[2];
     uint64_t quantum;
     uint16_t ports[MAX_WEIGHTS];
     uint32_t weights[MAX_WEIGHTS];
@@ -94,16 +108,39 @@ static uint32_t weight_of(const struct inst *in, uint16_t port)
 
 static void unlink_(struct inst *in, struct node *n)
 {
+    struct list *l = &in->l[n->list];
     if (n->prev)
         n->prev->next = n->next;
     else
-        in->head = n->next;
+        l->head = n->next;
     if (n->next)
         n->next->prev = n->prev;
     else
-        in->tail = n->prev;
+        l->tail = n->prev;
     n->prev = n->next = NULL;
     n->queued = 0;
+}
+
+static void push_head(struct list *l, struct node *n)
+{
+    n->prev = NULL;
+    n->next = l->head;
+    if (l->head)
+        l->head->prev = n;
+    else
+        l->tail = n;
+    l->head = n;
+}
+
+static void push_tail(struct list *l, struct node *n)
+{
+    n->next = NULL;
+    n->prev = l->tail;
+    if (l->tail)
+        l->tail->next = n;
+    else
+        l->head = n;
+    l->tail = n;
 }
 
 static void drr_enqueue(void *state, ri_stream *s, void *sp, uint32_t klass)
@@ -113,29 +150,18 @@ static void drr_enqueue(void *state, ri_stream *s, void *sp, uint32_t klass)
     n->s = s;
     n->queued = 1;
     if (n->in_turn && n->deficit > 0) { /* its turn goes on: back to the head */
-        n->prev = NULL;
-        n->next = in->head;
-        if (in->head)
-            in->head->prev = n;
-        else
-            in->tail = n;
-        in->head = n;
+        push_head(&in->l[n->list], n);
         return;
     }
     n->in_turn = 0;
-    n->next = NULL;
-    n->prev = in->tail;
-    if (in->tail)
-        in->tail->next = n;
-    else
-        in->head = n;
-    in->tail = n;
+    n->list = n->fresh ? NEW : OLD;
+    push_tail(&in->l[n->list], n);
 }
 
 static ri_stream *drr_dequeue(void *state, const struct ri_sched_ctx *ctx, uint32_t *max_bytes)
 {
     struct inst *in = state;
-    struct node *n = in->head;
+    struct node *n = in->l[NEW].head ? in->l[NEW].head : in->l[OLD].head;
     if (!n)
         return NULL;
     if (!n->in_turn) {
@@ -154,8 +180,10 @@ static void drr_sent(void *state, ri_stream *s, void *sp, size_t bytes,
 {
     struct node *n = sp;
     n->deficit = bytes >= n->deficit ? 0 : n->deficit - bytes;
-    if (n->deficit == 0)
-        n->in_turn = 0; /* its turn is used up: to the back of the round */
+    if (n->deficit == 0) {
+        n->in_turn = 0; /* its turn is used up: to the back of the busy round */
+        n->fresh = 0;
+    }
 }
 
 static void drr_remove(void *state, ri_stream *s, void *sp)
@@ -174,9 +202,11 @@ static void drr_event(void *state, ri_stream *s, void *sp, int event, uint32_t k
         memset(&st, 0, sizeof st);
         st.size = sizeof st;
         n->weight = in->api->stream_stats(s, &st) == 0 ? weight_of(in, st.edge_port) : 1;
+        n->fresh = 1;
     } else if (event == RI_EV_IDLE) {
         n->deficit = 0; /* a flow that runs dry keeps nothing (DRR) */
         n->in_turn = 0;
+        n->fresh = 1;   /* and comes back as a new, sparse flow */
     }
 }
 

@@ -160,9 +160,9 @@ def _withholding_edge(env, flag, floor, cap, resume):
 
 
 def test_edge_that_never_acks_is_capped(env):
-    """No ACK: the hub stops at its in-flight floor (256 KiB, pace.h) instead
+    """No ACK: the hub stops at its in-flight floor (32 KiB, pace.h) instead
     of pouring data into the tunnel; once ACKs come, the data flows again."""
-    _withholding_edge(env, "--no-ack", 200 << 10, (256 + 64) << 10,
+    _withholding_edge(env, "--no-ack", 32 << 10, (32 + 64) << 10,
                       lambda got: f"autoack on ; ack {got}")
 
 

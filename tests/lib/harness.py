@@ -1025,7 +1025,9 @@ class Env:
         return "\n".join(lines) + "\n"
 
     def edge_config(self, hub_port, edge_id, secret, bind="127.0.0.2", hub_host="127.0.0.1",
-                    log_level="info", token=None, listen_opts="", **opts):
+                    log_level="info", token=None, listen_opts="", plugins_extra=(), **opts):
+        """plugins_extra: more plugin entries after auth and listener (e.g. a
+        scheduler, so both sides of the tunnel run the same policy)."""
         kv = dict(EDGE_DEFAULTS)
         kv.update(opts)
         if secret:
@@ -1035,7 +1037,7 @@ class Env:
             f'log_level = "{log_level}";',
             f"plugin_dir = {_cfg_value(self.plugin_dir)};",
             'plugins = ( { name = "auth_secret"; }, { name = "listen_tcp"; '
-            + listen_opts + " } );",
+            + listen_opts + " }" + "".join(", " + p for p in plugins_extra) + " );",
             "edge = {",
         ]
         if token:

@@ -73,7 +73,7 @@ static int ring_ok(const struct ri_pace *p)
     uint64_t prev = p->acked;
     unsigned n = 0;
     for (unsigned i = p->tail; i != p->head; i = (i + 1) % RI_PACE_RING, n++) {
-        if (p->ring[i].seq <= prev || p->ring[i].seq > p->sent || p->ring[i].acked > p->acked)
+        if (p->ring[i].seq <= prev || p->ring[i].seq > p->sent)
             return 0;
         prev = p->ring[i].seq;
     }
@@ -88,7 +88,10 @@ TEST(pace_initial_cwnd_is_min)
     CHECK_INT(p.sent, 0);
     CHECK_INT(p.acked, 0);
     CHECK_INT(ri_pace_room(&p), RI_PACE_MIN);
-    CHECK(RI_PACE_MIN > 64 * KiB); /* a peer ACKing every 64 KiB never stalls us */
+    /* the floor is below the peer's ACK cadence (64 KiB): the peer also
+     * ACKs whenever its socket runs dry, which it does as soon as we stop
+     * (tests/integ/test_faults.py checks both ends) */
+    CHECK(RI_PACE_MIN >= 2 * 16 * KiB);
     /* an ACK before any send changes nothing */
     ri_pace_on_ack(&p, 1000, T0);
     CHECK_INT(p.acked, 0);
@@ -101,17 +104,17 @@ TEST(pace_room_follows_sends_and_acks)
     struct ri_pace p;
     ri_pace_init(&p);
     uint64_t t = T0;
-    ri_pace_on_send(&p, 100 * KiB, t);
-    CHECK_INT(ri_pace_room(&p), RI_PACE_MIN - 100 * KiB);
-    ri_pace_on_send(&p, RI_PACE_MIN - 100 * KiB, t += 10 * US);
+    ri_pace_on_send(&p, 10 * KiB, t);
+    CHECK_INT(ri_pace_room(&p), RI_PACE_MIN - 10 * KiB);
+    ri_pace_on_send(&p, RI_PACE_MIN - 10 * KiB, t += 10 * US);
     CHECK_INT(ri_pace_room(&p), 0);
     ri_pace_on_send(&p, 5000, t += 10 * US); /* past the cap: still 0, no wrap */
     CHECK_INT(ri_pace_room(&p), 0);
     CHECK_INT(inflight(&p), RI_PACE_MIN + 5000);
     /* a partial ACK below the first send's end: room back, no sample yet */
-    ri_pace_on_ack(&p, 50 * KiB, t += MS);
+    ri_pace_on_ack(&p, 8 * KiB, t += MS);
     CHECK_INT(p.cwnd, RI_PACE_MIN);
-    CHECK_INT(ri_pace_room(&p), 50 * KiB - 5000);
+    CHECK_INT(ri_pace_room(&p), 8 * KiB - 5000);
     CHECK(ring_ok(&p));
     /* everything acknowledged: the whole cap is room again */
     ri_pace_on_ack(&p, inflight(&p), t += MS);
@@ -121,14 +124,14 @@ TEST(pace_room_follows_sends_and_acks)
     CHECK_INT(p.tail, p.head); /* every send was sampled */
     CHECK(ring_ok(&p));
     /* and again, in small steps */
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 20; i++) {
         uint64_t before = ri_pace_room(&p);
         ri_pace_on_send(&p, 1000, t += US);
         CHECK_INT(ri_pace_room(&p), before - 1000);
     }
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 20; i++) {
         ri_pace_on_ack(&p, 1000, t += US);
-        CHECK_INT(inflight(&p), 100000 - 1000 * (uint64_t)(i + 1));
+        CHECK_INT(inflight(&p), 20000 - 1000 * (uint64_t)(i + 1));
         CHECK_INT(ri_pace_room(&p), p.cwnd - inflight(&p));
     }
 }
@@ -168,33 +171,38 @@ TEST(pace_first_sample)
 {
     struct ri_pace p;
     ri_pace_init(&p);
-    /* 200 KiB in 1 ms is 200 MiB/s: 2 x BDP = 400 KiB */
+    /* 200 KiB in 1 ms is 200 MiB/s: 2 x BDP = 400 KiB, plus the allowance
+     * for aggregation: a first ACK counts in full (as in BBR), but no more
+     * than the cap in force when it came (the floor) */
     ri_pace_on_send(&p, 200 * KiB, T0);
     ri_pace_on_ack(&p, 200 * KiB, T0 + MS);
     CHECK_INT(p.min_rtt, MS);
     CHECK_INT(p.bw, 200 * KiB * 1000);
-    CHECK_INT(p.cwnd, 400 * KiB);
+    CHECK_INT(p.cwnd, 400 * KiB + RI_PACE_MIN);
 }
 
 TEST(pace_cwnd_converges_to_2bdp)
 {
     /* 1 GB/s, 1 ms: BDP 1 MB (plus one 64 KiB chunk's serialisation in the
-     * measured round trip), so the cap settles near 2 MB */
+     * measured round trip), so the cap settles near 2 MB -- plus at most
+     * 0.25 ms of delivery (250 KB) of allowance for ACK aggregation, which the
+     * start-up's rising rate leaves for a second or two */
     static struct pipe pp;
     struct ri_pace p;
     ri_pace_init(&p);
     pipe_init(&pp, 1000000000ull, MS);
     CHECK_INT(pipe_run(&p, &pp, T0 + 300 * MS), 0);
     uint64_t want = 2 * (pp.rate * (pp.rtt + 64 * KiB * SEC / pp.rate) / SEC);
-    CHECK_MSG(p.cwnd >= want * 9 / 10 && p.cwnd <= want * 12 / 10, "cwnd %llu, 2 x BDP %llu",
-              (unsigned long long)p.cwnd, (unsigned long long)want);
+    uint64_t allow = pp.rate / 4000;
+    CHECK_MSG(p.cwnd >= want * 9 / 10 && p.cwnd <= want * 12 / 10 + allow,
+              "cwnd %llu, 2 x BDP %llu", (unsigned long long)p.cwnd, (unsigned long long)want);
     CHECK_MSG(p.min_rtt >= MS && p.min_rtt <= MS + 100 * US, "min_rtt %llu",
               (unsigned long long)p.min_rtt);
     CHECK_MSG(p.bw >= 950000000ull && p.bw <= 1100000000ull, "bw %llu",
               (unsigned long long)p.bw);
     /* and stays there: no drift over another second */
     CHECK_INT(pipe_run(&p, &pp, T0 + 1300 * MS), 0);
-    CHECK_MSG(pp.cwnd_lo >= want * 9 / 10 && pp.cwnd_hi <= want * 12 / 10,
+    CHECK_MSG(pp.cwnd_lo >= want * 9 / 10 && pp.cwnd_hi <= want * 12 / 10 + allow,
               "cwnd moved within %llu..%llu, 2 x BDP %llu", (unsigned long long)pp.cwnd_lo,
               (unsigned long long)pp.cwnd_hi, (unsigned long long)want);
     CHECK(inflight(&p) <= p.cwnd);
@@ -204,15 +212,21 @@ TEST(pace_cwnd_converges_to_2bdp)
 TEST(pace_cwnd_never_below_min)
 {
     /* 1 MB/s, 1 ms: BDP 1 KB, far under the floor; long enough for the
-     * round-trip estimate to be renewed a few times (our own queue of
-     * 256 KiB must not count as path delay) */
+     * round-trip estimate to be renewed a few times (our own queue must not
+     * count as path delay). The cap stays at the floor, or one ACK above
+     * it (this pipe acknowledges each chunk on its own: the aggregation
+     * allowance is one ACK's size) -- a few milliseconds of queue at 1 MB/s,
+     * not seconds */
     static struct pipe pp;
     struct ri_pace p;
     ri_pace_init(&p);
     pipe_init(&pp, 1000000ull, MS);
     CHECK_INT(pipe_run(&p, &pp, T0 + 45 * SEC), 0);
-    CHECK_INT(pp.cwnd_lo, RI_PACE_MIN);
-    CHECK_INT(pp.cwnd_hi, RI_PACE_MIN);
+    /* a chunk of 32 KiB takes 33 ms at 1 MB/s: that is the round trip this
+     * pipe shows, so 2 x BDP is two chunks, and one ACK of allowance */
+    CHECK(pp.cwnd_lo >= RI_PACE_MIN);
+    CHECK_MSG(pp.cwnd_hi <= 5 * RI_PACE_MIN, "cwnd up to %llu",
+              (unsigned long long)pp.cwnd_hi);
     CHECK(pp.acks > 10);
 }
 
@@ -228,7 +242,7 @@ TEST(pace_cwnd_does_not_ratchet)
     CHECK_INT(pipe_run(&p, &pp, T0 + 2 * SEC), 0);
     uint64_t want = 2 * (pp.rate * (pp.rtt + 64 * KiB * SEC / pp.rate) / SEC);
     CHECK_INT(pipe_run(&p, &pp, T0 + 50 * SEC), 0);
-    CHECK_MSG(pp.cwnd_hi <= want * 12 / 10, "cwnd rose to %llu, 2 x BDP %llu",
+    CHECK_MSG(pp.cwnd_hi <= want * 12 / 10 + pp.rate / 1000, "cwnd rose to %llu, 2 x BDP %llu",
               (unsigned long long)pp.cwnd_hi, (unsigned long long)want);
     CHECK_MSG(p.min_rtt <= MS + 100 * US, "min_rtt %llu", (unsigned long long)p.min_rtt);
     /* and the link stays busy: probing the round trip costs little */
@@ -283,7 +297,7 @@ TEST(pace_ring_overflow_keeps_accounting)
     }
     CHECK_INT(p.sent, 10 * RI_PACE_RING * 1000);
     CHECK_INT(inflight(&p), 10 * RI_PACE_RING * 1000);
-    CHECK_INT(ri_pace_room(&p), 0); /* 1.28 MB in flight > 256 KiB cap */
+    CHECK_INT(ri_pace_room(&p), 0); /* 1.28 MB in flight > the 32 KiB floor */
     /* acknowledged in uneven pieces */
     uint64_t left = inflight(&p);
     while (left) {
@@ -351,9 +365,60 @@ TEST(pace_estimates_expire)
     pp.rtt = 50 * MS;
     uint64_t t1 = pp.now;
     CHECK_INT(pipe_run(&p, &pp, t1 + 2 * SEC), 0);
-    CHECK_INT(p.cwnd, RI_PACE_MIN); /* new rate x old (min) rtt: under the floor */
+    /* new rate x old (min) rtt, plus one ACK of allowance: far below the
+     * new 2 x BDP of 1 MB until the old round trip is forgotten */
+    CHECK_MSG(p.cwnd <= 256 * KiB, "cwnd %llu", (unsigned long long)p.cwnd);
     CHECK_INT(pipe_run(&p, &pp, t1 + 25 * SEC), 0);
     CHECK_MSG(p.min_rtt >= 50 * MS, "min_rtt %llu", (unsigned long long)p.min_rtt);
-    CHECK_MSG(p.cwnd >= 900 * 1000 && p.cwnd <= 1500 * 1000, "cwnd %llu",
+    CHECK_MSG(p.cwnd >= 900 * 1000 && p.cwnd <= 1500 * 1000 + 64 * KiB, "cwnd %llu",
               (unsigned long long)p.cwnd);
+}
+
+TEST(pace_allows_for_ack_bursts)
+{
+    /* 1 GB/s, 100 us: BDP 100 KB. The peer takes its data in bursts, every
+     * 2 ms (its process descheduled in between, as on a busy 2-core
+     * machine): ACKs come 2 ms apart, each for everything that arrived.
+     * Without an allowance the sender would stall at 2 x BDP between bursts
+     * and reach 200 KB / 2 ms = 100 MB/s; with it, the cap covers a burst
+     * and the link stays busy. */
+    static struct pipe pp;
+    struct ri_pace p;
+    ri_pace_init(&p);
+    pipe_init(&pp, 1000000000ull, 100 * US);
+    uint64_t t = T0, delivered = 0, t_mid = 0, acked_mid = 0;
+    uint64_t burst = 2 * MS;
+    /* the pipe of this test: sends serialise at the rate; ACKs come at the
+     * next multiple of `burst` after arrival, in one lump */
+    uint64_t link_free = t, next_wake = t + burst, arrived = 0;
+    struct { uint64_t at, bytes; } q[4096];
+    unsigned qh = 0, qt = 0;
+    while (t < T0 + 2 * SEC) {
+        uint64_t room;
+        while ((room = ri_pace_room(&p)) > 0 && qt - qh < 4096) {
+            uint64_t n = room < 64 * KiB ? room : 64 * KiB;
+            ri_pace_on_send(&p, n, t);
+            uint64_t start = link_free > t ? link_free : t;
+            link_free = start + n * SEC / pp.rate;
+            q[qt % 4096].at = link_free + pp.rtt;
+            q[qt % 4096].bytes = n;
+            qt++;
+        }
+        t = next_wake;
+        next_wake += burst;
+        while (qh != qt && q[qh % 4096].at <= t)
+            arrived += q[qh++ % 4096].bytes;
+        if (arrived) {
+            ri_pace_on_ack(&p, arrived, t);
+            delivered += arrived;
+            arrived = 0;
+        }
+        if (!t_mid && t >= T0 + SEC)
+            t_mid = t, acked_mid = delivered;
+    }
+    uint64_t rate = (delivered - acked_mid) * SEC / (t - t_mid);
+    CHECK_MSG(rate >= pp.rate * 8 / 10, "%llu B/s of %llu with ACKs in 2 ms bursts (cwnd %llu)",
+              (unsigned long long)rate, (unsigned long long)pp.rate,
+              (unsigned long long)p.cwnd);
+    CHECK(p.cwnd <= RI_PACE_MAX);
 }

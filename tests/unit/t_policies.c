@@ -333,3 +333,29 @@ TEST(elephant_plugin_uses_its_settings)
     CHECK_INT(ri_class_window(p.in, RI_CLASS_SUSTAINED, 10), 0);
     pol_close(&p);
 }
+
+TEST(sched_drr_sparse_stream_goes_first)
+{
+    /* three busy streams, then one that ran dry and has data again: it is
+     * served next, not after a round of the busy ones' quanta */
+    struct pol p;
+    CHECK(pol_open(&p, "sched_drr", "") == 0);
+    uint32_t k[4] = {0};
+    for (int i = 0; i < 4; i++)
+        opened(&p, i, 80);
+    for (int i = 0; i < 3; i++)
+        ri_sched_enqueue(p.in, S(i), p.sp[i], 0);
+    size_t sent[4] = {0};
+    for (int j = 0; j < 30; j++)
+        turn(&p, 0, k, sent);
+    ri_sched_event(p.in, S(3), p.sp[3], RI_EV_IDLE, 0); /* it ran dry earlier */
+    ri_sched_enqueue(p.in, S(3), p.sp[3], 0);
+    CHECK_INT(turn(&p, 0, k, sent), 3);
+    /* once its quantum is spent it queues with the others: equal shares */
+    size_t more[4] = {0};
+    for (int j = 0; j < 40; j++)
+        turn(&p, 0, k, more);
+    for (int i = 0; i < 4; i++)
+        CHECK_MSG(more[i] == 10 * CHUNK, "stream %d got %zu", i, more[i]);
+    pol_close(&p);
+}
