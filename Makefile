@@ -190,8 +190,15 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_deps_$$*) $(wildcard core/*.h) $(
 demo: all
 	@python3 tests/demo.py --build $(BUILD)
 
-bench: all
-	@tests/bench/run.sh $(BUILD)
+# ri-loadgen: the benchmark's targets and clients (tests/bench/loadgen.c)
+$(BUILD)/ri-loadgen: tests/bench/loadgen.c | $(BUILD)/.deps
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CSTD) -O2 $(WARN) -o $@ $< -lpthread
+
+# ri beside raw TCP, HAProxy, ssh -L and stunnel (tests/bench/bench.py);
+# BENCH_ARGS="--link 1gbit --ri-policies fifo,3tier,drr" and so on.
+bench: all $(BUILD)/ri-loadgen
+	@tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 # 30 minutes of mixed traffic through an ASan+UBSan pair (tests/bench/soak.py);
 # SOAK_MINUTES=5 for a shorter run.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts an ri hub + edge on loopback for ../shared/bench/tunnelbench.py.
+# Starts an ri hub + edge on loopback for an external yardstick such as
+# tunnelbench.py (a developer cross-check; make bench uses bench.py instead).
 # usage: ri-pair.sh TMPDIR BULK_ENTRY BULK_TARGET ECHO_ENTRY ECHO_TARGET [BUILD]
 # The edge listens on 127.0.0.2:<target port> (the hub forwards edge port P
 # to 127.0.0.1:P), so it announces its entries with an ENTRY line. No header
