@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fdpool.h"
 #include "log.h"
 #include "mux.h"
 #include "plugin.h"
@@ -129,6 +130,11 @@ static int api_accept_conn(ri_inst *self, int fd, uint16_t port)
     return self->accept(self->accept_arg, fd, port);
 }
 
+static int api_listen_fd(ri_inst *self, const char *bind_address, uint16_t port)
+{
+    return self && self->fds ? ri_fdpool_take(self->fds, bind_address, port) : -1;
+}
+
 static void api_kick(ri_inst *self)
 {
     if (self && self->kick)
@@ -161,4 +167,5 @@ const struct ri_core_api ri_core_api = {
     .memeq_ct = api_memeq_ct,
     .accept_conn = api_accept_conn,
     .kick = api_kick,
+    .listen_fd = api_listen_fd,
 };

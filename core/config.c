@@ -305,7 +305,8 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     static const char *const keys[] = {
         "token", "hub_host", "hub_port", "edge_id", "secret", "bind_address",
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
-        "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams", NULL};
+        "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
+        "hold_secs", "hold_max", NULL};
     check_keys(x, edge, "edge", keys);
     const char *token = c->token = get_str(x, edge, "token", 0);
     int fields = config_setting_get_member(edge, "hub_host") || config_setting_get_member(edge, "hub_port") ||
@@ -361,8 +362,10 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     const char *ca = get_str(x, edge, "hub_ca", 0);
     if (ca)
         c->hub_ca = resolve_path(c, ca);
-    c->reconnect_min = get_secs(x, edge, "reconnect_min_secs", 1, 0.01, 3600);
-    c->reconnect_max = get_secs(x, edge, "reconnect_max_secs", 30, 0.01, 86400);
+    c->reconnect_min = get_secs(x, edge, "reconnect_min_secs", 0.25, 0.01, 3600);
+    c->reconnect_max = get_secs(x, edge, "reconnect_max_secs", 1.5, 0.01, 86400);
+    c->hold_secs = get_secs(x, edge, "hold_secs", 10, 0, 3600);
+    c->hold_max = (uint32_t)get_int(x, edge, "hold_max", 1024, 1, 1000000);
     if (c->reconnect_max < c->reconnect_min)
         ERR(x, edge, "'reconnect_max_secs' is below 'reconnect_min_secs'");
     c->ping_interval = get_secs(x, edge, "ping_interval_secs", 15, 0.1, 3600);
@@ -499,7 +502,7 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
     check_int_literals(&x, path, 0);
     config_setting_t *root = config_root_setting(&c->cf);
     static const char *const keys[] = {"role", "log_level", "plugin_dir", "plugins", "hub",
-                                       "edge", NULL};
+                                       "edge", "handover_socket", NULL};
     check_keys(&x, root, "the top level", keys);
 
     const char *role = get_str(&x, root, "role", 1);
@@ -522,6 +525,13 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
     const char *pd = get_str(&x, root, "plugin_dir", 0);
     if (pd)
         c->plugin_dir = resolve_path(c, pd);
+    const char *hs = get_str(&x, root, "handover_socket", 0);
+    if (hs) {
+        c->handover_socket = resolve_path(c, hs);
+        if (strlen(c->handover_socket) >= 100) /* sun_path holds 108 */
+            ERR(&x, config_setting_get_member(root, "handover_socket"),
+                "'handover_socket' path is too long for a Unix socket (at most 99 bytes)");
+    }
     parse_plugins(&x, root);
     if (c->role == RI_ROLE_HUB)
         parse_hub(&x, root);
@@ -574,6 +584,7 @@ void ri_config_free(struct ri_config *c)
     free(c->edges);
     free(c->plugins);
     free(c->plugin_dir);
+    free(c->handover_socket);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->hub_host);

@@ -40,6 +40,7 @@ struct ri_config {
     int plugins_line;
     struct ri_plugin_conf *plugins;
     size_t n_plugins;
+    char *handover_socket; /* a later process takes the listening sockets over here */
 
     /* both roles */
     double ping_interval, ping_timeout, drain_timeout;
@@ -64,6 +65,8 @@ struct ri_config {
     const char *hub_fingerprint; /* "sha256:<hex>" or NULL */
     char *hub_ca;
     double reconnect_min, reconnect_max;
+    double hold_secs;  /* a client waits this long for a tunnel */
+    uint32_t hold_max; /* clients held at once */
 };
 
 /* Loads and validates; NULL with every problem appended to errs. */

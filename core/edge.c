@@ -1,6 +1,13 @@
-/* edge.c -- the edge role: one TLS tunnel out to the hub, reconnecting with
+/* edge.c -- the edge role: a TLS tunnel out to the hub, reconnecting with
  * exponential backoff and jitter; listens on the ports the hub assigns
- * (through the listener plugin) and opens one stream per client. */
+ * (through the listener plugin) and opens one stream per client.
+ *
+ * The public ports stay open while there is no tunnel: a client that
+ * arrives then is held (accepted, nothing sent yet) for up to hold_secs
+ * until a tunnel is ready, and only then reset. When the hub says it is
+ * going away (GOAWAY: it stops or hands over to a new process), a new
+ * tunnel is opened at once and takes the new streams while the old one
+ * drains; `tunnels` lists them all, `t` is the one new streams go to. */
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -12,10 +19,14 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "clock.h"
 #include "cycle.h"
 #include "events.h"
+#include "fdpool.h"
+#include "handover.h"
 #include "log.h"
 #include "netutil.h"
+#include "ratelimit.h"
 #include "resolve.h"
 #include "role.h"
 #include "tunnel.h"
@@ -29,7 +40,9 @@ struct edge {
     const struct ri_run_opts *opts;
     struct ri_cycle *cy;
     struct ri_tls_creds *creds;   /* for the next connection (hub_ca) */
-    struct ri_tunnel *t;
+    struct ri_tunnel *t;          /* where new streams go (connecting, authenticating, ready) */
+    struct ri_tunnel *tunnels;    /* t and the tunnels still draining */
+    int configured;               /* t is ready and has its ports (CONFIG) */
     int cfd;                      /* TCP connect in progress */
     struct ri_resolve_req *rq;    /* hub_host being resolved */
     struct sockaddr_storage addrs[RI_RESOLVE_MAX]; /* the hub's addresses, tried in order */
@@ -43,6 +56,19 @@ struct edge {
     size_t n_ports;
     int listening;
     int stopping;
+    /* clients accepted while no tunnel could take them, oldest first */
+    struct held *held, **held_tail;
+    uint32_t n_held;
+    ev_timer hold_timer;
+    struct ri_ratelimit rl_hold;
+    struct ri_handover_srv *ho;   /* a later process takes our listeners over here */
+};
+
+struct held {
+    struct held *next;
+    int fd;
+    uint16_t port;
+    ev_tstamp since;
 };
 
 static void connect_hub(struct edge *e);
@@ -105,26 +131,156 @@ static void close_listeners(struct edge *e)
         apply_ports(e, NULL, 0);
 }
 
-static void schedule_retry(struct edge *e)
+/* After a refusal the hub will repeat (wrong secret, unknown id), the
+ * backoff grows to this however low reconnect_max_secs is. */
+#define REFUSED_BACKOFF_MAX 30.0
+
+static void schedule_retry(struct edge *e, int refused)
 {
     if (e->stopping)
         return;
     const struct ri_config *c = e->cy->cfg;
+    double max = refused && c->reconnect_max < REFUSED_BACKOFF_MAX ? REFUSED_BACKOFF_MAX
+                                                                   : c->reconnect_max;
     if (e->backoff < c->reconnect_min)
         e->backoff = c->reconnect_min;
     /* jitter: 75-125% of the current step, so many edges do not stampede */
     uint32_t r = 0;
     ri_core_api.random(&r, sizeof r);
     double delay = e->backoff * (0.75 + 0.5 * (r / 4294967296.0));
-    if (delay > c->reconnect_max)
-        delay = c->reconnect_max;
+    if (delay > max)
+        delay = max * (0.75 + 0.25 * (r / 4294967296.0));
     log_info("edge: reconnecting in %.1f s", delay);
     ev_timer_stop(e->loop, &e->retry);
     ev_timer_set(&e->retry, delay, 0);
     ev_timer_start(e->loop, &e->retry);
     e->backoff *= 2;
-    if (e->backoff > c->reconnect_max)
-        e->backoff = c->reconnect_max;
+    if (e->backoff > max)
+        e->backoff = max;
+}
+
+/* ---- tunnels and held clients ------------------------------------------------ */
+static void link_tunnel(struct edge *e, struct ri_tunnel *t)
+{
+    t->prev = NULL;
+    t->next = e->tunnels;
+    if (e->tunnels)
+        e->tunnels->prev = t;
+    e->tunnels = t;
+}
+
+static void unlink_tunnel(struct edge *e, struct ri_tunnel *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else if (e->tunnels == t)
+        e->tunnels = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+}
+
+/* A connection attempt is under way or scheduled. */
+static int connecting(const struct edge *e)
+{
+    return e->t || e->cfd >= 0 || e->rq || ev_is_active(&e->retry);
+}
+
+static int port_assigned(const struct edge *e, uint16_t port)
+{
+    for (size_t i = 0; i < e->n_ports; i++)
+        if (e->ports[i] == port)
+            return 1;
+    return 0;
+}
+
+static void arm_hold_timer(struct edge *e)
+{
+    ev_timer_stop(e->loop, &e->hold_timer);
+    if (!e->held)
+        return;
+    double left = e->held->since + e->cy->cfg->hold_secs - ev_now(e->loop);
+    ev_timer_set(&e->hold_timer, left > 0.001 ? left : 0.001, 0);
+    ev_timer_start(e->loop, &e->hold_timer);
+}
+
+/* Resets the held clients that waited hold_secs (all of them with all). */
+static void expire_held(struct edge *e, int all, const char *why)
+{
+    uint32_t n = 0;
+    ev_tstamp now = ev_now(e->loop);
+    while (e->held && (all || e->held->since + e->cy->cfg->hold_secs <= now + 0.0005)) {
+        struct held *h = e->held;
+        e->held = h->next;
+        ri_close_abort(h->fd);
+        free(h);
+        e->n_held--;
+        n++;
+    }
+    if (!e->held)
+        e->held_tail = &e->held;
+    if (n)
+        ri_log_rl(&e->rl_hold, RI_LOG_WARN, "edge: reset %u client%s: %s", n, n == 1 ? "" : "s",
+                  why);
+    arm_hold_timer(e);
+}
+
+static void hold_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct edge *e = w->data;
+    char why[96];
+    snprintf(why, sizeof why, "no tunnel to the hub within hold_secs (%g s)",
+             e->cy->cfg->hold_secs);
+    expire_held(e, 0, why);
+}
+
+static void hold_client(struct edge *e, int fd, uint16_t port)
+{
+    const struct ri_config *c = e->cy->cfg;
+    struct held *h = NULL;
+    if (c->hold_secs <= 0 || e->n_held >= c->hold_max || !(h = malloc(sizeof *h))) {
+        ri_log_rl(&e->rl_hold, RI_LOG_WARN, "edge: reset a client on port %u: no tunnel to the hub%s",
+                  port, c->hold_secs <= 0 ? " (hold_secs = 0)"
+                        : e->n_held >= c->hold_max ? " and hold_max clients already waiting" : "");
+        ri_close_abort(fd);
+        return;
+    }
+    h->fd = fd;
+    h->port = port;
+    h->since = ev_now(e->loop);
+    h->next = NULL;
+    *e->held_tail = h;
+    e->held_tail = &h->next;
+    if (e->n_held++ == 0) {
+        log_info("edge: holding new clients until a tunnel to the hub is ready (up to %g s)",
+                 c->hold_secs);
+        arm_hold_timer(e);
+    }
+}
+
+/* The tunnel is ready with its ports: the held clients go through it. */
+static void release_held(struct edge *e)
+{
+    if (!e->held)
+        return;
+    uint32_t n = 0, gone = 0;
+    while (e->held) {
+        struct held *h = e->held;
+        e->held = h->next;
+        e->n_held--;
+        if (port_assigned(e, h->port)) {
+            ri_mux_open_local(&e->t->mux, h->fd, h->port);
+            n++;
+        } else {
+            ri_close_abort(h->fd);
+            gone++;
+        }
+        free(h);
+    }
+    e->held_tail = &e->held;
+    ev_timer_stop(e->loop, &e->hold_timer);
+    log_info("edge: %u held client%s sent through the new tunnel%s", n, n == 1 ? "" : "s",
+             gone ? " (the rest were for ports no longer assigned: reset)" : "");
 }
 
 /* ---- tunnel hooks ----------------------------------------------------------- */
@@ -139,6 +295,7 @@ static void edge_ready(struct ri_tunnel *t)
 {
     struct edge *e = t->owner;
     e->backoff = 0;
+    e->configured = 0;
     struct ri_event ev = {.type = RI_EVT_TUNNEL_CONNECTED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer};
     emit(e, &ev);
@@ -147,6 +304,8 @@ static void edge_ready(struct ri_tunnel *t)
 static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
 {
     struct edge *e = t->owner;
+    if (t != e->t)
+        return; /* a draining tunnel's news: the current tunnel's CONFIG counts */
     char list[256] = "";
     size_t off = 0;
     for (size_t i = 0; i < m->n_ports && off < sizeof list - 16; i++)
@@ -161,30 +320,91 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
                           .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
                           .n_ports = e->n_ports};
     emit(e, &ev);
-    if (!t->draining && !e->stopping)
+    if (!t->draining && !e->stopping) {
         apply_ports(e, e->ports, e->n_ports);
+        e->configured = 1;
+        release_held(e);
+    }
 }
+
+/* The hub will take no new streams on t. When it stops or hands over to a
+ * new process, a new tunnel is opened at once (new clients are held until
+ * it is ready) while t's streams finish. A newer connection with our id
+ * (another edge process took over, or two edges share an id) is no reason
+ * to hurry back. */
+static int refused_for_good(unsigned code);
+static void lose_ports(struct edge *e, unsigned code, const char *reason);
 
 static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
 {
-    close_listeners(t->owner); /* new clients are refused; open streams go on */
+    struct edge *e = t->owner;
+    if (code == RI_E_NONE || t != e->t)
+        return;
+    e->t = NULL;
+    e->configured = 0;
+    if (e->stopping)
+        return;
+    if (refused_for_good(code)) { /* removed from the hub's config, or re-keyed */
+        lose_ports(e, code, reason);
+        return; /* the close that follows schedules the retry */
+    }
+    if (code == RI_E_REPLACED) {
+        log_warn("edge %s: another connection with this edge id replaced ours (%s)",
+                 t->edge_id, reason);
+        schedule_retry(e, 0);
+        return;
+    }
+    log_info("edge %s: the hub is going away (%s): opening a new tunnel now; %u open "
+             "stream%s finish on the old one", t->edge_id, reason, t->mux.n,
+             t->mux.n == 1 ? "" : "s");
+    e->backoff = 0;
+    connect_hub(e);
+}
+
+/* Refusals that another try in a second will not fix: back off further. */
+static int refused_for_good(unsigned code)
+{
+    return code == RI_E_AUTH || code == RI_E_UNKNOWN_EDGE || code == RI_E_REMOVED ||
+           code == RI_E_AUTH_METHOD || code == RI_E_VERSION;
+}
+
+/* The hub no longer vouches for us (it refused or removed this edge): its
+ * ports close and held clients go, rather than waiting on a tunnel that
+ * will not come. A later successful handshake opens what the hub assigns. */
+static void lose_ports(struct edge *e, unsigned code, const char *reason)
+{
+    if (!e->listening && !e->held)
+        return;
+    log_warn("edge: the hub refused this edge (%s%s%s): closing its public ports",
+             ri_conn_code_str(code), reason && reason[0] ? ": " : "", reason ? reason : "");
+    e->n_ports = 0;
+    close_listeners(e);
+    expire_held(e, 1, "the hub refused this edge");
 }
 
 static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct edge *e = t->owner;
-    e->t = NULL;
-    close_listeners(e);
+    unlink_tunnel(e, t);
+    int current = t == e->t;
+    if (current) {
+        e->t = NULL;
+        e->configured = 0;
+    }
     if (t->was_ready) {
         struct ri_event ev = {.type = RI_EVT_TUNNEL_DISCONNECTED, .tunnel_id = t->id,
                               .edge_id = t->edge_id, .peer = t->peer, .code = code,
                               .reason = why, .count = lost};
         emit(e, &ev);
     }
-    if (e->stopping)
-        ev_break(e->loop, EVBREAK_ALL);
-    else
-        schedule_retry(e);
+    if (current && refused_for_good(code))
+        lose_ports(e, code, why);
+    if (e->stopping) {
+        if (!e->tunnels)
+            ev_break(e->loop, EVBREAK_ALL);
+    } else if (!connecting(e)) {
+        schedule_retry(e, refused_for_good(code));
+    }
 }
 
 static const struct ri_tunnel_hooks edge_hooks = {
@@ -198,9 +418,13 @@ static const struct ri_tunnel_hooks edge_hooks = {
 static int edge_accept(void *arg, int fd, uint16_t port)
 {
     struct edge *e = arg;
-    if (!e->t || e->t->state != RI_T_READY || e->t->draining || e->stopping) {
+    if (e->stopping) {
         ri_close_abort(fd);
         return -1;
+    }
+    if (!e->t || !e->configured || e->t->state != RI_T_READY || e->t->draining) {
+        hold_client(e, fd, port);
+        return 0;
     }
     return ri_mux_open_local(&e->t->mux, fd, port);
 }
@@ -223,7 +447,7 @@ static void connect_failed(struct edge *e, const char *why)
     if (e->cfd >= 0)
         close(e->cfd);
     e->cfd = -1;
-    schedule_retry(e);
+    schedule_retry(e, 0);
 }
 
 static void tcp_connected(struct edge *e)
@@ -245,8 +469,11 @@ static void tcp_connected(struct edge *e)
         .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
         .hooks = &edge_hooks, .owner = e};
     e->t = ri_tunnel_new(&p);
-    if (!e->t)
-        schedule_retry(e);
+    e->configured = 0;
+    if (e->t)
+        link_tunnel(e, e->t);
+    else
+        schedule_retry(e, 0);
 }
 
 static void try_next_addr(struct edge *e, const char *why);
@@ -386,75 +613,83 @@ static void edge_reload(struct edge *e)
     if (changes[0])
         snprintf(what, sizeof what, " (%s)", changes + 2);
     /* The listening sockets belong to the old cycle's listener instance.
-     * Hand the ports over without a gap: the new instance opens them first
-     * (listen_tcp binds with SO_REUSEPORT), then the old one accepts what
-     * is queued on its sockets and closes them. A listener that cannot
-     * share a port gets a second try once the old sockets are gone. */
+     * The new instance takes them over without closing them (duplicated
+     * through a pool, claimed with api->listen_fd): no client in their
+     * queues is reset and no SYN finds a port closed. The old instance
+     * closes its copies when the old cycle goes. */
     set_listener_hook(e, ncy);
-    int was_listening = e->listening;
     struct ri_cycle *old = e->cy;
+    struct ri_fdpool pool = {0};
+    if (e->listening)
+        ri_listen_export(old->pl->listener, &pool);
     e->cy = ncy;
     ri_tls_creds_unref(e->creds);
     e->creds = creds;
     ri_log_level = e->opts->debug ? RI_LOG_DEBUG : nc->log_level;
-    int keep = was_listening && !reconnect;
-    int rc = keep ? listener_apply(e, ncy->pl->listener, nc->bind_address, e->ports, e->n_ports, 1)
-                  : 0;
-    if (was_listening)
-        listener_apply(e, old->pl->listener, oc->bind_address, NULL, 0, 0);
-    e->listening = 0;
-    if (keep) { /* the retry, or a no-op when all ports were handed over */
-        e->listening = 1;
-        if (rc < 0)
-            apply_ports(e, e->ports, e->n_ports);
+    if (e->listening) {
+        ncy->pl->listener->fds = &pool;
+        apply_ports(e, e->ports, e->n_ports);
+        ncy->pl->listener->fds = NULL;
     }
-    if (e->t) {
-        struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
-                                        .ping_timeout = nc->ping_timeout,
-                                        .max_streams = nc->max_streams, .swap_policy = swap,
-                                        .policy = ri_cycle_policy(ncy)};
-        ri_tunnel_update(e->t, &ts);
-    }
+    ri_fdpool_free(&pool); /* duplicates of sockets the new instance did not take */
+    struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
+                                    .ping_timeout = nc->ping_timeout,
+                                    .max_streams = nc->max_streams, .swap_policy = swap,
+                                    .policy = ri_cycle_policy(ncy)};
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
+        ri_tunnel_update(t, &ts);
     ri_cycle_unref(old);
     struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path,
                           .reason = what};
     emit(e, &ev);
     if (reconnect) {
-        log_info("edge: hub connection settings changed: reconnecting");
+        /* a new tunnel with the new settings; open streams finish on the old */
+        log_info("edge: hub connection settings changed: connecting again");
         e->backoff = 0;
-        if (e->t) {
-            ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "config changed"); /* closed hook retries */
-        } else if (e->cfd >= 0 || e->rq) {
+        struct ri_tunnel *t = e->t;
+        e->t = NULL;
+        e->configured = 0;
+        if (t)
+            ri_tunnel_drain(t, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
+        if (e->cfd >= 0 || e->rq) {
             ri_resolve_cancel(e->rq);
             e->rq = NULL;
-            connect_failed(e, "config changed");
-        } else if (ev_is_active(&e->retry)) {
-            schedule_retry(e); /* not after the old settings' (longer) backoff */
+            if (e->cfd >= 0) {
+                ev_io_stop(e->loop, &e->cio);
+                ev_timer_stop(e->loop, &e->ctimer);
+                close(e->cfd);
+                e->cfd = -1;
+            }
         }
+        ev_timer_stop(e->loop, &e->retry);
+        connect_hub(e);
     }
 }
 
 static void drain_cb(EV_P_ ev_timer *w, int revents)
 {
     struct edge *e = w->data;
-    if (e->t)
-        ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "drain timeout");
-    else
+    if (!e->tunnels)
         ev_break(EV_A_ EVBREAK_ALL);
+    while (e->tunnels) /* each close unlinks it (edge_closed) */
+        ri_tunnel_fail(e->tunnels, RI_E_SHUTDOWN, "drain timeout");
 }
 
 static void edge_stop(struct edge *e)
 {
     if (e->stopping) {
         log_warn("edge: second stop signal: closing now");
-        if (e->t)
-            ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "second stop signal");
-        else
+        if (!e->tunnels)
             ev_break(e->loop, EVBREAK_ALL);
+        while (e->tunnels)
+            ri_tunnel_fail(e->tunnels, RI_E_SHUTDOWN, "second stop signal");
         return;
     }
     e->stopping = 1;
+    ri_handover_close(e->ho);
+    e->ho = NULL;
     close_listeners(e);
+    expire_held(e, 1, "the edge is stopping");
     ev_timer_stop(e->loop, &e->retry);
     ri_resolve_cancel(e->rq);
     e->rq = NULL;
@@ -464,19 +699,91 @@ static void edge_stop(struct edge *e)
         close(e->cfd);
         e->cfd = -1;
     }
-    if (!e->t) {
+    uint32_t open = 0;
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
+        open += t->state == RI_T_READY ? t->mux.n : 0;
+    if (e->tunnels)
+        log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", open,
+                 open == 1 ? "" : "s", e->cy->cfg->drain_timeout);
+    /* each call may close and unlink its tunnel: walk a snapshot */
+    struct ri_tunnel *list[64];
+    size_t n = 0;
+    for (struct ri_tunnel *t = e->tunnels; t && n < 64; t = t->next)
+        list[n++] = t;
+    for (size_t i = 0; i < n; i++)
+        ri_tunnel_drain(list[i], RI_E_SHUTDOWN, "edge stopping", e->cy->cfg->drain_timeout);
+    if (!e->tunnels) {
         ev_break(e->loop, EVBREAK_ALL);
         return;
     }
-    if (e->t->state != RI_T_READY) {
-        ri_tunnel_fail(e->t, RI_E_SHUTDOWN, "edge stopping");
-        return;
-    }
-    log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", e->t->mux.n,
-             e->t->mux.n == 1 ? "" : "s", e->cy->cfg->drain_timeout);
-    ri_tunnel_goaway(e->t, RI_E_SHUTDOWN, "edge stopping", e->t->mux.n == 0);
-    ev_timer_set(&e->drain, e->cy->cfg->drain_timeout, 0);
+    ev_timer_set(&e->drain, e->cy->cfg->drain_timeout + 1, 0);
     ev_timer_start(e->loop, &e->drain);
+}
+
+/* ---- handover to a new process ---------------------------------------------- */
+static void ho_give(void *arg, struct ri_fdpool *pool, json_t *info)
+{
+    struct edge *e = arg;
+    if (e->listening)
+        ri_listen_export(e->cy->pl->listener, pool);
+    json_t *ports = json_array();
+    for (size_t i = 0; i < e->n_ports; i++)
+        json_array_append_new(ports, json_integer(e->ports[i]));
+    json_object_set_new(info, "ports", ports);
+    json_object_set_new(info, "bind_address", json_string(e->cy->cfg->bind_address));
+}
+
+static void ho_taken(void *arg)
+{
+    struct edge *e = arg;
+    log_info("edge: a new edge process took the listeners over: draining");
+    edge_stop(e);
+}
+
+static const struct ri_handover_ops ho_ops = {.give = ho_give, .taken = ho_taken};
+
+/* A process already serving this config's handover socket gives us its
+ * listening sockets and the ports the hub assigned: the ports are open
+ * (clients held) before our tunnel is up. Returns the connection for the
+ * commit, or -1. */
+static int take_over(struct edge *e)
+{
+    const struct ri_config *c = e->cy->cfg;
+    struct ri_fdpool pool = {0};
+    json_t *info = NULL;
+    char err[300];
+    int conn = -1;
+    int rc = ri_handover_fetch(c->handover_socket, RI_ROLE_EDGE, &pool, &info, &conn, err,
+                               sizeof err);
+    if (rc < 0)
+        log_warn("edge: taking over from the running process failed (%s): starting afresh",
+                 err);
+    if (rc <= 0)
+        return -1;
+    const char *bind = json_string_value(json_object_get(info, "bind_address"));
+    json_t *ports = json_object_get(info, "ports");
+    size_t n = json_array_size(ports);
+    if (bind && strcmp(bind, c->bind_address) == 0 && n <= RI_CONFIG_PORTS_MAX) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            json_int_t p = json_integer_value(json_array_get(ports, i));
+            if (p > 0 && p < 65536)
+                e->ports[k++] = (uint16_t)p;
+        }
+        e->n_ports = k;
+        e->cy->pl->listener->fds = &pool;
+        if (k)
+            apply_ports(e, e->ports, e->n_ports);
+        e->cy->pl->listener->fds = NULL;
+        log_info("edge: took %zu listening port%s over from the running process", k,
+                 k == 1 ? "" : "s");
+    } else {
+        log_warn("edge: the running process binds %s, this config %s: opening our own ports "
+                 "when the hub assigns them", bind ? bind : "?", c->bind_address);
+    }
+    json_decref(info);
+    ri_fdpool_free(&pool);
+    return conn;
 }
 
 static void signal_cb(EV_P_ ev_signal *w, int revents)
@@ -518,6 +825,9 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_init(&e->drain, drain_cb);
     ev_init(&e->ctimer, ctimer_cb);
     ev_init(&e->relisten, relisten_cb);
+    ev_init(&e->hold_timer, hold_cb);
+    e->hold_timer.data = e;
+    e->held_tail = &e->held;
     ev_init(&e->cio, cio_cb);
     ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&e->sig_int, signal_cb, SIGINT);
@@ -532,6 +842,14 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_start(e->loop, &e->sig_term);
     ev_signal_start(e->loop, &e->sig_int);
     ev_signal_start(e->loop, &e->sig_hup);
+    if (c->handover_socket) {
+        int conn = take_over(e);
+        if (conn >= 0 && ri_handover_commit(conn, err, sizeof err) < 0)
+            log_warn("edge: the old process did not confirm the handover (%s)", err);
+        if (!(e->ho = ri_handover_serve(e->loop, c->handover_socket, RI_ROLE_EDGE, &ho_ops, e,
+                                        err, sizeof err)))
+            log_warn("edge: %s: upgrades will not be able to take over", err);
+    }
     connect_hub(e);
 
     ev_run(e->loop, 0);
@@ -541,12 +859,14 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_timer_stop(e->loop, &e->drain);
     ev_timer_stop(e->loop, &e->retry);
     ev_timer_stop(e->loop, &e->relisten);
+    expire_held(e, 1, "the edge is stopping");
     ev_signal_stop(e->loop, &e->sig_term);
     ev_signal_stop(e->loop, &e->sig_int);
     ev_signal_stop(e->loop, &e->sig_hup);
     close_listeners(e);
     log_info("edge: stopped");
 out:
+    ri_handover_close(e->ho);
     ri_resolver_free(e->res);
     ri_tls_creds_unref(e->creds);
     ri_cycle_unref(e->cy);

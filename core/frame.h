@@ -78,7 +78,7 @@ enum ri_rst_code {
     RI_RST_TIMEOUT = 7,     /* upstream connect timeout */
     RI_RST_INTERNAL = 8,    /* resource failure (header, memory) */
     RI_RST_FORBIDDEN = 9,   /* OPEN for a port the hub did not assign to this edge */
-    RI_RST_LIMIT = 10,      /* max_streams reached or the hub is draining */
+    RI_RST_LIMIT = 10,      /* max_streams reached */
 };
 
 const char *ri_conn_code_str(unsigned code);

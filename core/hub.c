@@ -2,6 +2,7 @@
  * the edge registry, pushes their ports, and connects each stream to
  * target_host:<edge port> with the header injector's bytes first. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,6 +16,8 @@
 #include "clock.h"
 #include "cycle.h"
 #include "events.h"
+#include "fdpool.h"
+#include "handover.h"
 #include "log.h"
 #include "netutil.h"
 #include "penalty.h"
@@ -50,6 +53,7 @@ struct hub {
      * handshake cap, handshakes that fail (shared by those tunnels) */
     struct ri_ratelimit rl_accept, rl_overload, rl_preauth, rl_penalty, rl_banned;
     struct ri_penalty penalty; /* addresses that keep failing to authenticate */
+    struct ri_handover_srv *ho; /* a later process takes our socket over here */
 };
 
 static void emit(struct hub *h, struct ri_event *ev)
@@ -97,13 +101,18 @@ static void hub_ready(struct ri_tunnel *t)
         ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
         return;
     }
-    /* policy: the newer connection for an edge id replaces the older one */
+    /* policy: the newer connection for an edge id takes its new streams;
+     * the older one drains (its streams finish), so a new edge process
+     * taking over from an old one loses nothing. Draining tunnels of the
+     * id (o->draining) were told already. */
     for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
-        if (o != t && o->state == RI_T_READY && !o->closing &&
+        if (o != t && o->state == RI_T_READY && !o->closing && !o->draining &&
             strcmp(o->edge_id, t->edge_id) == 0) {
-            log_warn("edge %s: new connection from %s replaces the one from %s", t->edge_id,
-                     t->peer, o->peer);
-            ri_tunnel_goaway(o, RI_E_REPLACED, "a newer connection for this edge id", 1);
+            log_warn("edge %s: new connection from %s replaces the one from %s (%u open "
+                     "stream%s finish there)", t->edge_id, t->peer, o->peer, o->mux.n,
+                     o->mux.n == 1 ? "" : "s");
+            ri_tunnel_drain(o, RI_E_REPLACED, "a newer connection for this edge id",
+                            h->cy->cfg->drain_timeout);
         }
     struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
@@ -465,15 +474,22 @@ static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
     close_all(h, "drain timeout");
 }
 
-static void hub_stop(struct hub *h)
+/* why: NULL for a stop signal, else the reason edges are told */
+static void hub_stop(struct hub *h, const char *why)
 {
     if (h->stopping) {
+        if (why)
+            return;
         log_warn("hub: second stop signal: closing now");
         close_all(h, "second stop signal");
         return;
     }
     h->stopping = 1;
-    log_info("hub: stopping: no new edges; draining open streams (up to %.0f s)",
+    ri_handover_close(h->ho);
+    h->ho = NULL;
+    if (!why)
+        why = "hub stopping";
+    log_info("hub: stopping (%s): no new edges; draining open streams (up to %.0f s)", why,
              h->cy->cfg->drain_timeout);
     ev_io_stop(h->loop, &h->lio);
     ev_timer_stop(h->loop, &h->accept_pause);
@@ -486,9 +502,9 @@ static void hub_stop(struct hub *h)
     for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
         nx = t->next;
         if (t->state != RI_T_READY)
-            ri_tunnel_fail(t, RI_E_SHUTDOWN, "hub stopping");
+            ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", why);
         else
-            ri_tunnel_goaway(t, RI_E_SHUTDOWN, "hub stopping", t->mux.n == 0);
+            ri_tunnel_goaway(t, RI_E_SHUTDOWN, why, t->mux.n == 0);
     }
     ev_timer_set(&h->drain, h->cy->cfg->drain_timeout, 0);
     ev_timer_start(h->loop, &h->drain);
@@ -500,7 +516,44 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
     if (w->signum == SIGHUP)
         hub_reload(h);
     else
-        hub_stop(h);
+        hub_stop(h, NULL);
+}
+
+/* ---- handover to a new process ---------------------------------------------------- */
+static void ho_give(void *arg, struct ri_fdpool *pool, json_t *info)
+{
+    struct hub *h = arg;
+    if (h->lfd >= 0)
+        ri_fdpool_put(pool, h->cy->cfg->listen, 0, fcntl(h->lfd, F_DUPFD_CLOEXEC, 0));
+}
+
+static void ho_taken(void *arg)
+{
+    hub_stop(arg, "handing over to a new hub process");
+}
+
+static const struct ri_handover_ops ho_ops = {.give = ho_give, .taken = ho_taken};
+
+/* A process already serving this config's handover socket gives us its
+ * listening socket: returns it (and *conn for the commit), or -1. */
+static int take_over(struct hub *h, int *conn)
+{
+    const struct ri_config *c = h->cy->cfg;
+    struct ri_fdpool pool = {0};
+    json_t *info = NULL;
+    char err[300];
+    int rc = ri_handover_fetch(c->handover_socket, RI_ROLE_HUB, &pool, &info, conn, err,
+                               sizeof err);
+    json_decref(info);
+    if (rc < 0)
+        log_warn("hub: taking over from the running process failed (%s): opening our own "
+                 "socket", err);
+    int fd = rc > 0 ? ri_fdpool_take(&pool, c->listen, 0) : -1;
+    if (rc > 0 && fd < 0)
+        log_warn("hub: the running process listens elsewhere (not on %s): opening our own "
+                 "socket", c->listen);
+    ri_fdpool_free(&pool);
+    return fd;
 }
 
 int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
@@ -543,8 +596,13 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("hub: %s", err);
         goto out;
     }
-    if ((h->lfd = open_listener(c->listen, err, sizeof err)) < 0) {
+    int conn = -1;
+    if (c->handover_socket && (h->lfd = take_over(h, &conn)) >= 0)
+        log_info("hub: took the listening socket %s over from the running process", c->listen);
+    if (h->lfd < 0 && (h->lfd = open_listener(c->listen, err, sizeof err)) < 0) {
         log_err("hub: %s", err);
+        if (conn >= 0)
+            close(conn); /* the old process serves on */
         goto out;
     }
     log_info("hub: listening on %s for %zu edge%s; TLS certificate %s%s", c->listen, c->n_edges,
@@ -562,6 +620,13 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     h->lio.data = h->accept_pause.data = h->drain.data = h;
     h->sig_term.data = h->sig_int.data = h->sig_hup.data = h;
     ev_io_start(h->loop, &h->lio);
+    if (conn >= 0 && ri_handover_commit(conn, err, sizeof err) < 0)
+        log_warn("hub: the old process did not confirm the handover (%s): it may still "
+                 "accept too", err);
+    if (c->handover_socket &&
+        !(h->ho = ri_handover_serve(h->loop, c->handover_socket, RI_ROLE_HUB, &ho_ops, h, err,
+                                    sizeof err)))
+        log_warn("hub: %s: upgrades will not be able to take over", err);
     ev_signal_start(h->loop, &h->sig_term);
     ev_signal_start(h->loop, &h->sig_int);
     ev_signal_start(h->loop, &h->sig_hup);
@@ -578,6 +643,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_stop(h->loop, &h->sig_hup);
     log_info("hub: stopped");
 out:
+    ri_handover_close(h->ho);
     if (h->lfd >= 0)
         close(h->lfd);
     if (h->pending)

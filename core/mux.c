@@ -527,10 +527,10 @@ static int on_open(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t
     struct ri_open o;
     if (ri_open_decode(p, h->len, &o, err, errlen) < 0)
         return -1;
-    if (m->phase == RI_MUX_DRAINING) {
-        ri_mux_refuse(m, h->stream, RI_RST_LIMIT, "hub is draining");
-        return 0;
-    }
+    /* Draining, an OPEN is still served: the edge opens nothing once it
+     * has our GOAWAY, so this one crossed it on the wire, and its client's
+     * first bytes may be in flight behind it -- refusing it would reset a
+     * client that did nothing wrong. The drain's deadline bounds the rest. */
     if (m->n >= m->max_streams) {
         ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u refused: max_streams (%u) reached",
                   m->label, h->stream, m->max_streams);

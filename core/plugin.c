@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdpool.h"
 #include "log.h"
 
 #ifndef RI_PLUGIN_DIR_DEFAULT
@@ -167,6 +168,8 @@ static int noop_create(const struct ri_core_api *a, ri_inst *self, void *st, cha
 static void noop_destroy(void *st) {}
 static void noop_stats(void *st, ri_stat_emit_f *emit, void *arg) {}
 
+static void noop_listen_fds(void *st, ri_listen_each_f *each, void *arg) {}
+
 static size_t ops_size(unsigned kind)
 {
     switch (kind) {
@@ -187,6 +190,8 @@ static const char *fill_ops(struct ri_module *m)
     case RI_KIND_AUTH:
         return m->ops.auth.step ? NULL : "step";
     case RI_KIND_LISTENER:
+        if (!m->ops.listener.fds)
+            m->ops.listener.fds = noop_listen_fds;
         return m->ops.listener.apply ? NULL : "apply";
     case RI_KIND_HEADER:
         return m->ops.header.build ? NULL : "build";
@@ -688,4 +693,22 @@ int ri_settings_equal(const config_setting_t *a, const config_setting_t *b)
                                config_setting_get_elem(b, (unsigned)i)))
             return 0;
     return 1;
+}
+
+struct export_ctx {
+    struct ri_fdpool *pool;
+};
+
+static void export_one(void *arg, const char *bind_address, uint16_t port, int fd)
+{
+    struct export_ctx *x = arg;
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d >= 0)
+        ri_fdpool_put(x->pool, bind_address, port, d);
+}
+
+void ri_listen_export(struct ri_inst *i, struct ri_fdpool *pool)
+{
+    struct export_ctx x = {.pool = pool};
+    i->mod->ops.listener.fds(i->state, export_one, &x);
 }

@@ -50,6 +50,7 @@ struct ri_inst {
     void *accept_arg;
     void (*kick)(void *arg);
     void *kick_arg;
+    struct ri_fdpool *fds;      /* listener: sockets handed over (api->listen_fd) */
     struct ri_timer *timers;    /* what the plugin created and did not free */
     struct ri_io *ios;
 };
@@ -127,6 +128,9 @@ static inline int ri_listen_apply(struct ri_inst *i, const struct ri_listen_set 
 {
     return i->mod->ops.listener.apply(i->state, set, err, errlen);
 }
+/* Duplicates every listening socket of listener i into pool (under the
+ * address and port the listener names); the listener keeps its own. */
+void ri_listen_export(struct ri_inst *i, struct ri_fdpool *pool);
 static inline int ri_header_build(struct ri_inst *i, const struct ri_conn_info *ci,
                                   uint8_t *buf, size_t cap, size_t *len, char *err,
                                   size_t errlen)

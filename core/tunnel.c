@@ -26,6 +26,7 @@ static void write_cb(EV_P_ ev_io *w, int revents);
 static void flusher_cb(EV_P_ ev_prepare *w, int revents);
 static void keepalive_cb(EV_P_ ev_timer *w, int revents);
 static void linger_cb(EV_P_ ev_timer *w, int revents);
+static void deadline_cb(EV_P_ ev_timer *w, int revents);
 static void reaper_cb(EV_P_ ev_timer *w, int revents);
 static void flush(struct ri_tunnel *t);
 static void drained_check(struct ri_tunnel *t);
@@ -131,6 +132,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
     /* one deadline covers TLS and authentication */
     ev_timer_init(&t->keepalive, keepalive_cb, p->handshake_timeout, 0);
     ev_init(&t->linger, linger_cb);
+    ev_init(&t->deadline, deadline_cb);
     ev_timer_init(&t->reaper, reaper_cb, 0, 0);
     t->last_rx = ev_now(LOOP);
     ev_timer_start(LOOP, &t->keepalive);
@@ -185,6 +187,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ev_prepare_stop(LOOP, &t->flusher);
     ev_timer_stop(LOOP, &t->keepalive);
     ev_timer_stop(LOOP, &t->linger);
+    ev_timer_stop(LOOP, &t->deadline);
     ev_timer_stop(LOOP, &t->reaper);
     int fd = t->io.fd;
     ri_tlsio_free(&t->io);
@@ -223,6 +226,7 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     ev_prepare_stop(LOOP, &t->flusher);
     ev_timer_stop(LOOP, &t->keepalive);
     ev_timer_stop(LOOP, &t->linger);
+    ev_timer_stop(LOOP, &t->deadline);
     for (struct ri_stream *s = t->mux.all; s; s = s->next) {
         ev_io_stop(LOOP, &s->rio);
         ev_io_stop(LOOP, &s->wio);
@@ -241,6 +245,28 @@ static void linger_cb(EV_P_ ev_timer *w, int revents)
     ri_tunnel_fail(t, t->close_code, t->closing == RI_CLOSE_SHUT
                                          ? "peer did not close the connection in time"
                                          : "peer did not read our last frame in time");
+}
+
+static void deadline_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct ri_tunnel *t = TUNNEL_OF(w, deadline);
+    ri_tunnel_fail(t, RI_E_SHUTDOWN, "drain timeout: %u stream%s still open", t->mux.n,
+                   t->mux.n == 1 ? "" : "s");
+}
+
+void ri_tunnel_drain(struct ri_tunnel *t, unsigned code, const char *reason, double secs)
+{
+    if (t->state == RI_T_DEAD || t->closing)
+        return;
+    if (t->state != RI_T_READY) { /* nothing to drain yet */
+        ri_tunnel_fail(t, code, "%s", reason);
+        return;
+    }
+    ri_tunnel_goaway(t, code, reason, t->mux.n == 0);
+    if (t->state != RI_T_DEAD && !ev_is_active(&t->deadline)) {
+        ev_timer_set(&t->deadline, secs, 0);
+        ev_timer_start(LOOP, &t->deadline);
+    }
 }
 
 /* Writes what is queued, then shuts our side down and waits for the peer's

@@ -112,6 +112,7 @@ struct ri_tunnel {
     ev_prepare flusher;       /* runs the writer before the loop next polls */
     ev_timer keepalive;       /* the handshake deadline, then pings */
     ev_timer linger;          /* bounds the close sequence */
+    ev_timer deadline;        /* bounds a drain (ri_tunnel_drain) */
     ev_timer reaper;          /* frees a dead tunnel outside its own callbacks */
     ev_tstamp last_rx;
     double ping_interval, ping_timeout;
@@ -164,6 +165,10 @@ void ri_tunnel_kick(struct ri_tunnel *t);
  * REFUSE during the handshake. */
 void ri_tunnel_goaway(struct ri_tunnel *t, unsigned code, const char *reason, int close_now);
 void ri_tunnel_refuse(struct ri_tunnel *t, unsigned code, const char *reason);
+/* GOAWAY(code, reason), then the open streams finish (closing at once when
+ * there are none) for at most secs before the tunnel is closed; a tunnel
+ * not yet ready just closes. */
+void ri_tunnel_drain(struct ri_tunnel *t, unsigned code, const char *reason, double secs);
 /* Immediate end with a logged reason; streams are reset. */
 void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

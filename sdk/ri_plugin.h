@@ -34,6 +34,12 @@
  * core's.
  *
  * Changelog:
+ *   2.1  listening sockets change hands without closing (listen_tcp):
+ *        - ri_listener_ops.fds lists the open listening sockets, so the
+ *          core can pass them to the next listener instance (SIGHUP) or to
+ *          a new ri-core process taking over (an upgrade);
+ *        - api->listen_fd gives a listener the socket handed over for an
+ *          address and port, before it would open its own.
  *   2.0  size first in every ops table and boundary struct (descriptor and
  *        ri_core_api already had one); loader copies tables and fills
  *        optional slots with no-op defaults; `sent` is never NULL.
@@ -70,7 +76,7 @@ extern "C" {
 #endif
 
 #define RI_ABI_MAJOR 2
-#define RI_ABI_MINOR 0
+#define RI_ABI_MINOR 1
 
 /* The one data symbol every plugin exports. */
 #define RI_PLUGIN_SYMBOL "ri_plugin"
@@ -213,6 +219,14 @@ struct ri_core_api {
      * this loop iteration), e.g. when a rate-limited queue became eligible
      * again after dequeue had returned NULL while streams were queued */
     void (*kick)(ri_inst *self);
+
+    /* 2.1 -- listener plugins: a listening socket for bind_address:port
+     * that an earlier listener instance (before a SIGHUP) or the ri-core
+     * process this one took over from was using, or -1. The caller owns it
+     * from then on (it is listening and non-blocking). Ask before opening
+     * a port yourself: a socket handed over keeps its queue of clients,
+     * and two sockets cannot both listen on one port. */
+    int (*listen_fd)(ri_inst *self, const char *bind_address, uint16_t port);
 };
 
 /* ----------------------------------------------------------------------- */
@@ -263,9 +277,18 @@ struct ri_listen_set {
 typedef int ri_listen_apply_f(void *inst, const struct ri_listen_set *set,
                               char *err, size_t errlen);
 
+/* 2.1: call each(arg, bind_address, port, fd) for every listening socket
+ * that is open now. The sockets stay yours: the core duplicates what it
+ * hands on (to the next instance or process, which asks api->listen_fd).
+ * Without this op a listener's ports are closed and opened again on a
+ * reload, and an upgrade cannot take them over. */
+typedef void ri_listen_each_f(void *arg, const char *bind_address, uint16_t port, int fd);
+typedef void ri_listen_fds_f(void *inst, ri_listen_each_f *each, void *arg);
+
 struct ri_listener_ops {
     uint32_t size;            /* sizeof(struct ri_listener_ops) */
     ri_listen_apply_f *apply; /* required */
+    ri_listen_fds_f *fds;     /* optional (2.1) */
 };
 
 /* ----------------------------------------------------------------------- */

@@ -3,6 +3,12 @@
  * closed, kept ports (and every connection already accepted) untouched.
  * Accepted sockets are handed to the core, which opens a stream for each.
  *
+ * A port is taken over, not re-bound, when the core holds its socket from
+ * an earlier instance or process (api->listen_fd): a reload or an upgrade
+ * never closes a public port. Otherwise the port is bound without
+ * SO_REUSEPORT, so a second process on the same address and port fails with
+ * "Address already in use" instead of silently sharing its clients.
+ *
  * Settings: backlog (int, default 1024), v6only (bool, default false: a "::"
  * bind also accepts IPv4 clients as IPv4-mapped addresses).
  */
@@ -145,21 +151,22 @@ static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char
         snprintf(why, wl, "bad bind address %s", bind_addr);
         return -1;
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = in->api->listen_fd(in->self, bind_addr, port);
     if (fd < 0) {
-        snprintf(why, wl, "%s", strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* lets a reload open the port in a new instance before the old closes */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &in->v6only, sizeof in->v6only);
-    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, in->backlog) < 0) {
-        snprintf(why, wl, "%s", strerror(errno));
-        close(fd);
-        return -1;
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(why, wl, "%s", strerror(errno));
+            return -1;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ss.ss_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &in->v6only, sizeof in->v6only);
+        if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, in->backlog) < 0) {
+            snprintf(why, wl, "%s", strerror(errno));
+            close(fd);
+            return -1;
+        }
     }
     struct listener *l = calloc(1, sizeof *l);
     if (!l || !(l->w = in->api->io_new(in->self, fd, RI_IO_READ, on_accept, l))) {
@@ -228,7 +235,14 @@ static int lt_apply(void *state, const struct ri_listen_set *set, char *err, siz
     return failed ? -1 : 0;
 }
 
-static const struct ri_listener_ops ops = {.size = sizeof ops, .apply = lt_apply};
+static void lt_fds(void *state, ri_listen_each_f *each, void *arg)
+{
+    struct inst *in = state;
+    for (struct listener *l = in->list; l; l = l->next)
+        each(arg, in->bind, l->port, l->fd);
+}
+
+static const struct ri_listener_ops ops = {.size = sizeof ops, .apply = lt_apply, .fds = lt_fds};
 static const char *const keys[] = {"backlog", "v6only", NULL};
 
 RI_EXPORT const struct ri_plugin ri_plugin = {

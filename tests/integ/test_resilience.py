@@ -6,8 +6,8 @@ import socket
 import ssl
 import time
 
-from harness import (EdgeSpec, check, echo_check, expect_closed, read_proxy_line, recv_exact,
-                     recv_until_eof, T, wait_until)
+from harness import (EdgeSpec, check, echo_check, expect_closed, is_listening, read_proxy_line,
+                     recv_exact, recv_until_eof, T, wait_until)
 
 
 def test_hub_restart_edge_reconnects(env):
@@ -21,16 +21,28 @@ def test_hub_restart_edge_reconnects(env):
     hub.signal(signal.SIGTERM)
     rc = hub.wait_exit(20, "SIGTERM")
     check(rc == 0, f"hub exited with {rc} after SIGTERM")
-    edge.wait_log(r"closed port %d\b" % p, since=m)
     edge.wait_log(r"cannot reach hub .*refused", since=m)  # it keeps trying
-    env.expect_port_closed("127.0.0.2", p, "while the hub is down")
+    check(is_listening("127.0.0.2", p), "the edge closed its port while the hub is down")
     hub2 = env.restart_hub(hub, name="hub-again")
-    env.wait_edge_ready(edge, [p], since=m)
+    edge.wait_log(r"connected to hub", since=m)
     c = env.connect("127.0.0.2", p)
     echo_check(c, b"after the restart")
     c.close()
     up.wait_conns(2)
     hub2.wait_log(r"edge %s connected" % spec.id)
+
+
+def upstream_got(ls):
+    """A connection waiting on listening socket ls (without blocking)."""
+    ls.setblocking(False)
+    try:
+        c, _ = ls.accept()
+        c.close()
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        ls.setblocking(True)
 
 
 def _garbage_clienthello():
@@ -180,13 +192,11 @@ def test_keepalive_detects_silent_hub(env):
     try:
         edge.wait_log(r"silent for .*dead", 20, since=m)
         edge.wait_log(r"reconnecting in", 20, since=m)
-        edge.wait_log(r"closed port %d\b" % p, 20, since=m)
-        env.expect_port_closed("127.0.0.2", p, "while the hub is silent")
+        check(is_listening("127.0.0.2", p), "the edge closed its port while the hub is silent")
     finally:
         hub.signal(signal.SIGCONT)
     # once the hub is back the edge gets in again
     edge.wait_log(r"connected to hub", 40, since=m)
-    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % p, 40, since=m)
     c = env.connect("127.0.0.2", p)
     echo_check(c, b"after SIGCONT")
     c.close()
@@ -194,8 +204,8 @@ def test_keepalive_detects_silent_hub(env):
 
 
 def test_hub_sigterm_drains_open_stream(env):
-    """SIGTERM on the hub: the edge stops taking clients, the open stream
-    finishes, then the hub exits 0."""
+    """SIGTERM on the hub: the edge holds new clients (the hub takes no new
+    streams), the open stream finishes, then the hub exits 0."""
     p = env.port()
     ls = env.listen(p)
     hub, edge, spec = env.pair([p], hub_opts={"drain_timeout_secs": 300})
@@ -208,7 +218,9 @@ def test_hub_sigterm_drains_open_stream(env):
     hub.signal(signal.SIGTERM)
     hub.wait_log(r"hub: stopping", since=hm)
     edge.wait_log(r"peer is going away: shutting down", since=em)
-    env.expect_port_closed("127.0.0.2", p, "a new client while the hub drains")
+    held = env.connect("127.0.0.2", p)
+    held.sendall(b"wait")
+    edge.wait_log(r"holding new clients until a tunnel to the hub is ready", since=em)
     for i in range(5):
         msg = os.urandom(30000)
         c.sendall(msg)
@@ -224,9 +236,11 @@ def test_hub_sigterm_drains_open_stream(env):
     rc = hub.wait_exit(20, "after the last stream ended")
     check(rc == 0, f"hub exited with {rc}")
     check(hub.count(r"drain timeout") == 0, "the hub's drain timed out instead of completing")
-    # the edge survives and keeps trying
+    # the edge survives and keeps trying; the held client is still waiting
     edge.wait_log(r"reconnecting in", since=em)
     check(edge.alive(), "the edge died with the hub")
+    check(not upstream_got(ls), "the held client reached the upstream with the hub gone")
+    held.close()
 
 
 def test_keepalive_hub_detects_silent_edge(env):
@@ -245,7 +259,6 @@ def test_keepalive_hub_detects_silent_edge(env):
         edge.signal(signal.SIGCONT)
     # the edge finds its connection gone and comes back
     edge.wait_log(r"connected to hub", 40, since=em)
-    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % p, 40, since=em)
     c = env.connect("127.0.0.2", p)
     echo_check(c, b"after SIGCONT")
     c.close()
@@ -285,7 +298,9 @@ def test_second_sigterm_stops_at_once(env):
         c = env.connect("127.0.0.2", p)
         c.sendall(b"x")
         u = env.accept(ls)
-        read_proxy_line(u)
+        _, rest = read_proxy_line(u)
+        if not rest:  # the "x" may come with the PROXY line or after it
+            recv_exact(u, 1)
         proc = edge if which == "edge" else hub
         m = proc.mark()
         proc.signal(signal.SIGTERM)

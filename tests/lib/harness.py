@@ -1000,7 +1000,7 @@ class Env:
 
     # -- ri-core configs and processes
     def hub_config(self, port, edges, listen_host="127.0.0.1", target_host="127.0.0.1",
-                   header=True, log_level="info", plugins=None, **opts):
+                   header=True, log_level="info", plugins=None, handover=None, **opts):
         kv = dict(HUB_DEFAULTS)
         kv.update(opts)
         for e in edges:
@@ -1013,6 +1013,7 @@ class Env:
             f'log_level = "{log_level}";',
             f"plugin_dir = {_cfg_value(self.plugin_dir)};",
             "plugins = ( " + ", ".join(pl) + " );",
+        ] + ([f"handover_socket = {_cfg_value(handover)};"] if handover else []) + [
             "hub = {",
             f'  listen = "{lh}:{port}";',
             f"  target_host = {_cfg_value(target_host)};",
@@ -1025,7 +1026,8 @@ class Env:
         return "\n".join(lines) + "\n"
 
     def edge_config(self, hub_port, edge_id, secret, bind="127.0.0.2", hub_host="127.0.0.1",
-                    log_level="info", token=None, listen_opts="", plugins_extra=(), **opts):
+                    log_level="info", token=None, listen_opts="", plugins_extra=(), handover=None,
+                    **opts):
         """plugins_extra: more plugin entries after auth and listener (e.g. a
         scheduler, so both sides of the tunnel run the same policy)."""
         kv = dict(EDGE_DEFAULTS)
@@ -1038,6 +1040,7 @@ class Env:
             f"plugin_dir = {_cfg_value(self.plugin_dir)};",
             'plugins = ( { name = "auth_secret"; }, { name = "listen_tcp"; '
             + listen_opts + " }" + "".join(", " + p for p in plugins_extra) + " );",
+        ] + ([f"handover_socket = {_cfg_value(handover)};"] if handover else []) + [
             "edge = {",
         ]
         if token:
