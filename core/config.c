@@ -493,16 +493,20 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
         if (config_error_type(&c->cf) == CONFIG_ERR_FILE_IO)
             ri_errs_add(errs, path, 0, "cannot read: %s", strerror(errno ? errno : ENOENT));
         else
+        {
+            /* libconfig's own text is often just "syntax error" */
+            const char *what = config_error_text(&c->cf);
+            int plain = strncmp(what, "syntax error", 12) == 0;
             ri_errs_add(errs, config_error_file(&c->cf) ? config_error_file(&c->cf) : path,
-                        config_error_line(&c->cf), "syntax error: %s",
-                        config_error_text(&c->cf));
+                        config_error_line(&c->cf), "%s%s", plain ? "" : "syntax error: ", what);
+        }
         ri_config_free(c);
         return NULL;
     }
     check_int_literals(&x, path, 0);
     config_setting_t *root = config_root_setting(&c->cf);
     static const char *const keys[] = {"role", "log_level", "plugin_dir", "plugins", "hub",
-                                       "edge", "handover_socket", NULL};
+                                       "edge", "handover_socket", "access_log", "user", NULL};
     check_keys(&x, root, "the top level", keys);
 
     const char *role = get_str(&x, root, "role", 1);
@@ -531,6 +535,17 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
         if (strlen(c->handover_socket) >= 100) /* sun_path holds 108 */
             ERR(&x, config_setting_get_member(root, "handover_socket"),
                 "'handover_socket' path is too long for a Unix socket (at most 99 bytes)");
+    }
+    c->user = get_str(&x, root, "user", 0);
+    if (c->user && !c->user[0])
+        ERR(&x, config_setting_get_member(root, "user"), "'user' is empty");
+    const char *al = get_str(&x, root, "access_log", 0);
+    if (al) {
+        if (!al[0])
+            ERR(&x, config_setting_get_member(root, "access_log"),
+                "'access_log' is empty: give a file, or \"-\" for the main log");
+        else
+            c->access_log = strcmp(al, "-") == 0 ? strdup("-") : resolve_path(c, al);
     }
     parse_plugins(&x, root);
     if (c->role == RI_ROLE_HUB)
@@ -585,6 +600,7 @@ void ri_config_free(struct ri_config *c)
     free(c->plugins);
     free(c->plugin_dir);
     free(c->handover_socket);
+    free(c->access_log);
     free(c->tls_cert);
     free(c->tls_key);
     free(c->hub_host);

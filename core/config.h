@@ -41,6 +41,8 @@ struct ri_config {
     struct ri_plugin_conf *plugins;
     size_t n_plugins;
     char *handover_socket; /* a later process takes the listening sockets over here */
+    char *access_log;      /* one line per stream ("-": into the main log); NULL off */
+    const char *user;      /* run as this user once started (needs root); NULL: stay */
 
     /* both roles */
     double ping_interval, ping_timeout, drain_timeout;

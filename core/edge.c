@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "process.h"
+#include "accesslog.h"
 #include "api.h"
 #include "clock.h"
 #include "cycle.h"
@@ -36,6 +38,7 @@ struct edge {
     struct ev_loop *loop;
     struct ri_worker w;
     struct ri_event_bus bus;
+    struct ri_accesslog *alog; /* access_log, or NULL */
     struct ri_resolver *res;
     const struct ri_run_opts *opts;
     struct ri_cycle *cy;
@@ -52,6 +55,8 @@ struct edge {
     ev_timer ctimer, retry, drain, relisten;
     ev_signal sig_term, sig_int, sig_hup;
     double backoff, relisten_backoff;
+    uint64_t ports_reported_tid; /* the tunnel told of failed ports (report_ports) */
+    int ports_reported_bad;
     uint16_t ports[RI_CONFIG_PORTS_MAX];
     size_t n_ports;
     int listening;
@@ -81,12 +86,12 @@ static void emit(struct edge *e, struct ri_event *ev)
 
 /* ---- listeners --------------------------------------------------------------- */
 static int listener_apply(struct edge *e, struct ri_inst *li, const char *bind_address,
-                          const uint16_t *ports, size_t n, int quiet)
+                          const uint16_t *ports, size_t n, int quiet, char *err, size_t errlen)
 {
     struct ri_listen_set set = {.size = sizeof set, .bind_address = bind_address,
                                 .ports = ports, .n_ports = n};
-    char err[512] = "";
-    int rc = ri_listen_apply(li, &set, err, sizeof err);
+    err[0] = '\0';
+    int rc = ri_listen_apply(li, &set, err, errlen);
     if (rc < 0 && !quiet)
         log_err("edge: listener: %s", err[0] ? err : "some ports could not be opened");
     return rc;
@@ -105,9 +110,45 @@ static void schedule_relisten(struct edge *e)
     e->relisten_backoff = e->relisten_backoff * 2 > 30 ? 30 : e->relisten_backoff * 2;
 }
 
+/* Tells the hub which of its ports this edge could not open, and why (a
+ * PORTS frame), so its logs and status show it; again when that clears.
+ * Quiet when nothing is wrong, or the hub or the listener cannot say. */
+static void report_ports(struct edge *e, const uint16_t *ports, size_t n, const char *why)
+{
+    struct ri_tunnel *t = e->t;
+    if (!t || t->state != RI_T_READY || !(t->mux.caps & RI_CAP_PORTS) || e->stopping)
+        return;
+    int was_bad = e->ports_reported_tid == t->id && e->ports_reported_bad;
+    uint16_t *open = malloc(2 * RI_CONFIG_PORTS_MAX * sizeof *open);
+    uint8_t *buf = malloc(RI_PORTS_MAX);
+    int k = open ? ri_listen_open_ports(e->cy->pl->listener, open, RI_CONFIG_PORTS_MAX) : -1;
+    if (k >= 0 && buf) {
+        uint16_t *failed = open + RI_CONFIG_PORTS_MAX;
+        size_t nf = 0;
+        for (size_t i = 0; i < n; i++) { /* ports is sorted */
+            int have = 0;
+            for (int j = 0; j < k && !have; j++)
+                have = open[j] == ports[i];
+            if (!have)
+                failed[nf++] = ports[i];
+        }
+        if (nf || was_bad) {
+            size_t len = ri_ports_encode(buf, RI_PORTS_MAX, failed, nf, nf ? why : "");
+            if (len && ri_tunnel_ctrl(t, RI_F_PORTS, 0, buf, len) == 0) {
+                e->ports_reported_tid = t->id;
+                e->ports_reported_bad = nf > 0;
+            }
+        }
+    }
+    free(open);
+    free(buf);
+}
+
 static void apply_ports(struct edge *e, const uint16_t *ports, size_t n)
 {
-    int rc = listener_apply(e, e->cy->pl->listener, e->cy->cfg->bind_address, ports, n, 0);
+    char err[512];
+    int rc = listener_apply(e, e->cy->pl->listener, e->cy->cfg->bind_address, ports, n, 0, err,
+                            sizeof err);
     e->listening = n > 0;
     if (rc < 0 && n)
         schedule_relisten(e);
@@ -115,6 +156,7 @@ static void apply_ports(struct edge *e, const uint16_t *ports, size_t n)
         ev_timer_stop(e->loop, &e->relisten);
         e->relisten_backoff = 0;
     }
+    report_ports(e, ports, n, rc < 0 ? (err[0] ? err : "could not be opened") : "");
 }
 
 static void relisten_cb(EV_P_ ev_timer *w, int revents)
@@ -375,8 +417,9 @@ static void lose_ports(struct edge *e, unsigned code, const char *reason)
 {
     if (!e->listening && !e->held)
         return;
-    log_warn("edge: the hub refused this edge (%s%s%s): closing its public ports",
-             ri_conn_code_str(code), reason && reason[0] ? ": " : "", reason ? reason : "");
+    char why[RI_REASON_MAX + 64];
+    log_warn("edge: the hub refused this edge (%s): closing its public ports",
+             ri_code_reason(why, sizeof why, ri_conn_code_str(code), reason));
     e->n_ports = 0;
     close_listeners(e);
     expire_held(e, 1, "the hub refused this edge");
@@ -439,9 +482,9 @@ static void set_listener_hook(struct edge *e, struct ri_cycle *cy)
 static void connect_failed(struct edge *e, const char *why)
 {
     const struct ri_config *c = e->cy->cfg;
-    int v6 = strchr(c->hub_host, ':') != NULL;
-    log_warn("edge: cannot reach hub %s%s%s:%d: %s", v6 ? "[" : "", c->hub_host, v6 ? "]" : "",
-             c->hub_port, why);
+    char hp[300];
+    log_warn("edge: cannot reach hub %s: %s",
+             ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), why);
     ev_io_stop(e->loop, &e->cio);
     ev_timer_stop(e->loop, &e->ctimer);
     if (e->cfd >= 0)
@@ -458,9 +501,7 @@ static void tcp_connected(struct edge *e)
     e->cfd = -1;
     const struct ri_config *c = e->cy->cfg;
     char peer[300];
-    int v6 = strchr(c->hub_host, ':') != NULL;
-    snprintf(peer, sizeof peer, "%s%s%s:%d", v6 ? "[" : "", c->hub_host, v6 ? "]" : "",
-             c->hub_port);
+    ri_hostport_str(c->hub_host, c->hub_port, peer, sizeof peer);
     struct ri_tunnel_params p = {
         .role = RI_ROLE_EDGE, .fd = fd, .peer = peer, .w = &e->w, .api = &ri_core_api,
         .creds = e->creds, .sni = ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host,
@@ -626,6 +667,9 @@ static void edge_reload(struct edge *e)
     ri_tls_creds_unref(e->creds);
     e->creds = creds;
     ri_log_level = e->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    char aerr[400];
+    if (ri_accesslog_apply(&e->alog, &e->bus, nc->access_log, aerr, sizeof aerr) < 0)
+        log_err("edge: reload: %s: access lines keep going where they went", aerr);
     if (e->listening) {
         ncy->pl->listener->fds = &pool;
         apply_ports(e, e->ports, e->n_ports);
@@ -820,6 +864,10 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("edge: %s", err);
         goto out;
     }
+    if (ri_accesslog_apply(&e->alog, &e->bus, c->access_log, err, sizeof err) < 0) {
+        log_err("edge: %s", err);
+        goto out;
+    }
     set_listener_hook(e, cy);
     ev_init(&e->retry, retry_cb);
     ev_init(&e->drain, drain_cb);
@@ -834,14 +882,18 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_init(&e->sig_hup, signal_cb, SIGHUP);
     e->retry.data = e->drain.data = e->ctimer.data = e->relisten.data = e->cio.data = e;
     e->sig_term.data = e->sig_int.data = e->sig_hup.data = e;
-    int v6 = strchr(c->hub_host, ':') != NULL;
-    log_info("edge %s: hub %s%s%s:%d, binding %s%s%s", c->edge_id, v6 ? "[" : "", c->hub_host,
-             v6 ? "]" : "", c->hub_port, c->bind_address,
+    char hp[300];
+    log_info("edge %s: hub %s, binding %s%s%s", c->edge_id,
+             ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), c->bind_address,
              c->hub_fingerprint ? ", pinned hub certificate" : "",
              c->hub_ca ? ", hub certificate checked against hub_ca" : "");
     ev_signal_start(e->loop, &e->sig_term);
     ev_signal_start(e->loop, &e->sig_int);
     ev_signal_start(e->loop, &e->sig_hup);
+    if (c->user && ri_user_check(c->user, err, sizeof err) < 0) {
+        log_err("edge: %s", err);
+        goto out;
+    }
     if (c->handover_socket) {
         int conn = take_over(e);
         if (conn >= 0 && ri_handover_commit(conn, err, sizeof err) < 0)
@@ -849,6 +901,11 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         if (!(e->ho = ri_handover_serve(e->loop, c->handover_socket, RI_ROLE_EDGE, &ho_ops, e,
                                         err, sizeof err)))
             log_warn("edge: %s: upgrades will not be able to take over", err);
+    }
+    /* ports the hub assigns later may be below 1024: CAP_NET_BIND_SERVICE stays */
+    if (c->user && ri_drop_privileges(c->user, err, sizeof err) < 0) {
+        log_err("edge: %s", err);
+        goto out;
     }
     connect_hub(e);
 
@@ -871,6 +928,7 @@ out:
     ri_tls_creds_unref(e->creds);
     ri_cycle_unref(e->cy);
     ri_worker_destroy(&e->w);
+    ri_accesslog_apply(&e->alog, &e->bus, NULL, err, sizeof err);
     ri_event_bus_free(&e->bus);
     free(e);
     return rc;

@@ -40,6 +40,7 @@ struct ri_event {
     uint32_t stream_id;
     uint16_t port;          /* a stream's edge port */
     const struct ri_addr *client;
+    const struct ri_addr *target; /* hub: a stream's upstream */
     const uint16_t *ports;  /* PORTS_UPDATED, EDGE_CONNECTED */
     size_t n_ports;
     uint64_t bytes_up;      /* client -> upstream */

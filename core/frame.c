@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 const char *ri_conn_code_str(unsigned code)
 {
@@ -12,8 +13,19 @@ const char *ri_conn_code_str(unsigned code)
                                     "authentication failed", "unknown edge id",
                                     "replaced by a newer connection", "shutting down",
                                     "timeout", "flow-control violation", "internal error",
-                                    "edge removed from hub config", "auth method mismatch"};
+                                    "edge removed from the hub config", "auth method mismatch"};
     return code < sizeof s / sizeof s[0] ? s[code] : "unknown code";
+}
+
+const char *ri_code_reason(char *buf, size_t len, const char *what, const char *reason)
+{
+    if (!reason || !reason[0])
+        snprintf(buf, len, "%s", what);
+    else if (strncasecmp(reason, what, strlen(what)) == 0)
+        snprintf(buf, len, "%s", reason);
+    else
+        snprintf(buf, len, "%s: %s", what, reason);
+    return buf;
 }
 
 const char *ri_rst_code_str(unsigned code)
@@ -38,6 +50,7 @@ const char *ri_ftype_str(unsigned t)
     case RI_F_PONG: return "PONG";
     case RI_F_GOAWAY: return "GOAWAY";
     case RI_F_ACK: return "ACK";
+    case RI_F_PORTS: return "PORTS";
     case RI_F_OPEN: return "OPEN";
     case RI_F_DATA: return "DATA";
     case RI_F_FIN: return "FIN";
@@ -82,6 +95,7 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     case RI_F_PONG: conn_level = 1; min = max = 8; break;
     case RI_F_GOAWAY: conn_level = 1; min = 6; max = 6 + RI_REASON_MAX; break;
     case RI_F_ACK: conn_level = 1; min = max = 4; break;
+    case RI_F_PORTS: conn_level = 1; min = 2; max = RI_PORTS_MAX; break;
     case RI_F_OPEN: conn_level = 0; min = max = RI_OPEN_LEN; break;
     case RI_F_DATA: conn_level = 0; min = 1; break;
     case RI_F_FIN: conn_level = 0; max = 0; break;
@@ -282,6 +296,47 @@ int ri_config_decode(const uint8_t *p, size_t n, struct ri_config_msg *c, char *
         if (c->ports[i] == 0 || (i && c->ports[i] <= c->ports[i - 1]))
             return snprintf(err, errlen, "CONFIG ports not sorted, unique and non-zero"), -1;
     }
+    return 0;
+}
+
+size_t ri_ports_encode(uint8_t *out, size_t cap, const uint16_t *ports, size_t n,
+                       const char *reason)
+{
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > RI_REASON_MAX)
+        rl = RI_REASON_MAX;
+    size_t need = 2 + 2 * n + rl;
+    if (n > RI_CONFIG_PORTS_MAX || need > cap)
+        return 0;
+    ri_put16(out, (uint16_t)n);
+    for (size_t i = 0; i < n; i++)
+        ri_put16(out + 2 + 2 * i, ports[i]);
+    if (rl)
+        memcpy(out + 2 + 2 * n, reason, rl);
+    return need;
+}
+
+int ri_ports_decode(const uint8_t *p, size_t n, struct ri_ports_msg *m, char *err,
+                    size_t errlen)
+{
+    if (n < 2)
+        return snprintf(err, errlen, "PORTS too short"), -1;
+    m->n_failed = ri_get16(p);
+    size_t head = 2 + 2 * (size_t)m->n_failed;
+    if (m->n_failed > RI_CONFIG_PORTS_MAX || n < head || n - head > RI_REASON_MAX)
+        return snprintf(err, errlen, "PORTS count %u does not match length %zu", m->n_failed,
+                        n), -1;
+    for (unsigned i = 0; i < m->n_failed; i++) {
+        m->ports[i] = ri_get16(p + 2 + 2 * i);
+        if (m->ports[i] == 0 || (i && m->ports[i] <= m->ports[i - 1]))
+            return snprintf(err, errlen, "PORTS ports not sorted, unique and non-zero"), -1;
+    }
+    size_t rl = n - head;
+    for (size_t i = 0; i < rl; i++) { /* the peer's text goes into our logs */
+        uint8_t ch = p[head + i];
+        m->reason[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    m->reason[rl] = '\0';
     return 0;
 }
 

@@ -30,7 +30,8 @@
  * frame type or field that an older peer would reject is sent only when the
  * matching bit is in use (core/PROTOCOL.md, "Capabilities"). */
 #define RI_CAP_CLASS (1u << 0) /* CLASS frames: a stream's class told to the peer */
-#define RI_CAPS_SUPPORTED RI_CAP_CLASS /* what this build offers */
+#define RI_CAP_PORTS (1u << 1) /* PORTS frames: the edge reports ports it cannot open */
+#define RI_CAPS_SUPPORTED (RI_CAP_CLASS | RI_CAP_PORTS) /* what this build offers */
 
 enum ri_ftype {
     RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
@@ -42,6 +43,8 @@ enum ri_ftype {
     RI_F_PONG = 0x07,    /* both: echo of a PING's bytes */
     RI_F_GOAWAY = 0x08,  /* both: no new streams; last stream, code, reason */
     RI_F_ACK = 0x09,     /* both: u32 DATA payload bytes taken out of the pipe */
+    RI_F_PORTS = 0x0a,   /* edge -> hub: the assigned ports it could not open, and why
+                          * (only with RI_CAP_PORTS) */
     RI_F_OPEN = 0x10,    /* edge -> hub: new stream with addresses */
     RI_F_DATA = 0x11,    /* both: stream bytes */
     RI_F_FIN = 0x12,     /* both: sender's direction ends (half-close) */
@@ -84,6 +87,10 @@ enum ri_rst_code {
 const char *ri_conn_code_str(unsigned code);
 const char *ri_rst_code_str(unsigned code);
 const char *ri_ftype_str(unsigned type);
+/* "what: reason" for a log line, without saying the same thing twice: just
+ * `what` when the reason is empty, just the reason when it already starts
+ * with `what` (case-insensitive). Returns buf. */
+const char *ri_code_reason(char *buf, size_t len, const char *what, const char *reason);
 
 struct ri_frame_hdr {
     uint8_t type;
@@ -151,6 +158,19 @@ struct ri_config_msg {
 size_t ri_config_encode(uint8_t *out, size_t cap, const struct ri_config_msg *c);
 int ri_config_decode(const uint8_t *p, size_t n, struct ri_config_msg *c, char *err,
                      size_t errlen);
+
+/* PORTS: count u16 | that many ports u16 (sorted, unique, non-zero) | reason
+ * text; count 0 = every assigned port is open. */
+struct ri_ports_msg {
+    uint16_t n_failed;
+    uint16_t ports[RI_CONFIG_PORTS_MAX];
+    char reason[RI_REASON_MAX + 1]; /* printable ASCII after decoding */
+};
+size_t ri_ports_encode(uint8_t *out, size_t cap, const uint16_t *ports, size_t n,
+                       const char *reason);
+int ri_ports_decode(const uint8_t *p, size_t n, struct ri_ports_msg *m, char *err,
+                    size_t errlen);
+#define RI_PORTS_MAX (2 + 2 * RI_CONFIG_PORTS_MAX + RI_REASON_MAX)
 
 /* REFUSE / RST: code u16 + reason; GOAWAY: last stream u32 + code u16 + reason */
 size_t ri_reason_encode(uint8_t *out, size_t cap, uint16_t code, const char *reason);

@@ -206,8 +206,9 @@ int ri_hs_on_frame(struct ri_hs *hs, const struct ri_frame_hdr *h, const uint8_t
         uint16_t code;
         char reason[RI_REASON_MAX + 1];
         ri_reason_decode(p, h->len, &code, reason, sizeof reason);
-        return end(hs, RI_HS_FAIL, code, NULL, "peer refused us: %s: %s", ri_conn_code_str(code),
-                   reason);
+        char why[RI_REASON_MAX + 64];
+        return end(hs, RI_HS_FAIL, code, NULL, "peer refused us: %s",
+                   ri_code_reason(why, sizeof why, ri_conn_code_str(code), reason));
     }
     }
     return end(hs, RI_HS_REFUSE, RI_E_PROTOCOL, NULL, "unexpected %s frame during the handshake",

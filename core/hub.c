@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "process.h"
+#include "accesslog.h"
 #include "api.h"
 #include "clock.h"
 #include "cycle.h"
@@ -32,6 +34,7 @@ struct hub {
     struct ev_loop *loop;
     struct ri_worker w;
     struct ri_event_bus bus;
+    struct ri_accesslog *alog; /* access_log, or NULL */
     struct ri_registry reg;
     struct ri_resolver *res;
     const struct ri_run_opts *opts;
@@ -111,7 +114,7 @@ static void hub_ready(struct ri_tunnel *t)
             log_warn("edge %s: new connection from %s replaces the one from %s (%u open "
                      "stream%s finish there)", t->edge_id, t->peer, o->peer, o->mux.n,
                      o->mux.n == 1 ? "" : "s");
-            ri_tunnel_drain(o, RI_E_REPLACED, "a newer connection for this edge id",
+            ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
                             h->cy->cfg->drain_timeout);
         }
     struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
@@ -203,10 +206,44 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
         ev_break(h->loop, EVBREAK_ALL);
 }
 
+/* The edge could not open some of the ports assigned to it (in use, below
+ * 1024 without privilege): the operator hears it here, at error level.
+ * Only ports assigned to this edge count; the edge's text is printable and
+ * bounded (ri_ports_decode) and the line rate-limited. */
+static void hub_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
+{
+    struct hub *h = t->owner;
+    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+    struct ri_edge_stats *st = ri_registry_stats(&h->reg, t->edge_id);
+    if (!e)
+        return;
+    char list[256] = "";
+    size_t off = 0, n = 0;
+    for (size_t i = 0; i < m->n_failed; i++) {
+        if (!ri_edge_def_has_port(e, m->ports[i]))
+            continue; /* not ours to hear about */
+        n++;
+        if (off < sizeof list - 8)
+            off += (size_t)snprintf(list + off, sizeof list - off, "%s%u", n > 1 ? "," : "",
+                                    m->ports[i]);
+    }
+    if (n)
+        ri_log_rl(&t->rl, RI_LOG_ERROR,
+                  "edge %s: cannot open %zu of its %zu port%s (%s): %s; the edge retries",
+                  t->edge_id, n, e->n_ports, e->n_ports == 1 ? "" : "s", list,
+                  m->reason[0] ? m->reason : "no reason given");
+    else if (st && st->ports_failed)
+        ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: all %zu port%s open now", t->edge_id,
+                  e->n_ports, e->n_ports == 1 ? "" : "s");
+    if (st)
+        st->ports_failed = (uint32_t)n;
+}
+
 static const struct ri_tunnel_hooks hub_hooks = {
     .lookup = hub_lookup,
     .ready = hub_ready,
     .open = hub_open,
+    .ports = hub_ports,
     .refused = hub_refused,
     .closed = hub_closed,
 };
@@ -392,6 +429,9 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, const struct sockad
     h->target = *tgt;
     h->target_len = tl;
     ri_log_level = h->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    char err[400];
+    if (ri_accesslog_apply(&h->alog, &h->bus, nc->access_log, err, sizeof err) < 0)
+        log_err("hub: reload: %s: access lines keep going where they went", err);
     ri_registry_apply(&h->reg, set, edge_changed, h);
     ri_edge_set_unref(set);
     struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
@@ -596,6 +636,14 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("hub: %s", err);
         goto out;
     }
+    if (ri_accesslog_apply(&h->alog, &h->bus, c->access_log, err, sizeof err) < 0) {
+        log_err("hub: %s", err);
+        goto out;
+    }
+    if (c->user && ri_user_check(c->user, err, sizeof err) < 0) {
+        log_err("hub: %s", err);
+        goto out;
+    }
     int conn = -1;
     if (c->handover_socket && (h->lfd = take_over(h, &conn)) >= 0)
         log_info("hub: took the listening socket %s over from the running process", c->listen);
@@ -627,6 +675,11 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         !(h->ho = ri_handover_serve(h->loop, c->handover_socket, RI_ROLE_HUB, &ho_ops, h, err,
                                     sizeof err)))
         log_warn("hub: %s: upgrades will not be able to take over", err);
+    /* everything that needs root is open: the TLS key, the listening socket */
+    if (c->user && ri_drop_privileges(c->user, err, sizeof err) < 0) {
+        log_err("hub: %s", err);
+        goto out;
+    }
     ev_signal_start(h->loop, &h->sig_term);
     ev_signal_start(h->loop, &h->sig_int);
     ev_signal_start(h->loop, &h->sig_hup);
@@ -653,6 +706,7 @@ out:
     ri_registry_free(&h->reg);
     ri_cycle_unref(h->cy);
     ri_worker_destroy(&h->w);
+    ri_accesslog_apply(&h->alog, &h->bus, NULL, err, sizeof err);
     ri_event_bus_free(&h->bus);
     free(h);
     return rc;

@@ -20,19 +20,31 @@ int ri_log_parse_level(const char *s)
     return -1;
 }
 
-void ri_logv(int level, const char *prefix, const char *fmt, va_list ap)
+const char *ri_log_stamp(char *buf, size_t cap)
 {
-    if (level > ri_log_level)
-        return;
-    char line[1024];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     localtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03d %-5s %s%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level],
-                     prefix ? prefix : "", prefix ? ": " : "");
+    /* RFC 3339 with the zone offset, so logs of edges in several time zones
+     * line up */
+    long off = tm.tm_gmtoff / 60;
+    char sign = off < 0 ? '-' : '+';
+    if (off < 0)
+        off = -off;
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%02ld:%02ld", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(tv.tv_usec / 1000), sign, off / 60, off % 60);
+    return buf;
+}
+
+void ri_logv(int level, const char *prefix, const char *fmt, va_list ap)
+{
+    if (level > ri_log_level)
+        return;
+    char line[1024], stamp[40];
+    int n = snprintf(line, sizeof line, "%s %-5s %s%s", ri_log_stamp(stamp, sizeof stamp),
+                     level_names[level], prefix ? prefix : "", prefix ? ": " : "");
     if (n < 0 || (size_t)n >= sizeof line)
         n = 0;
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);

@@ -9,6 +9,9 @@
 extern int ri_log_level; /* enum ri_log_level; messages above it are dropped */
 
 int ri_log_parse_level(const char *s); /* -1 if unknown */
+/* Now as RFC 3339 local time with milliseconds and the zone offset
+ * ("2026-11-25T17:02:03.123+01:00"); returns buf (32 bytes are enough). */
+const char *ri_log_stamp(char *buf, size_t cap);
 void ri_log(int level, const char *fmt, ...) RI_PRINTF(2, 3);
 void ri_logv(int level, const char *prefix, const char *fmt, va_list ap) RI_PRINTF(3, 0);
 /* Logs through a limiter: lines it holds back are counted, and the next

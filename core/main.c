@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "process.h"
+#include "accesslog.h"
 #include "api.h"
 #include "b64.h"
 #include "cycle.h"
@@ -238,7 +240,15 @@ int main(int argc, char **argv)
         return 1;
     }
     const struct ri_config *c = cy->cfg;
-    if (test && (c->role == RI_ROLE_HUB ? ri_hub_check(c, &errs) : ri_edge_check(c, &errs)) < 0) {
+    if (test) {
+        char e[400];
+        if (ri_accesslog_check(c->access_log, e, sizeof e) < 0)
+            ri_errs_add(&errs, c->path, 0, "%s", e);
+        if (c->user && ri_user_check(c->user, e, sizeof e) < 0)
+            ri_errs_add(&errs, c->path, 0, "%s", e);
+    }
+    if (test && ((c->role == RI_ROLE_HUB ? ri_hub_check(c, &errs) : ri_edge_check(c, &errs)) < 0 ||
+                 errs.n)) {
         ri_errs_print(&errs);
         fprintf(stderr, "%s: %zu error%s; configuration test failed\n", cfg_path, errs.n,
                 errs.n == 1 ? "" : "s");
@@ -269,6 +279,10 @@ int main(int argc, char **argv)
         log_warn("%s holds secrets but is readable by group or others (mode %04o): chmod 600 %s",
                  cfg_path, c->file_mode, cfg_path);
     signal(SIGPIPE, SIG_IGN);
+    /* a stream holds one descriptor (the client's on the edge, the
+     * upstream's on the hub): one full tunnel's worth, and room for the rest */
+    ri_nofile_raise((uint64_t)c->max_streams + (c->role == RI_ROLE_EDGE ? c->hold_max : 0) + 64,
+                    c->role == RI_ROLE_HUB ? "max_streams of one edge" : "max_streams");
     struct ri_run_opts run = {.loop = loop, .config_path = cfg_path, .debug = debug};
     int rc = c->role == RI_ROLE_HUB ? ri_hub_run(cy, &run) : ri_edge_run(cy, &run);
     ev_loop_destroy(loop);

@@ -154,6 +154,7 @@ static void emit_stream(struct ri_stream *s, int type, unsigned code, const char
     struct ri_event ev = {
         .type = type, .role = m->role, .tunnel_id = m->tunnel_id, .edge_id = m->edge_id,
         .peer = m->label, .stream_id = s->id, .port = s->edge_port, .client = &s->client,
+        .target = hub ? &s->target : NULL,
         /* up = client -> upstream: the edge sends it, the hub receives it */
         .bytes_up = hub ? s->rx_bytes : s->tx_bytes, .bytes_down = hub ? s->tx_bytes : s->rx_bytes,
         .duration = (double)(ri_now_ns() - s->opened_ns) / 1e9, .code = code, .reason = reason,
@@ -678,24 +679,12 @@ static void connected(struct ri_stream *s, int err)
     struct ri_mux *m = s->m;
     ev_timer_stop(LOOP, &s->ctimer);
     if (err) {
-        char why[160], cl[64] = "?";
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof ss);
-        if (s->client.family == 4) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            in->sin_family = AF_INET;
-            memcpy(&in->sin_addr, s->client.ip, 4);
-            in->sin_port = htons(s->client.port);
-            ri_addr_str((struct sockaddr *)&ss, cl, sizeof cl);
-        } else if (s->client.family == 6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            in6->sin6_family = AF_INET6;
-            memcpy(&in6->sin6_addr, s->client.ip, 16);
-            in6->sin6_port = htons(s->client.port);
-            ri_addr_str((struct sockaddr *)&ss, cl, sizeof cl);
-        }
-        snprintf(why, sizeof why, "upstream port %u: %s", s->edge_port, strerror(err));
-        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u from %s: %s", m->label, s->id, cl, why);
+        char why[160], cl[64], tg[64];
+        ri_raddr_str(&s->client, cl, sizeof cl);
+        ri_raddr_str(&s->target, tg, sizeof tg);
+        snprintf(why, sizeof why, "upstream %s: %s", tg, strerror(err));
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u from %s to edge port %u: %s", m->label,
+                  s->id, cl, s->edge_port, why);
         ri_mux_stream_reset(s, err == ECONNREFUSED ? RI_RST_REFUSED
                                : err == ETIMEDOUT  ? RI_RST_TIMEOUT
                                                    : RI_RST_UNREACHABLE,
@@ -725,6 +714,7 @@ int ri_mux_connect(struct ri_mux *m, uint32_t id, const struct ri_open *o,
         return -1;
     }
     addr_from(&s->client, (const struct sockaddr *)&o->client);
+    addr_from(&s->target, dst);
     grant_initial(s);
     emit_stream(s, RI_EVT_STREAM_OPENED, 0, "");
     /* the header goes before any stream data: appending now is prepending */

@@ -14,6 +14,7 @@
 
 #include "bq.h"
 #include "frame.h"
+#include "netutil.h"
 #include "ratelimit.h"
 #include "ri_plugin.h"
 
@@ -24,12 +25,6 @@ struct ri_worker;
 
 #define RI_DATA_CHUNK (64u * 1024u) /* most payload one dequeue reads */
 
-/* A client's or upstream's address, compact (logs, events, status). */
-struct ri_addr {
-    uint8_t family; /* 0 none, 4, 6 */
-    uint8_t ip[16];
-    uint16_t port;
-};
 
 struct ri_mux;
 
@@ -48,6 +43,7 @@ struct ri_stream {
     void *sp, *cp;                 /* the scheduler's and classifier's areas */
     void *areas;                   /* their block when not inline (after a policy swap) */
     struct ri_addr client;         /* who connected to the edge */
+    struct ri_addr target;         /* hub: the upstream it connects to */
     uint32_t hdr_left; /* header bytes at the front of outq (not stream data) */
     uint32_t klass;    /* in force: the higher of ours and the peer's */
     uint8_t own_class, peer_class; /* our classifier's verdict; the peer's (CLASS frames) */

@@ -66,6 +66,26 @@ int ri_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_
     return ri_resolve_all(host, port, ss, len, 1, err, errlen) < 0 ? -1 : 0;
 }
 
+const char *ri_raddr_str(const struct ri_addr *a, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (!a || (a->family != 4 && a->family != 6) ||
+        !inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof ip))
+        snprintf(buf, cap, "-");
+    else if (a->family == 4)
+        snprintf(buf, cap, "%s:%u", ip, a->port);
+    else
+        snprintf(buf, cap, "[%s]:%u", ip, a->port);
+    return buf;
+}
+
+const char *ri_hostport_str(const char *host, int port, char *buf, size_t cap)
+{
+    int v6 = strchr(host, ':') != NULL;
+    snprintf(buf, cap, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    return buf;
+}
+
 const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN] = "?";

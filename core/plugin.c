@@ -707,6 +707,28 @@ static void export_one(void *arg, const char *bind_address, uint16_t port, int f
         ri_fdpool_put(x->pool, bind_address, port, d);
 }
 
+struct open_ctx {
+    uint16_t *out;
+    size_t cap, n;
+};
+
+static void note_open(void *arg, const char *bind_address, uint16_t port, int fd)
+{
+    struct open_ctx *x = arg;
+    (void)bind_address, (void)fd;
+    if (x->n < x->cap)
+        x->out[x->n++] = port;
+}
+
+int ri_listen_open_ports(struct ri_inst *i, uint16_t *out, size_t cap)
+{
+    if (i->mod->ops.listener.fds == noop_listen_fds)
+        return -1;
+    struct open_ctx x = {.out = out, .cap = cap};
+    i->mod->ops.listener.fds(i->state, note_open, &x);
+    return (int)x.n;
+}
+
 void ri_listen_export(struct ri_inst *i, struct ri_fdpool *pool)
 {
     struct export_ctx x = {.pool = pool};

@@ -131,6 +131,9 @@ static inline int ri_listen_apply(struct ri_inst *i, const struct ri_listen_set 
 /* Duplicates every listening socket of listener i into pool (under the
  * address and port the listener names); the listener keeps its own. */
 void ri_listen_export(struct ri_inst *i, struct ri_fdpool *pool);
+/* The ports listener i has open (at most cap of them, unsorted); -1 when the
+ * plugin does not say (it has no `fds` op). */
+int ri_listen_open_ports(struct ri_inst *i, uint16_t *out, size_t cap);
 static inline int ri_header_build(struct ri_inst *i, const struct ri_conn_info *ci,
                                   uint8_t *buf, size_t cap, size_t *len, char *err,
                                   size_t errlen)

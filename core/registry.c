@@ -204,6 +204,7 @@ void ri_registry_count(void *arg, const struct ri_event *ev)
     case RI_EVT_EDGE_CONNECTED:
         st->connects++;
         st->last_connected_ns = ev->wall_ns;
+        st->ports_failed = 0; /* the new tunnel reports afresh */
         break;
     case RI_EVT_EDGE_AUTH_FAILED:
         st->auth_failures++;

@@ -41,6 +41,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *data, size_t n)
         if (r <= 0)
             return r; /* errno tells GnuTLS EAGAIN/EINTR/other; 0 is EOF */
         io->ilen = (size_t)r;
+        io->rx_total += (uint64_t)r;
     }
     size_t k = io->ilen - io->ioff;
     if (k > n)

@@ -26,6 +26,7 @@ struct ri_tlsio {
     int rx_blocked;    /* the last recv() found the socket empty */
     int rx_errno;      /* why the last recv() failed */
     int tx_errno;      /* why the last send() failed */
+    uint64_t rx_total; /* raw bytes ever received */
 };
 
 /* Buffers for fd; 0 or -1 (out of memory). */

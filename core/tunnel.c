@@ -210,14 +210,24 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) ? RI_LOG_INFO : RI_LOG_WARN;
+    uint32_t lost = t->mux.n;
+    /* a clean end is news; streams cut or an error is a warning */
+    int lvl = (code == RI_E_SHUTDOWN || code == RI_E_NONE) && !lost ? RI_LOG_INFO : RI_LOG_WARN;
+    if (t->state == RI_T_TLS && t->io.rx_total == 0) {
+        /* connected and went without a byte: a TCP health check or a port
+         * scan, not worth a line at every probe */
+        lvl = RI_LOG_DEBUG;
+        snprintf(msg, sizeof msg, "closed before sending a byte (a TCP health check?)");
+    }
     /* an unauthenticated peer may open connections at will: their endings
      * share one limiter (the role's); an edge's tunnel logs freely */
     if (!t->was_ready && t->preauth_rl)
         ri_log_rl(t->preauth_rl, lvl, "%s: closed: %s", t->label, msg);
+    else if (lost)
+        ri_log(lvl, "%s: closed: %s (%u open stream%s lost)", t->label, msg, lost,
+               lost == 1 ? "" : "s");
     else
         ri_log(lvl, "%s: closed: %s", t->label, msg);
-    uint32_t lost = t->mux.n;
     t->state = RI_T_DEAD;
     t->close_code = code;
     ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
@@ -525,8 +535,9 @@ static int after_hs(struct ri_tunnel *t, int rc)
         set_label(t);
     }
     if (rc == RI_HS_REFUSE) {
-        ri_log_rl(t->preauth_rl ? t->preauth_rl : &t->rl, RI_LOG_WARN, "%s: refused: %s: %s",
-                  t->label, ri_conn_code_str(t->hs.code), t->hs.reason);
+        char why[RI_REASON_MAX + 64];
+        ri_log_rl(t->preauth_rl ? t->preauth_rl : &t->rl, RI_LOG_WARN, "%s: refused: %s", t->label,
+                  ri_code_reason(why, sizeof why, ri_conn_code_str(t->hs.code), t->hs.reason));
         if (t->hooks->refused)
             t->hooks->refused(t, t->hs.code, t->hs.reason);
         ri_tunnel_refuse(t, t->hs.code, t->hs.peer_reason);
@@ -598,7 +609,9 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
     switch (h->type) {
     case RI_F_REFUSE:
         ri_reason_decode(p, h->len, &code, reason, sizeof reason);
-        ri_tunnel_fail(t, code, "peer refused us: %s: %s", ri_conn_code_str(code), reason);
+        char why[RI_REASON_MAX + 64];
+        ri_tunnel_fail(t, code, "peer refused us: %s",
+                       ri_code_reason(why, sizeof why, ri_conn_code_str(code), reason));
         return -1;
     case RI_F_CONFIG: {
         if (t->role != RI_ROLE_EDGE)
@@ -619,6 +632,25 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         free(m);
         return t->state == RI_T_DEAD ? -1 : 0;
     }
+    case RI_F_PORTS: {
+        if (t->role != RI_ROLE_HUB || !(t->mux.caps & RI_CAP_PORTS))
+            break;
+        struct ri_ports_msg *m = malloc(sizeof *m); /* 8 KB: not on the stack */
+        char err[128];
+        if (!m) {
+            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+            return -1;
+        }
+        if (ri_ports_decode(p, h->len, m, err, sizeof err) < 0) {
+            free(m);
+            proto_fail(t, "bad PORTS: %s", err);
+            return -1;
+        }
+        if (t->hooks->ports)
+            t->hooks->ports(t, m);
+        free(m);
+        return t->state == RI_T_DEAD ? -1 : 0;
+    }
     case RI_F_ACK:
         ri_pace_on_ack(&t->pace, ri_get32(p), ri_now_ns());
         ri_tunnel_kick(t);
@@ -628,8 +660,11 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         if (code == RI_E_NONE)
             t->peer_drained = 1; /* its last stream ended: see drained_check */
         else if (!t->draining) /* a peer repeating GOAWAY is logged once */
-            log_info("%s: peer is going away: %s%s%s", t->label, ri_conn_code_str(code),
-                     reason[0] ? ": " : "", reason);
+        {
+            char msg[RI_REASON_MAX + 64];
+            log_info("%s: peer is going away: %s", t->label,
+                     ri_code_reason(msg, sizeof msg, ri_conn_code_str(code), reason));
+        }
         t->draining = 1;
         ri_mux_set_phase(&t->mux, RI_MUX_DRAINING);
         if (t->hooks->goaway)

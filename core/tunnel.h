@@ -57,6 +57,8 @@ struct ri_tunnel_hooks {
     void (*ready)(struct ri_tunnel *t); /* authenticated both ways */
     void (*config)(struct ri_tunnel *t, const struct ri_config_msg *m); /* edge */
     void (*open)(struct ri_tunnel *t, uint32_t id, const struct ri_open *o); /* hub */
+    /* hub: the edge reports the assigned ports it could not open (n 0: all open) */
+    void (*ports)(struct ri_tunnel *t, const struct ri_ports_msg *m);
     void (*goaway)(struct ri_tunnel *t, unsigned code, const char *reason);
     /* handshake failed (hub: the peer could not authenticate) */
     void (*refused)(struct ri_tunnel *t, unsigned code, const char *reason);

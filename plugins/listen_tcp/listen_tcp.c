@@ -131,6 +131,8 @@ static void lt_destroy(void *state)
     }
 }
 
+/* 0 opened, 1 taken over (a socket handed on by the previous instance or
+ * process: the port never closed), -1 failed with why */
 static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char *why,
                      size_t wl)
 {
@@ -152,6 +154,7 @@ static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char
         return -1;
     }
     int fd = in->api->listen_fd(in->self, bind_addr, port);
+    int taken = fd >= 0;
     if (fd < 0) {
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -182,7 +185,7 @@ static int open_port(struct inst *in, const char *bind_addr, uint16_t port, char
     l->next = in->list;
     in->list = l;
     in->api->io_start(l->w);
-    return 0;
+    return taken;
 }
 
 static int lt_apply(void *state, const struct ri_listen_set *set, char *err, size_t errlen)
@@ -222,13 +225,16 @@ static int lt_apply(void *state, const struct ri_listen_set *set, char *err, siz
         if (have)
             continue;
         char why[128];
-        if (open_port(in, bind_addr, set->ports[i], why, sizeof why) < 0) {
+        int rc = open_port(in, bind_addr, set->ports[i], why, sizeof why);
+        if (rc < 0) {
             failed++;
             if (off < errlen)
                 off += (size_t)snprintf(err + off, errlen - off, "%scannot listen on %s port %u: %s",
                                         failed > 1 ? "; " : "", bind_addr, set->ports[i], why);
         } else {
-            in->api->log(in->self, RI_LOG_INFO, "listening on %s port %u", bind_addr,
+            /* a handed-over port stayed open all along: no news */
+            in->api->log(in->self, rc ? RI_LOG_DEBUG : RI_LOG_INFO, "%s on %s port %u",
+                         rc ? "kept listening (handed over)" : "listening", bind_addr,
                          set->ports[i]);
         }
     }

@@ -30,7 +30,7 @@ static void printable(const char *s, size_t cap)
 static void payload(uint8_t type, const uint8_t *p, size_t n)
 {
     char err[256];
-    static uint8_t out[6 + 2 * RI_CONFIG_PORTS_MAX + 64];
+    static uint8_t out[RI_PORTS_MAX + 64]; /* the largest encoder output */
     switch (type) {
     case RI_F_HELLO: {
         struct ri_hello h;
@@ -72,6 +72,17 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
                 CHECK(m.ports[i - 1] < m.ports[i]);
             size_t k = ri_config_encode(out, sizeof out, &m);
             CHECK(k == n && memcmp(out, p, n) == 0);
+        }
+        break;
+    }
+    case RI_F_PORTS: {
+        static struct ri_ports_msg m;
+        if (ri_ports_decode(p, n, &m, err, sizeof err) == 0) {
+            for (unsigned i = 1; i < m.n_failed; i++)
+                CHECK(m.ports[i - 1] < m.ports[i]);
+            printable(m.reason, sizeof m.reason);
+            size_t k = ri_ports_encode(out, sizeof out, m.ports, m.n_failed, m.reason);
+            CHECK(k == n);
         }
         break;
     }

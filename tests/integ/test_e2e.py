@@ -131,8 +131,8 @@ def test_refused_upstream_resets_client(env):
             continue  # reset already: fine
         how, secs = expect_closed(c, 5, f"client on the refused port (try {i + 1})")
         c.close()
-    hub.wait_log(r"edge edge-1: stream \d+ from 127\.0\.0\.1:\d+: upstream port %d: "
-                 r"Connection refused" % dead)
+    hub.wait_log(r"edge edge-1: stream \d+ from 127\.0\.0\.1:\d+ to edge port %d: "
+                 r"upstream 127\.0\.0\.1:%d: Connection refused" % (dead, dead))
     for proc in (hub, edge):  # the refused streams' sockets are closed
         wait_until(lambda: proc.fds() <= base[proc.name], 20,
                    f"{proc.name} back to {base[proc.name]} open fds (has {proc.fds()})")
@@ -178,7 +178,7 @@ def test_upstream_connect_timeout(env):
     t0 = time.monotonic()
     how, secs = env.connect_for_reset("127.0.0.2", p, "a client whose upstream hangs")
     check(how == "reset", f"client saw {how}, expected a reset")
-    hub.wait_log(r"stream \d+ from \S+: upstream port %d: Connection timed out" % p)
+    hub.wait_log(r"stream \d+ from \S+ to edge port %d: upstream \S+: Connection timed out" % p)
     check(time.monotonic() - t0 >= 0.9, "reset before connect_timeout_secs had passed")
 
 

@@ -313,6 +313,8 @@ def test_second_sigterm_stops_at_once(env):
         rc = proc.wait_exit(20, "a second SIGTERM")
         check(rc == 0, f"{which} exited with {rc}")
         proc.wait_log(r"second stop signal", since=m, allow_exit=True)
+        check(proc.count(r"drain timeout", since=m) == 0,
+              f"{which} calls the second SIGTERM a drain timeout")
         expect_closed(c, 10, "the client's stream after the second SIGTERM")
 
 

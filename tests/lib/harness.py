@@ -50,6 +50,8 @@ SCALE = float(os.environ.get("RI_TEST_SCALE", "1"))
 SANITIZED = os.environ.get("RI_SANITIZED") == "1"
 
 SANITIZER_RE = re.compile(r"ERROR: \w*Sanitizer|runtime error:|SUMMARY: \w*Sanitizer")
+# a log line that says the same thing twice ("syntax error: syntax error")
+REPEATED_RE = re.compile(r"\b([A-Za-z][\w '-]{7,}): \1\b", re.I)
 
 
 class TestFailure(AssertionError):
@@ -1000,7 +1002,9 @@ class Env:
 
     # -- ri-core configs and processes
     def hub_config(self, port, edges, listen_host="127.0.0.1", target_host="127.0.0.1",
-                   header=True, log_level="info", plugins=None, handover=None, **opts):
+                   header=True, log_level="info", plugins=None, handover=None, top=None,
+                   **opts):
+        """top: more top-level settings ({"access_log": "-"})."""
         kv = dict(HUB_DEFAULTS)
         kv.update(opts)
         for e in edges:
@@ -1014,6 +1018,7 @@ class Env:
             f"plugin_dir = {_cfg_value(self.plugin_dir)};",
             "plugins = ( " + ", ".join(pl) + " );",
         ] + ([f"handover_socket = {_cfg_value(handover)};"] if handover else []) + [
+            f"{k} = {_cfg_value(v)};" for k, v in (top or {}).items()] + [
             "hub = {",
             f'  listen = "{lh}:{port}";',
             f"  target_host = {_cfg_value(target_host)};",
@@ -1027,7 +1032,7 @@ class Env:
 
     def edge_config(self, hub_port, edge_id, secret, bind="127.0.0.2", hub_host="127.0.0.1",
                     log_level="info", token=None, listen_opts="", plugins_extra=(), handover=None,
-                    **opts):
+                    top=None, **opts):
         """plugins_extra: more plugin entries after auth and listener (e.g. a
         scheduler, so both sides of the tunnel run the same policy)."""
         kv = dict(EDGE_DEFAULTS)
@@ -1041,6 +1046,7 @@ class Env:
             'plugins = ( { name = "auth_secret"; }, { name = "listen_tcp"; '
             + listen_opts + " }" + "".join(", " + p for p in plugins_extra) + " );",
         ] + ([f"handover_socket = {_cfg_value(handover)};"] if handover else []) + [
+            f"{k} = {_cfg_value(v)};" for k, v in (top or {}).items()] + [
             "edge = {",
         ]
         if token:
@@ -1168,6 +1174,9 @@ class Env:
         m = SANITIZER_RE.search(r.stdout + r.stderr)
         if m:
             fail(f"sanitizer report from ri-core {' '.join(args)}:\n{r.stderr[-3000:]}")
+        m = REPEATED_RE.search(r.stdout + r.stderr)
+        if m:
+            fail(f"ri-core {' '.join(args)} says the same thing twice: {m.group(0)!r}")
         return r
 
     def spawn(self, name, argv, cwd=None):
@@ -1272,6 +1281,9 @@ class Env:
                 if m:
                     i = max(0, m.start() - 200)
                     problems.append(f"sanitizer report in {p.name}'s log:\n{log[i:i + 4000]}")
+                m = REPEATED_RE.search(log)
+                if m:
+                    problems.append(f"{p.name}'s log says the same thing twice: {m.group(0)!r}")
                 for s in self.secrets if p.kind == "core" else ():
                     if s and s in log:
                         problems.append(f"a secret appears in {p.name}'s log")

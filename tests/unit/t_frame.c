@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "frame.h"
 #include "t.h"
@@ -71,7 +72,7 @@ TEST(frame_check_accepts_valid)
 
 TEST(frame_check_rejects_unknown_type)
 {
-    static const uint8_t bad[] = {0x00, 0x0a, 0x0f, 0x16, 0x20, 0xff};
+    static const uint8_t bad[] = {0x00, 0x0b, 0x0f, 0x16, 0x20, 0xff};
     char err[200];
     for (size_t i = 0; i < sizeof bad; i++) {
         CHECK_MSG(check(bad[i], 0, 0, 0, err) == -1, "type 0x%02x accepted", bad[i]);
@@ -505,4 +506,57 @@ TEST(frame_reason_sanitises_bytes)
     ri_reason_decode(p, sizeof p, &code, r, sizeof r);
     CHECK_INT(code, 9);
     CHECK_STR(r, "ok???? ~?!");
+}
+
+TEST(code_reason_says_things_once)
+{
+    char b[128];
+    CHECK_STR(ri_code_reason(b, sizeof b, "unknown edge id", ""), "unknown edge id");
+    CHECK_STR(ri_code_reason(b, sizeof b, "unknown edge id", NULL), "unknown edge id");
+    CHECK_STR(ri_code_reason(b, sizeof b, "unknown edge id", "Unknown edge id 'x'"),
+              "Unknown edge id 'x'");
+    CHECK_STR(ri_code_reason(b, sizeof b, "shutting down", "hub stopping"),
+              "shutting down: hub stopping");
+    CHECK_STR(ri_code_reason(b, 8, "shutting down", "hub stopping"), "shuttin");
+}
+
+TEST(ports_roundtrip_and_bad_input)
+{
+    uint8_t b[RI_PORTS_MAX + 8];
+    static struct ri_ports_msg m;
+    char err[128];
+    const uint16_t ports[] = {80, 443, 8443};
+    size_t n = ri_ports_encode(b, sizeof b, ports, 3, "bind: Address already in use");
+    CHECK_INT(n, 2 + 6 + strlen("bind: Address already in use"));
+    CHECK_INT(ri_ports_decode(b, n, &m, err, sizeof err), 0);
+    CHECK_INT(m.n_failed, 3);
+    CHECK_INT(m.ports[2], 8443);
+    CHECK_STR(m.reason, "bind: Address already in use");
+    /* all open: no ports, no text */
+    n = ri_ports_encode(b, sizeof b, NULL, 0, "");
+    CHECK_INT(n, 2);
+    CHECK_INT(ri_ports_decode(b, n, &m, err, sizeof err), 0);
+    CHECK_INT(m.n_failed, 0);
+    CHECK_STR(m.reason, "");
+    /* a count past the payload, unsorted ports, a zero port */
+    n = ri_ports_encode(b, sizeof b, ports, 3, "");
+    CHECK_INT(ri_ports_decode(b, n - 1, &m, err, sizeof err), -1);
+    const uint16_t unsorted[] = {443, 80};
+    n = ri_ports_encode(b, sizeof b, unsorted, 2, "");
+    CHECK_INT(ri_ports_decode(b, n, &m, err, sizeof err), -1);
+    const uint16_t zero[] = {0};
+    n = ri_ports_encode(b, sizeof b, zero, 1, "");
+    CHECK_INT(ri_ports_decode(b, n, &m, err, sizeof err), -1);
+    /* text past RI_REASON_MAX is refused; control bytes become '?' */
+    b[0] = 0, b[1] = 0;
+    memset(b + 2, 'a', RI_REASON_MAX + 1);
+    CHECK_INT(ri_ports_decode(b, 2 + RI_REASON_MAX + 1, &m, err, sizeof err), -1);
+    memcpy(b + 2, "x\ny", 3);
+    CHECK_INT(ri_ports_decode(b, 5, &m, err, sizeof err), 0);
+    CHECK_STR(m.reason, "x?y");
+    /* the frame check bounds its length */
+    struct ri_frame_hdr h = {.type = RI_F_PORTS, .stream = 0, .len = RI_PORTS_MAX + 1};
+    CHECK_INT(ri_frame_check(&h, err, sizeof err), -1);
+    h.len = 2;
+    CHECK_INT(ri_frame_check(&h, err, sizeof err), 0);
 }
