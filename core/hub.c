@@ -364,6 +364,25 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
 {
     struct hub *h = arg;
     const char *id = old ? old->id : cur->id;
+    /* the reload's log says what changed for each edge, connected or not */
+    if (what != RI_EDGE_REMOVED) {
+        char list[200];
+        size_t off = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < cur->n_ports && off < sizeof list - 12; i++)
+            off += (size_t)snprintf(list + off, sizeof list - off, "%s%u", i ? "," : "",
+                                    cur->ports[i]);
+        if (off >= sizeof list - 12)
+            snprintf(list + off, sizeof list - off, ",...");
+        if (what == RI_EDGE_ADDED)
+            log_info("hub: reload: edge %s added (ports %s)", id, cur->n_ports ? list : "none");
+        else if (what == RI_EDGE_PORTS_CHANGED)
+            log_info("hub: reload: edge %s: ports now %s", id, cur->n_ports ? list : "none");
+        else
+            log_info("hub: reload: edge %s: secret changed", id);
+    } else {
+        log_info("hub: reload: edge %s removed", id);
+    }
     for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
         nx = t->next;
         /* tunnels in the handshake are matched on the id their HELLO claimed */
