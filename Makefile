@@ -171,10 +171,10 @@ FUZZ_CC    := clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 FUZZ_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
 FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/hub.c core/edge.c,$(CORE_SRC)) \
               tests/fuzz/fake_tlsio.c
-fuzz_deps_frame  := core/frame.c
-fuzz_deps_token  := core/token.c core/b64.c
+fuzz_deps_frame  := core/frame.c core/ident.c
+fuzz_deps_token  := core/token.c core/b64.c core/ident.c
 fuzz_deps_config := core/config.c core/errs.c core/log.c core/ratelimit.c core/netutil.c \
-                    core/token.c core/b64.c
+                    core/token.c core/b64.c core/ident.c
 fuzz_deps_tunnel := $(FUZZ_TUNNEL_SRC)
 FUZZ_BIN   := $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRC))
 

@@ -1,6 +1,7 @@
 /* main.c -- the ri-core command line: run a role, check a config, manage
  * tokens and secrets, list plugins. */
 #include <dirent.h>
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -23,8 +24,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ri-core -c FILE [-t] [-d]     run the hub or edge FILE describes (-t: check it and exit)\n"
-            "       ri-core token encode --hub-host H --hub-port P --edge-id E --secret S\n"
-            "       ri-core token decode TOKEN\n"
+            "       ri-core token encode --hub-host H --hub-port P --edge-id E --secret-file FILE\n"
+            "                                      (or --secret S; FILE or S '-': standard input)\n"
+            "       ri-core token decode TOKEN | - | --token-file FILE   ('-': standard input)\n"
             "       ri-core secret                 print a new random 256-bit secret\n"
             "       ri-core plugins [-c FILE]      list the plugins found in the plugin folder\n"
             "       ri-core -V | --version\n"
@@ -51,6 +53,53 @@ static int cmd_secret(void)
     return 0;
 }
 
+/* Reads a secret or a token from FILE, or from standard input for "-", so
+ * that it is not on the command line (ps, shell history): the whole input,
+ * one trailing newline (\n or \r\n) dropped; more lines, a NUL byte,
+ * nothing at all or more than cap bytes are errors. 0, or -1 after a
+ * message on stderr. */
+static int read_value(const char *file, const char *what, char *out, size_t cap)
+{
+    int in = strcmp(file, "-") == 0;
+    const char *name = in ? "standard input" : file;
+    FILE *f = in ? stdin : fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "ri-core: cannot read the %s from %s: %s\n", what, file, strerror(errno));
+        return -1;
+    }
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int rerr = ferror(f);
+    if (!in)
+        fclose(f);
+    int rc = -1;
+    if (rerr)
+        fprintf(stderr, "ri-core: cannot read the %s from %s\n", what, name);
+    else {
+        if (n && n < sizeof buf && buf[n - 1] == '\n')
+            n--;
+        if (n && n < sizeof buf && buf[n - 1] == '\r')
+            n--;
+        if (n == 0)
+            fprintf(stderr, "ri-core: %s is empty: expected the %s\n", name, what);
+        else if (n >= cap || n == sizeof buf)
+            fprintf(stderr, "ri-core: the %s in %s is longer than %zu bytes\n", what, name,
+                    cap - 1);
+        else if (memchr(buf, '\n', n) || memchr(buf, '\r', n))
+            fprintf(stderr, "ri-core: %s holds more than one line: expected the %s alone\n",
+                    name, what);
+        else if (memchr(buf, '\0', n))
+            fprintf(stderr, "ri-core: the %s in %s contains a NUL byte\n", what, name);
+        else {
+            memcpy(out, buf, n);
+            out[n] = '\0';
+            rc = 0;
+        }
+    }
+    gnutls_memset(buf, 0, sizeof buf);
+    return rc;
+}
+
 static int cmd_token(int argc, char **argv)
 {
     if (argc < 2) {
@@ -59,12 +108,21 @@ static int cmd_token(int argc, char **argv)
     }
     char err[256];
     if (strcmp(argv[1], "decode") == 0) {
-        if (argc != 3) {
-            fprintf(stderr, "usage: ri-core token decode TOKEN\n");
+        const char *file = argc == 3 && strcmp(argv[2], "-") == 0 ? "-"
+                         : argc == 4 && strcmp(argv[2], "--token-file") == 0 ? argv[3]
+                         : NULL;
+        if (argc != 3 && !file) {
+            fprintf(stderr, "usage: ri-core token decode TOKEN | - | --token-file FILE\n");
             return 2;
         }
+        static char text[4097]; /* the longest token the decoder takes, and a NUL */
+        if (file && read_value(file, "token", text, sizeof text) < 0)
+            return 1;
         struct ri_token t;
-        if (ri_token_decode(argv[2], &t, err, sizeof err) < 0) {
+        int drc = ri_token_decode(file ? text : argv[2], &t, err, sizeof err);
+        gnutls_memset(text, 0, sizeof text);
+        if (drc < 0) {
+            gnutls_memset(&t, 0, sizeof t);
             fprintf(stderr, "ri-core: bad token: %s\n", err);
             return 1;
         }
@@ -84,6 +142,7 @@ static int cmd_token(int argc, char **argv)
                                           {"hub-port", required_argument, 0, 'P'},
                                           {"edge-id", required_argument, 0, 'E'},
                                           {"secret", required_argument, 0, 'S'},
+                                          {"secret-file", required_argument, 0, 'F'},
                                           {0, 0, 0, 0}};
     struct ri_token t = {0};
     int have = 0, o;
@@ -92,11 +151,27 @@ static int cmd_token(int argc, char **argv)
         const char *v = optarg;
         char *end;
         switch (o) {
+        case 'S':
+        case 'F':
+            if (have & 8) {
+                fprintf(stderr, "ri-core: give the secret once: --secret or --secret-file\n");
+                gnutls_memset(&t, 0, sizeof t);
+                return 2;
+            }
+            have |= 8;
+            if (o == 'F' || strcmp(v, "-") == 0) {
+                if (read_value(v, "secret", t.secret, sizeof t.secret) < 0) {
+                    gnutls_memset(&t, 0, sizeof t);
+                    return 1;
+                }
+                break;
+            }
+            __attribute__((fallthrough)); /* a secret on the command line */
         case 'H':
         case 'E':
-        case 'S':
             if (strlen(v) > RI_TOKEN_FIELD_MAX) {
                 fprintf(stderr, "ri-core: a value is longer than %d bytes\n", RI_TOKEN_FIELD_MAX);
+                gnutls_memset(&t, 0, sizeof t);
                 return 2;
             }
             strcpy(o == 'H' ? t.hub_host : o == 'E' ? t.edge_id : t.secret, v);
@@ -115,15 +190,19 @@ static int cmd_token(int argc, char **argv)
         }
     }
     if (have != 15 || optind != argc) {
-        fprintf(stderr, "usage: ri-core token encode --hub-host H --hub-port P --edge-id E --secret S\n");
+        fprintf(stderr, "usage: ri-core token encode --hub-host H --hub-port P --edge-id E "
+                        "--secret-file FILE|-  (or --secret S)\n");
+        gnutls_memset(&t, 0, sizeof t);
         return 2;
     }
     char *tok = ri_token_encode(&t, err, sizeof err);
+    gnutls_memset(&t, 0, sizeof t);
     if (!tok) {
         fprintf(stderr, "ri-core: %s\n", err);
         return 1;
     }
     printf("%s\n", tok);
+    gnutls_memset(tok, 0, strlen(tok));
     free(tok);
     return 0;
 }
