@@ -28,7 +28,8 @@ static void usage(FILE *f)
             "                                      (or --secret S; FILE or S '-': standard input)\n"
             "       ri-core token decode TOKEN | - | --token-file FILE   ('-': standard input)\n"
             "       ri-core secret                 print a new random 256-bit secret\n"
-            "       ri-core plugins [-c FILE]      list the plugins found in the plugin folder\n"
+            "       ri-core plugins [-c FILE]      list the plugins in the plugin folder (and those\n"
+            "                                      FILE names, checked for its role)\n"
             "       ri-core -V | --version\n"
             "       ri-core -h | --help\n"
             "\n"
@@ -207,6 +208,44 @@ static int cmd_token(int argc, char **argv)
     return 0;
 }
 
+static void print_module(const char *label, const struct ri_module *m, const char *extra)
+{
+    printf("  %-20s %-8s ABI %u.%u  %s%s\n", label, ri_kind_name(m->desc.kind),
+           m->desc.abi_major, m->desc.abi_minor, m->desc.description ? m->desc.description : "",
+           extra);
+}
+
+/* The plugins a config names, each loaded and checked as -t would (file,
+ * descriptor, the role it may run in), with FILE:LINE for every refusal.
+ * Returns 1 when one is refused. */
+static int list_config_plugins(const struct ri_config *c)
+{
+    int rc = 0;
+    printf("plugins %s names:\n", c->path);
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        const struct ri_plugin_conf *pc = &c->plugins[i];
+        char path[4096], err[768], extra[4200];
+        if (!pc->enabled) {
+            printf("  %-20s disabled (%s:%d)\n", pc->name, c->path, pc->line);
+            continue;
+        }
+        struct ri_module *m = NULL;
+        if (ri_plugin_conf_path(c, pc, path, sizeof path, err, sizeof err) == 0 &&
+            (m = ri_module_open(path, config_setting_get_member(pc->group, "file") ? NULL
+                                                                                  : pc->name,
+                                err, sizeof err)) &&
+            ri_plugin_role_check(m, c->role, err, sizeof err) == 0) {
+            snprintf(extra, sizeof extra, " (%s, %s:%d)", path, c->path, pc->line);
+            print_module(m->desc.name, m, extra);
+        } else {
+            printf("  %-20s REFUSED: %s:%d: %s\n", pc->name, c->path, pc->line, err);
+            rc = 1;
+        }
+        ri_module_unref(m);
+    }
+    return rc;
+}
+
 static int cmd_plugins(const char *cfg_path)
 {
     const char *dir = ri_plugin_default_dir();
@@ -221,32 +260,33 @@ static int cmd_plugins(const char *cfg_path)
         if (c->plugin_dir)
             dir = c->plugin_dir;
     }
+    int rc = 0;
     DIR *d = opendir(dir);
     if (!d) {
         fprintf(stderr, "ri-core: cannot open plugin folder %s\n", dir);
-        ri_config_free(c);
-        return 1;
-    }
-    printf("plugins in %s:\n", dir);
-    struct dirent *de;
-    int rc = 0;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".so") != 0)
-            continue;
-        char path[4096], err[768];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        struct ri_module *m = ri_module_open(path, NULL, err, sizeof err);
-        if (!m) {
-            printf("  %-20s REFUSED: %s\n", de->d_name, err);
-            rc = 1;
-            continue;
+        rc = 1;
+    } else {
+        printf("plugins in %s:\n", dir);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (n < 4 || strcmp(de->d_name + n - 3, ".so") != 0)
+                continue;
+            char path[4096], err[768];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            struct ri_module *m = ri_module_open(path, NULL, err, sizeof err);
+            if (!m) {
+                printf("  %-20s REFUSED: %s\n", de->d_name, err);
+                rc = 1;
+                continue;
+            }
+            print_module(m->desc.name, m, "");
+            ri_module_unref(m);
         }
-        printf("  %-20s %-8s ABI %u.%u  %s\n", m->desc.name, ri_kind_name(m->desc.kind),
-               RI_ABI_MAJOR, RI_ABI_MINOR, m->desc.description ? m->desc.description : "");
-        ri_module_unref(m);
+        closedir(d);
     }
-    closedir(d);
+    if (c && list_config_plugins(c))
+        rc = 1;
     ri_config_free(c);
     return rc;
 }

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 
 from harness import ROOT, check
 
@@ -328,3 +329,66 @@ def test_plugins_listing(env):
         check(re.search(rf"^\s+{name}\s+{kind}\s+ABI \d+\.\d+", r.stdout, re.M),
               f"{name} ({kind}) missing from:\n{r.stdout}")
 
+
+def _build_example(env):
+    """sdk/examples/sched_prio.c built out of tree into the test's folder."""
+    so = env.path("sched_prio.so")
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-shared", "-fPIC", "-I",
+                        os.path.join(ROOT, "sdk"), "-o", so,
+                        os.path.join(ROOT, "sdk", "examples", "sched_prio.c")],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"building sched_prio.so: {r.stderr}")
+    return so
+
+
+def test_plugins_listing_covers_the_configs_own_files(env):
+    """`ri-core plugins -c FILE` lists and checks the plugins the config
+    loads by `file = ...` too (not only the plugin folder), each with
+    FILE:LINE, and exits 1 naming the line of one that would be refused."""
+    so = _build_example(env)
+    cfg = env.write("site.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }',
+        f'{{ name = "header_proxy_v1"; }},\n  {{ name = "sched_prio"; file = "{so}"; }},\n'
+        '  { name = "sched_drr"; enabled = false; }'))
+    r = env.run_core(["plugins", "-c", cfg])
+    check(r.returncode == 0, f"plugins -c: rc {r.returncode}\n{r.stdout}{r.stderr}")
+    check(re.search(rf"^\s+sched_prio\s+sched\s+ABI \d+\.\d+ .*\({re.escape(so)}, "
+                    rf"{re.escape(cfg)}:4\)$", r.stdout, re.M),
+          f"the config's own plugin file is not listed with its line:\n{r.stdout}")
+    check(re.search(rf"^\s+sched_drr\s+disabled \({re.escape(cfg)}:5\)", r.stdout, re.M),
+          f"the disabled entry is not listed as such:\n{r.stdout}")
+    missing = env.write("missing.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }',
+        f'{{ name = "header_proxy_v1"; }},\n  {{ name = "sched_x"; file = "{env.path("nope.so")}"; }}'))
+    r = env.run_core(["plugins", "-c", missing])
+    check(r.returncode == 1 and re.search(rf"sched_x\s+REFUSED: {re.escape(missing)}:4: .*"
+                                          r"cannot open plugin", r.stdout),
+          f"a missing plugin file: rc {r.returncode}\n{r.stdout}{r.stderr}")
+
+
+def test_plugin_of_the_other_role_is_an_error(env):
+    """A listener plugin (edge only) in a hub config, a header plugin (hub
+    only) in an edge config: an error with FILE:LINE in -t, at start and
+    in `ri-core plugins -c`, not silence."""
+    hub = env.write("hub.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }', '{ name = "header_proxy_v1"; },\n  { name = "listen_tcp"; }'))
+    edge = env.write("edge.cfg", _edge_cfg(env, "e1", "0123456789abcdef0123").replace(
+        '{ name = "listen_tcp"; }', '{ name = "listen_tcp"; },\n  { name = "header_proxy_v1"; }'))
+    for path, name, kind, runs_on, here in ((hub, "listen_tcp", "listener", "edge", "hub"),
+                                            (edge, "header_proxy_v1", "header", "hub", "edge")):
+        words = (f"{path}:4: plugin '{name}' is a {kind} plugin, which only runs on the "
+                 f"{runs_on}: remove it from this {here} config")
+        r = env.run_core(["-t", "-c", path])
+        check(r.returncode == 1 and words in r.stderr,
+              f"-t: rc {r.returncode} {r.stdout!r} {r.stderr!r} (wanted {words!r})")
+        r = env.run_core(["-c", path])
+        check(r.returncode == 1 and words in r.stderr,
+              f"start: rc {r.returncode} {r.stderr!r} (wanted {words!r})")
+        r = env.run_core(["plugins", "-c", path])
+        check(r.returncode == 1 and re.search(rf"{name}\s+REFUSED: {re.escape(words)}", r.stdout),
+              f"plugins -c: rc {r.returncode}\n{r.stdout}")
+        # listed but disabled, it is no error (one template for both roles)
+        off = open(path).read().replace(f'{{ name = "{name}"; }}',
+                                        f'{{ name = "{name}"; enabled = false; }}', 1)
+        r = env.run_core(["-t", "-c", env.write("off.cfg", off)])
+        check(r.returncode == 0, f"disabled {name}: rc {r.returncode} {r.stderr!r}")
