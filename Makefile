@@ -54,7 +54,7 @@ TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 
 
-.PHONY: all deps test-deps test unit demo install clean fuzz bench soak
+.PHONY: all deps test-deps test unit demo install clean fuzz bench soak FORCE
 
 all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
 
@@ -98,7 +98,23 @@ test-deps:
 $(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The install folder of the plugins is compiled into plugin.o (the last place
+# ri-core looks when the config names no plugin_dir). It follows PREFIX: the
+# stamp holds the folder of the last build and changes only when PREFIX
+# does, so `make install PREFIX=/x` after a `make` with another PREFIX
+# rebuilds plugin.o and relinks ri-core before installing it.
+PLUGINDIR_STAMP := $(BUILD)/plugindir.stamp
+$(PLUGINDIR_STAMP): FORCE | $(BUILD)/.deps
+	@echo '$(PLUGINDIR_DEFAULT)' | cmp -s - $@ || echo '$(PLUGINDIR_DEFAULT)' > $@
+
+$(BUILD)/obj/core/plugin.o: core/plugin.c $(wildcard core/*.h) sdk/ri_plugin.h $(PLUGINDIR_STAMP) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (plugins: $(PLUGINDIR_DEFAULT))")
 	$(Q)$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
+
+FORCE:
 
 $(BUILTIN_OBJ): plugins/sched_fifo/sched_fifo.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
@@ -171,10 +187,10 @@ FUZZ_CC    := clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 FUZZ_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
 FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/hub.c core/edge.c,$(CORE_SRC)) \
               tests/fuzz/fake_tlsio.c
-fuzz_deps_frame  := core/frame.c
-fuzz_deps_token  := core/token.c core/b64.c
+fuzz_deps_frame  := core/frame.c core/ident.c
+fuzz_deps_token  := core/token.c core/b64.c core/ident.c
 fuzz_deps_config := core/config.c core/errs.c core/log.c core/ratelimit.c core/netutil.c \
-                    core/token.c core/b64.c
+                    core/token.c core/b64.c core/ident.c
 fuzz_deps_tunnel := $(FUZZ_TUNNEL_SRC)
 FUZZ_BIN   := $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRC))
 
@@ -208,15 +224,23 @@ soak:
 	@python3 tests/bench/soak.py --build build/san --minutes $(SOAK_MINUTES) --json build/soak.json
 
 # ---- install ---------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: DESTDIR is prepended
+# to every path written (for packages); PREFIX is where the files end up
+# and what ri-core has compiled in as its plugin folder. The example configs
+# are installed without any plugin_dir line, so the compiled-in default
+# applies wherever they are copied.
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR_DEFAULT) \
-	    $(DESTDIR)$(PREFIX)/include/ri $(DESTDIR)$(PREFIX)/share/ri/conf
+	    $(DESTDIR)$(PREFIX)/include/ri $(DESTDIR)$(PREFIX)/share/doc/ri/examples \
+	    $(DESTDIR)$(PREFIX)/share/ri/conf
 	install -m 755 $(BUILD)/ri-core $(DESTDIR)$(PREFIX)/bin/ri-core
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PLUGINDIR_DEFAULT)/
-	install -m 644 sdk/ri_plugin.h sdk/README.md $(DESTDIR)$(PREFIX)/include/ri/
+	install -m 644 sdk/ri_plugin.h $(DESTDIR)$(PREFIX)/include/ri/
+	install -m 644 sdk/README.md $(DESTDIR)$(PREFIX)/share/doc/ri/README.md
+	install -m 644 sdk/examples/*.c $(DESTDIR)$(PREFIX)/share/doc/ri/examples/
 	for f in conf/*.cfg; do \
-	  sed 's|^plugin_dir = .*|# plugin_dir: default (beside the binary, then $(PLUGINDIR_DEFAULT))|' $$f \
-	    > $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f); done
+	  sed '/^[[:space:]]*plugin_dir[[:space:]]*=/d' $$f > $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f) && \
+	  chmod 644 $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f) || exit 1; done
 
 clean:
 	rm -rf build

@@ -13,6 +13,7 @@
 
 #include <gnutls/gnutls.h>
 
+#include "ident.h"
 #include "log.h"
 #include "netutil.h"
 #include "token.h"
@@ -199,23 +200,24 @@ static void parse_edges(struct ctx *x, config_setting_t *hub)
         e->id = get_str(x, g, "id", 1);
         e->secret = get_str(x, g, "secret", 1);
         e->stun_interval_secs = (uint32_t)get_int(x, g, "stun_interval_secs", 300, 0, 86400);
+        char why[256];
+        int id_ok = 0;
         if (e->id) {
-            size_t il = strlen(e->id);
-            int bad = il > 128;
-            for (size_t k = 0; k < il; k++)
-                if (e->id[k] < 0x21 || e->id[k] > 0x7e)
-                    bad = 1;
-            if (bad)
-                ERR(x, g, "edge id '%s' must be 1-128 printable characters without spaces", e->id);
+            if (ri_check_edge_id(e->id, why, sizeof why) < 0)
+                ERR(x, config_setting_get_member(g, "id"), "edges entry %d: %s", i + 1, why);
+            else
+                id_ok = 1;
             for (size_t j = 0; j < c->n_edges; j++)
                 if (c->edges[j].id && strcmp(c->edges[j].id, e->id) == 0)
                     ERR(x, g, "edge id '%s' is listed twice (first at line %d)", e->id,
                         c->edges[j].line);
         }
-        if (e->secret && strlen(e->secret) < 16)
-            ERR(x, config_setting_get_member(g, "secret"),
-                "secret of edge '%s' is shorter than 16 characters (use `ri-core secret`)",
-                e->id ? e->id : "?");
+        if (e->secret && ri_check_secret(e->secret, why, sizeof why) < 0) {
+            if (id_ok)
+                ERR(x, config_setting_get_member(g, "secret"), "edge '%s': %s", e->id, why);
+            else
+                ERR(x, config_setting_get_member(g, "secret"), "edges entry %d: %s", i + 1, why);
+        }
         config_setting_t *ports = config_setting_get_member(g, "listen_ports");
         if (ports) {
             int t = config_setting_type(ports);
@@ -317,7 +319,10 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         struct ri_token t;
         char err[256];
         if (ri_token_decode(token, &t, err, sizeof err) < 0) {
-            ERR(x, config_setting_get_member(edge, "token"), "bad token: %s", err);
+            ERR(x, config_setting_get_member(edge, "token"), "bad token: %s%s", err,
+                ri_is_placeholder_secret(t.secret)
+                    ? "; then replace the token with one `ri-core token encode` makes with it"
+                    : "");
         } else {
             c->hub_host = strdup(t.hub_host);
             c->hub_port = t.hub_port;
@@ -335,8 +340,13 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         c->edge_id = e ? strdup(e) : NULL;
         c->secret = s ? strdup(s) : NULL;
     }
-    if (c->edge_id && (strlen(c->edge_id) > 128 || strpbrk(c->edge_id, " \t\r\n")))
-        ERR(x, edge, "edge id must be 1-128 printable characters without spaces");
+    if (!token) { /* a token's fields were checked by its decoder, with the same rules */
+        char why[256];
+        if (c->edge_id && ri_check_edge_id(c->edge_id, why, sizeof why) < 0)
+            ERR(x, config_setting_get_member(edge, "edge_id"), "%s", why);
+        if (c->secret && ri_check_secret(c->secret, why, sizeof why) < 0)
+            ERR(x, config_setting_get_member(edge, "secret"), "%s", why);
+    }
     c->bind_address = get_str(x, edge, "bind_address", 0);
     if (!c->bind_address)
         c->bind_address = "0.0.0.0";

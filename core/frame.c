@@ -7,6 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ident.h"
+
+_Static_assert(RI_EDGE_ID_MAX == RI_EDGE_ID_MAX_LEN, "one limit for an edge id");
+
 const char *ri_conn_code_str(unsigned code)
 {
     static const char *const s[] = {"none", "protocol error", "version mismatch",
@@ -172,8 +176,8 @@ int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, s
     if (off >= n) goto short_;
     size_t il = p[off++];
     if (il == 0 || il > RI_EDGE_ID_MAX || off + il > n) goto short_;
-    if (!printable(p + off, il))
-        return snprintf(err, errlen, "edge id has non-printable bytes"), -1;
+    if (ri_check_edge_id_n((const char *)p + off, il, err, errlen) < 0)
+        return -1;
     memcpy(h->edge_id, p + off, il), off += il;
     if (off >= n) goto short_;
     size_t al = p[off++];

@@ -1,6 +1,7 @@
 /* handshake.c -- HELLO/AUTH/WELCOME (see handshake.h). */
 #include "handshake.h"
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,7 +83,12 @@ static int step(struct ri_hs *hs, uint8_t type, const uint8_t *in, size_t n)
     size_t ol = sizeof out;
     char err[256] = "";
     int done = 0;
-    if (ri_auth_step(hs->auth, hs->auth_conn, &ctx, in, n, out, &ol, &done, err, sizeof err) < 0) {
+    int rc = ri_auth_step(hs->auth, hs->auth_conn, &ctx, in, n, out, &ol, &done, err,
+                          sizeof err);
+    if (hs->unknown_id && (rc < 0 || done)) /* the decoy exchange ends where a real one would */
+        return end(hs, RI_HS_REFUSE, RI_E_AUTH, "authentication failed", "unknown edge id '%s'",
+                   hs->edge_id);
+    if (rc < 0) {
         if (hs->role == RI_ROLE_HUB)
             return end(hs, RI_HS_REFUSE, RI_E_AUTH, "authentication failed",
                        "authentication failed: %s", err[0] ? err : "refused by the auth plugin");
@@ -153,10 +159,22 @@ static int on_hello(struct ri_hs *hs, const uint8_t *p, size_t n)
                    "edge authenticates with '%s', this hub with '%s'", h.auth, mine);
     const uint8_t *secret;
     size_t sl;
-    if (hs->io.lookup(hs->io.arg, h.edge_id, &secret, &sl) < 0)
-        return end(hs, RI_HS_REFUSE, RI_E_AUTH, "authentication failed",
-                   "unknown edge id '%s'", h.edge_id);
-    if (keep_secret(hs, secret, sl) < 0)
+    uint8_t decoy[32];
+    if (hs->io.lookup(hs->io.arg, h.edge_id, &secret, &sl) < 0) {
+        /* An unknown id gets the same exchange as a known one with a wrong
+         * secret -- a challenge, then the refusal after the proof -- under a
+         * random secret nobody knows, so a client cannot tell the two apart
+         * by the frames it sees. Only our log says which it was. */
+        if (gnutls_rnd(GNUTLS_RND_RANDOM, decoy, sizeof decoy) < 0)
+            return end(hs, RI_HS_REFUSE, RI_E_AUTH, "authentication failed",
+                       "unknown edge id '%s'", h.edge_id);
+        hs->unknown_id = 1;
+        secret = decoy;
+        sl = sizeof decoy;
+    }
+    int kept = keep_secret(hs, secret, sl);
+    gnutls_memset(decoy, 0, sizeof decoy);
+    if (kept < 0)
         return end(hs, RI_HS_FAIL, RI_E_INTERNAL, NULL, "out of memory");
     return hub_step(hs, h.auth_msg, h.auth_len);
 }

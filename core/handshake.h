@@ -12,7 +12,10 @@
  *
  * Every refusal keeps the detail for the log (hs->reason) and gives the
  * peer only what it may know (hs->peer_reason): an unauthenticated client
- * learns neither whether an edge id exists nor why its proof failed. */
+ * learns neither whether an edge id exists nor why its proof failed. An
+ * unknown id is not refused at HELLO: the hub runs the exchange with a
+ * random decoy secret and refuses where a wrong secret is refused, with
+ * the same code and reason, so the frames a client sees are the same. */
 #ifndef RI_HANDSHAKE_H
 #define RI_HANDSHAKE_H
 
@@ -56,6 +59,7 @@ struct ri_hs {
     size_t secret_len;
     uint8_t binding[32];  /* TLS exporter of this session */
     int auth_done;        /* the peer proved the secret */
+    int unknown_id;       /* hub: HELLO named no known edge; a decoy exchange runs */
     uint32_t caps_mine, caps_peer, caps; /* caps = both */
     unsigned code;        /* enum ri_conn_code when REFUSE/FAIL */
     char reason[256];     /* for our log */

@@ -397,8 +397,8 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
                 ri_tunnel_fail(t, RI_E_REMOVED, "edge removed during its handshake");
         } else if (what == RI_EDGE_REKEYED) {
             log_info("edge %s: secret changed: disconnecting (it must authenticate again)", id);
-            if (t->state == RI_T_READY)
-                ri_tunnel_goaway(t, RI_E_AUTH, "secret changed", 1);
+            if (t->state == RI_T_READY) /* the peer hears what any refusal says */
+                ri_tunnel_goaway(t, RI_E_AUTH, "authentication failed", 1);
             else
                 ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
         } else if (what == RI_EDGE_PORTS_CHANGED && t->state == RI_T_READY && !t->closing) {

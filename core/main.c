@@ -1,6 +1,7 @@
 /* main.c -- the ri-core command line: run a role, check a config, manage
  * tokens and secrets, list plugins. */
 #include <dirent.h>
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -25,10 +26,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ri-core -c FILE [-t] [-d]     run the hub or edge FILE describes (-t: check it and exit)\n"
-            "       ri-core token encode --hub-host H --hub-port P --edge-id E --secret S\n"
-            "       ri-core token decode TOKEN\n"
+            "       ri-core token encode --hub-host H --hub-port P --edge-id E --secret-file FILE\n"
+            "                                      (or --secret S; FILE or S '-': standard input)\n"
+            "       ri-core token decode TOKEN | - | --token-file FILE   ('-': standard input)\n"
             "       ri-core secret                 print a new random 256-bit secret\n"
-            "       ri-core plugins [-c FILE]      list the plugins found in the plugin folder\n"
+            "       ri-core plugins [-c FILE]      list the plugins in the plugin folder (and those\n"
+            "                                      FILE names, checked for its role)\n"
             "       ri-core -V | --version\n"
             "       ri-core -h | --help\n"
             "\n"
@@ -53,6 +56,53 @@ static int cmd_secret(void)
     return 0;
 }
 
+/* Reads a secret or a token from FILE, or from standard input for "-", so
+ * that it is not on the command line (ps, shell history): the whole input,
+ * one trailing newline (\n or \r\n) dropped; more lines, a NUL byte,
+ * nothing at all or more than cap bytes are errors. 0, or -1 after a
+ * message on stderr. */
+static int read_value(const char *file, const char *what, char *out, size_t cap)
+{
+    int in = strcmp(file, "-") == 0;
+    const char *name = in ? "standard input" : file;
+    FILE *f = in ? stdin : fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "ri-core: cannot read the %s from %s: %s\n", what, file, strerror(errno));
+        return -1;
+    }
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int rerr = ferror(f);
+    if (!in)
+        fclose(f);
+    int rc = -1;
+    if (rerr)
+        fprintf(stderr, "ri-core: cannot read the %s from %s\n", what, name);
+    else {
+        if (n && n < sizeof buf && buf[n - 1] == '\n')
+            n--;
+        if (n && n < sizeof buf && buf[n - 1] == '\r')
+            n--;
+        if (n == 0)
+            fprintf(stderr, "ri-core: %s is empty: expected the %s\n", name, what);
+        else if (n >= cap || n == sizeof buf)
+            fprintf(stderr, "ri-core: the %s in %s is longer than %zu bytes\n", what, name,
+                    cap - 1);
+        else if (memchr(buf, '\n', n) || memchr(buf, '\r', n))
+            fprintf(stderr, "ri-core: %s holds more than one line: expected the %s alone\n",
+                    name, what);
+        else if (memchr(buf, '\0', n))
+            fprintf(stderr, "ri-core: the %s in %s contains a NUL byte\n", what, name);
+        else {
+            memcpy(out, buf, n);
+            out[n] = '\0';
+            rc = 0;
+        }
+    }
+    gnutls_memset(buf, 0, sizeof buf);
+    return rc;
+}
+
 static int cmd_token(int argc, char **argv)
 {
     if (argc < 2) {
@@ -61,12 +111,21 @@ static int cmd_token(int argc, char **argv)
     }
     char err[256];
     if (strcmp(argv[1], "decode") == 0) {
-        if (argc != 3) {
-            fprintf(stderr, "usage: ri-core token decode TOKEN\n");
+        const char *file = argc == 3 && strcmp(argv[2], "-") == 0 ? "-"
+                         : argc == 4 && strcmp(argv[2], "--token-file") == 0 ? argv[3]
+                         : NULL;
+        if (argc != 3 && !file) {
+            fprintf(stderr, "usage: ri-core token decode TOKEN | - | --token-file FILE\n");
             return 2;
         }
+        static char text[4097]; /* the longest token the decoder takes, and a NUL */
+        if (file && read_value(file, "token", text, sizeof text) < 0)
+            return 1;
         struct ri_token t;
-        if (ri_token_decode(argv[2], &t, err, sizeof err) < 0) {
+        int drc = ri_token_decode(file ? text : argv[2], &t, err, sizeof err);
+        gnutls_memset(text, 0, sizeof text);
+        if (drc < 0) {
+            gnutls_memset(&t, 0, sizeof t);
             fprintf(stderr, "ri-core: bad token: %s\n", err);
             return 1;
         }
@@ -86,6 +145,7 @@ static int cmd_token(int argc, char **argv)
                                           {"hub-port", required_argument, 0, 'P'},
                                           {"edge-id", required_argument, 0, 'E'},
                                           {"secret", required_argument, 0, 'S'},
+                                          {"secret-file", required_argument, 0, 'F'},
                                           {0, 0, 0, 0}};
     struct ri_token t = {0};
     int have = 0, o;
@@ -94,11 +154,27 @@ static int cmd_token(int argc, char **argv)
         const char *v = optarg;
         char *end;
         switch (o) {
+        case 'S':
+        case 'F':
+            if (have & 8) {
+                fprintf(stderr, "ri-core: give the secret once: --secret or --secret-file\n");
+                gnutls_memset(&t, 0, sizeof t);
+                return 2;
+            }
+            have |= 8;
+            if (o == 'F' || strcmp(v, "-") == 0) {
+                if (read_value(v, "secret", t.secret, sizeof t.secret) < 0) {
+                    gnutls_memset(&t, 0, sizeof t);
+                    return 1;
+                }
+                break;
+            }
+            __attribute__((fallthrough)); /* a secret on the command line */
         case 'H':
         case 'E':
-        case 'S':
             if (strlen(v) > RI_TOKEN_FIELD_MAX) {
                 fprintf(stderr, "ri-core: a value is longer than %d bytes\n", RI_TOKEN_FIELD_MAX);
+                gnutls_memset(&t, 0, sizeof t);
                 return 2;
             }
             strcpy(o == 'H' ? t.hub_host : o == 'E' ? t.edge_id : t.secret, v);
@@ -117,17 +193,59 @@ static int cmd_token(int argc, char **argv)
         }
     }
     if (have != 15 || optind != argc) {
-        fprintf(stderr, "usage: ri-core token encode --hub-host H --hub-port P --edge-id E --secret S\n");
+        fprintf(stderr, "usage: ri-core token encode --hub-host H --hub-port P --edge-id E "
+                        "--secret-file FILE|-  (or --secret S)\n");
+        gnutls_memset(&t, 0, sizeof t);
         return 2;
     }
     char *tok = ri_token_encode(&t, err, sizeof err);
+    gnutls_memset(&t, 0, sizeof t);
     if (!tok) {
         fprintf(stderr, "ri-core: %s\n", err);
         return 1;
     }
     printf("%s\n", tok);
+    gnutls_memset(tok, 0, strlen(tok));
     free(tok);
     return 0;
+}
+
+static void print_module(const char *label, const struct ri_module *m, const char *extra)
+{
+    printf("  %-20s %-8s ABI %u.%u  %s%s\n", label, ri_kind_name(m->desc.kind),
+           m->desc.abi_major, m->desc.abi_minor, m->desc.description ? m->desc.description : "",
+           extra);
+}
+
+/* The plugins a config names, each loaded and checked as -t would (file,
+ * descriptor, the role it may run in), with FILE:LINE for every refusal.
+ * Returns 1 when one is refused. */
+static int list_config_plugins(const struct ri_config *c)
+{
+    int rc = 0;
+    printf("plugins %s names:\n", c->path);
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        const struct ri_plugin_conf *pc = &c->plugins[i];
+        char path[4096], err[768], extra[4200];
+        if (!pc->enabled) {
+            printf("  %-20s disabled (%s:%d)\n", pc->name, c->path, pc->line);
+            continue;
+        }
+        struct ri_module *m = NULL;
+        if (ri_plugin_conf_path(c, pc, path, sizeof path, err, sizeof err) == 0 &&
+            (m = ri_module_open(path, config_setting_get_member(pc->group, "file") ? NULL
+                                                                                  : pc->name,
+                                err, sizeof err)) &&
+            ri_plugin_role_check(m, c->role, err, sizeof err) == 0) {
+            snprintf(extra, sizeof extra, " (%s, %s:%d)", path, c->path, pc->line);
+            print_module(m->desc.name, m, extra);
+        } else {
+            printf("  %-20s REFUSED: %s:%d: %s\n", pc->name, c->path, pc->line, err);
+            rc = 1;
+        }
+        ri_module_unref(m);
+    }
+    return rc;
 }
 
 static int cmd_plugins(const char *cfg_path)
@@ -144,32 +262,33 @@ static int cmd_plugins(const char *cfg_path)
         if (c->plugin_dir)
             dir = c->plugin_dir;
     }
+    int rc = 0;
     DIR *d = opendir(dir);
     if (!d) {
         fprintf(stderr, "ri-core: cannot open plugin folder %s\n", dir);
-        ri_config_free(c);
-        return 1;
-    }
-    printf("plugins in %s:\n", dir);
-    struct dirent *de;
-    int rc = 0;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".so") != 0)
-            continue;
-        char path[4096], err[768];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        struct ri_module *m = ri_module_open(path, NULL, err, sizeof err);
-        if (!m) {
-            printf("  %-20s REFUSED: %s\n", de->d_name, err);
-            rc = 1;
-            continue;
+        rc = 1;
+    } else {
+        printf("plugins in %s:\n", dir);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (n < 4 || strcmp(de->d_name + n - 3, ".so") != 0)
+                continue;
+            char path[4096], err[768];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            struct ri_module *m = ri_module_open(path, NULL, err, sizeof err);
+            if (!m) {
+                printf("  %-20s REFUSED: %s\n", de->d_name, err);
+                rc = 1;
+                continue;
+            }
+            print_module(m->desc.name, m, "");
+            ri_module_unref(m);
         }
-        printf("  %-20s %-8s ABI %u.%u  %s\n", m->desc.name, ri_kind_name(m->desc.kind),
-               RI_ABI_MAJOR, RI_ABI_MINOR, m->desc.description ? m->desc.description : "");
-        ri_module_unref(m);
+        closedir(d);
     }
-    closedir(d);
+    if (c && list_config_plugins(c))
+        rc = 1;
     ri_config_free(c);
     return rc;
 }

@@ -550,43 +550,72 @@ static void check_settings_keys(const struct ri_module *m, const struct ri_plugi
     }
 }
 
+static const char *conf_file(const struct ri_plugin_conf *pc)
+{
+    config_setting_t *fs = config_setting_get_member(pc->group, "file");
+    return fs && config_setting_type(fs) == CONFIG_TYPE_STRING ? config_setting_get_string(fs)
+                                                               : NULL;
+}
+
+int ri_plugin_conf_path(const struct ri_config *c, const struct ri_plugin_conf *pc, char *path,
+                        size_t cap, char *err, size_t errlen)
+{
+    const char *file = conf_file(pc);
+    if (!file && config_setting_get_member(pc->group, "file"))
+        return snprintf(err, errlen, "plugin '%s': 'file' must be a string", pc->name), -1;
+    if (!file && !valid_name(pc->name))
+        return snprintf(err, errlen, "plugin name '%s' must be [a-z0-9_]+ (or give file = "
+                        "\"...\")", pc->name), -1;
+    if (file && file[0] == '/')
+        snprintf(path, cap, "%s", file);
+    else if (file)
+        snprintf(path, cap, "%s/%s", c->dir, file);
+    else
+        snprintf(path, cap, "%s/%s.so", c->plugin_dir ? c->plugin_dir : ri_plugin_default_dir(),
+                 pc->name);
+    return 0;
+}
+
+int ri_plugin_role_check(const struct ri_module *m, int role, char *err, size_t errlen)
+{
+    unsigned kind = m->desc.kind;
+    int only = kind == RI_KIND_LISTENER ? RI_ROLE_EDGE : kind == RI_KIND_HEADER ? RI_ROLE_HUB : 0;
+    if (!only || !role || role == only)
+        return 0;
+    const char *mine = role == RI_ROLE_HUB ? "hub" : "edge";
+    const char *its = only == RI_ROLE_HUB ? "hub" : "edge";
+    return snprintf(err, errlen, "plugin '%s' is a %s plugin, which only runs on the %s: remove "
+                    "it from this %s config (or set enabled = false)", m->desc.name,
+                    ri_kind_name(kind), its, mine), -1;
+}
+
 struct ri_plugins *ri_plugins_load(const struct ri_config *c, struct ev_loop *loop,
                                    const struct ri_core_api *api, struct ri_errs *errs)
 {
     struct ri_plugins *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    const char *dir = c->plugin_dir ? c->plugin_dir : ri_plugin_default_dir();
     size_t before = errs->n;
     const char *names[RI_KIND_MAX_ + 1] = {0};
     for (size_t k = 0; k < c->n_plugins; k++) {
         const struct ri_plugin_conf *pc = &c->plugins[k];
         if (!pc->enabled)
             continue; /* disabled plugins are not loaded at all */
-        const char *file = NULL;
-        config_setting_t *fs = config_setting_get_member(pc->group, "file");
-        if (fs && config_setting_type(fs) == CONFIG_TYPE_STRING)
-            file = config_setting_get_string(fs);
-        else if (fs) {
-            ri_errs_add(errs, c->path, pc->line, "plugin '%s': 'file' must be a string", pc->name);
-            continue;
-        }
-        if (!file && !valid_name(pc->name)) {
-            ri_errs_add(errs, c->path, pc->line,
-                        "plugin name '%s' must be [a-z0-9_]+ (or give file = \"...\")", pc->name);
-            continue;
-        }
         char path[PATH_MAX], err[768];
-        if (file && file[0] == '/')
-            snprintf(path, sizeof path, "%s", file);
-        else if (file)
-            snprintf(path, sizeof path, "%s/%s", c->dir, file);
-        else
-            snprintf(path, sizeof path, "%s/%s.so", dir, pc->name);
+        if (ri_plugin_conf_path(c, pc, path, sizeof path, err, sizeof err) < 0) {
+            ri_errs_add(errs, c->path, pc->line, "%s", err);
+            continue;
+        }
         /* with an explicit file the declared name is authoritative */
-        struct ri_module *m = ri_module_open(path, file ? NULL : pc->name, err, sizeof err);
+        struct ri_module *m = ri_module_open(path, conf_file(pc) ? NULL : pc->name, err,
+                                             sizeof err);
         if (!m) {
             ri_errs_add(errs, c->path, pc->line, "%s", err);
+            continue;
+        }
+        if (ri_plugin_role_check(m, c->role, err, sizeof err) < 0) {
+            ri_errs_add(errs, c->path, pc->line, "%s", err);
+            ri_module_unref(m);
             continue;
         }
         int dup = 0;

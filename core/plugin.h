@@ -105,6 +105,16 @@ struct ri_plugins {
     struct ri_inst *auth, *listener, *header;
 };
 
+/* Where entry pc of config c loads from: its `file` (relative to the
+ * config's folder) or <plugin_dir>/<name>.so. 0, or -1 with why in err
+ * (a `file` that is not a string, a name that is not [a-z0-9_]+). */
+int ri_plugin_conf_path(const struct ri_config *c, const struct ri_plugin_conf *pc, char *path,
+                        size_t cap, char *err, size_t errlen);
+/* The kinds that run in one role only: a listener on the edge, a header
+ * plugin on the hub. 0 when module m may run in `role`; else -1 with why
+ * (naming the plugin, its kind and the role it belongs to) in err. */
+int ri_plugin_role_check(const struct ri_module *m, int role, char *err, size_t errlen);
+
 /* Loads every enabled plugin of c and creates the per-config instances on
  * `loop` with `api`. NULL with every problem in errs. */
 struct ri_plugins *ri_plugins_load(const struct ri_config *c, struct ev_loop *loop,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "b64.h"
+#include "ident.h"
 
 /* A token holds a secret, and so do jansson's copies of its strings: this
  * allocator wipes every block jansson frees (sizes kept in a header). */
@@ -46,9 +47,8 @@ static int check_fields(const struct ri_token *t, char *err, size_t errlen)
     if (!t->hub_host[0]) return snprintf(err, errlen, "hub host is empty"), -1;
     if (t->hub_port < 1 || t->hub_port > 65535)
         return snprintf(err, errlen, "hub port %d is out of range 1-65535", t->hub_port), -1;
-    if (!t->edge_id[0]) return snprintf(err, errlen, "edge id is empty"), -1;
-    if (!t->secret[0]) return snprintf(err, errlen, "secret is empty"), -1;
-    return 0;
+    if (ri_check_edge_id(t->edge_id, err, errlen) < 0) return -1;
+    return ri_check_secret(t->secret, err, errlen);
 }
 
 char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen)

@@ -13,6 +13,8 @@ struct ri_token {
     char secret[RI_TOKEN_FIELD_MAX + 1];
 };
 
+/* Both directions check every field: hub host not empty, port 1-65535, the
+ * edge id and the secret by the rules of ident.h (one message per rule). */
 /* Returns a malloc'd token string, or NULL with err set. */
 char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen);
 /* 0 on success; -1 with a one-line reason in err. */

@@ -92,7 +92,6 @@ def main():
     ap.add_argument("--build", default="build")
     args = ap.parse_args()
     binary = os.path.join(TOP, args.build, "ri-core")
-    plugins = os.path.join(TOP, args.build, "plugins")
     hub_cfg = os.path.join(TOP, "conf", "hub-loopback.cfg")
     edge_cfg = os.path.join(TOP, "conf", "edge-loopback.cfg")
     hub_port, ports = 8443, [18080, 18443]
@@ -105,15 +104,10 @@ def main():
             text = re.sub(r"\b%d\b" % hub_port, str(new_hub), open(src).read())
             for old, new in zip(ports, new_ports):
                 text = re.sub(r"\b%d\b" % old, str(new), text)
-            text = re.sub(r'plugin_dir = "[^"]*"', f'plugin_dir = "{plugins}"', text)
             open(os.path.join(tmp, name), "w").write(text)
         hub_cfg, edge_cfg = os.path.join(tmp, "hub.cfg"), os.path.join(tmp, "edge.cfg")
         hub_port, ports = new_hub, new_ports
-    elif args.build != "build":
-        for src, name in ((hub_cfg, "hub.cfg"), (edge_cfg, "edge.cfg")):
-            text = re.sub(r'plugin_dir = "[^"]*"', f'plugin_dir = "{plugins}"', open(src).read())
-            open(os.path.join(tmp, name), "w").write(text)
-        hub_cfg, edge_cfg = os.path.join(tmp, "hub.cfg"), os.path.join(tmp, "edge.cfg")
+    # the configs name no plugin_dir: ri-core finds <build>/plugins beside itself
 
     up = Upstream(ports[0])
     up.start()

@@ -1,6 +1,8 @@
 """Authentication and edge identity: wrong secret, unknown id, a second
 connection for the same id."""
 
+import re
+
 from harness import EdgeSpec, check, echo_check, new_secret
 
 
@@ -35,10 +37,40 @@ def test_unknown_edge_id(env):
     # the peer learns only that authentication failed; the hub's log says why
     edge.wait_log(r"peer refused us: authentication failed", 20)
     hub.wait_log(r"unknown edge id 'edge-stranger'", 20)
-    check(edge.count(r"unknown edge") == 0, "the hub told an unknown client whether the id "
-                                            "exists")
+    check(edge.count(r"unknown edge|wrong secret|edge-stranger'") == 0,
+          "the hub told an unknown client whether the id exists")
     check(edge.count(r"listening on") == 0, "an unknown edge opened a port")
     env.expect_refused("127.0.0.2", p)
+
+
+def _hello_hex(edge_id, nonce=b"\x01" * 32):
+    b = b"RITN" + (1).to_bytes(2, "big") + bytes([len(edge_id)]) + edge_id.encode()
+    b += bytes([len("auth_secret")]) + b"auth_secret" + len(nonce).to_bytes(2, "big") + nonce
+    return b.hex()
+
+
+def test_unknown_id_and_wrong_secret_look_alike_on_the_wire(env):
+    """A client that names an edge id and sends a wrong proof sees the same
+    frames whether the id exists or not -- a challenge, then one generic
+    refusal -- so it cannot probe for ids. Only the hub's log says which."""
+    a = EdgeSpec("edge-known", [env.port()])
+    hub = env.hub([a])
+    addr = f"127.0.0.1:{hub.port}"
+    seen = {}
+    for eid in ("edge-known", "edge-ghost"):
+        # ri-peer --raw: TLS only; the test speaks HELLO and a (wrong) proof itself
+        peer = env.peer("edge", addr, eid, a.secret, "--raw", name=f"peer-{eid}")
+        peer.send(f"frame 0x01 0 {_hello_hex(eid)}")
+        peer.wait_log(r"< AUTH stream=0 len=32\b", timeout_s=10)  # the hub's challenge
+        peer.send("frame 0x02 0 " + "00" * 32)                    # a proof that is wrong
+        peer.wait_log(r"CLOSED ", timeout_s=10, allow_exit=True)
+        seen[eid] = re.findall(r"(?m)^< .*$", peer.log())
+    check(seen["edge-known"] == seen["edge-ghost"],
+          f"a known and an unknown id get different frames: {seen}")
+    check(any("REFUSE stream=0" in f and "code=3 reason=authentication failed" in f
+              for f in seen["edge-ghost"]), f"no generic refusal: {seen['edge-ghost']}")
+    hub.wait_log(r"wrong secret for edge 'edge-known'")
+    hub.wait_log(r"unknown edge id 'edge-ghost'")
 
 
 def test_duplicate_edge_id_newer_replaces_older(env):

@@ -1,9 +1,11 @@
 """The ri-core command line: config checks, version and help, tokens,
 secrets."""
+import base64
 import glob
 import json
 import os
 import re
+import subprocess
 
 from harness import ROOT, check
 
@@ -16,26 +18,59 @@ def _examples():
     return cfgs
 
 
+TEMPLATES = ("hub.cfg", "edge.cfg")  # deployment templates: placeholder secrets
+PLACEHOLDER_MSG = "secret is a placeholder from the examples: replace it with a secret of your own"
+
+
+def _real_secrets(env, text):
+    """An example's text with its placeholder secrets (hub.cfg) or token
+    (edge.cfg) replaced by real ones."""
+    text = re.sub(r"REPLACE-with-ri-core-secret-output-(\d)",
+                  lambda m: f"real-{os.urandom(12).hex()}-{m.group(1)}", text)
+    m = re.search(r'^\s*token = "([^"]+)";', text, re.M)
+    if m:
+        secret = "real-" + os.urandom(12).hex()
+        env.secrets.add(secret)
+        r = env.run_core(["token", "encode", "--hub-host", "hub.example.com", "--hub-port",
+                          "8443", "--edge-id", "edge-nyc-01", "--secret", secret])
+        check(r.returncode == 0, f"token encode: {r.stderr}")
+        text = text.replace(m.group(1), r.stdout.strip())
+    return text
+
+
 def test_config_check_examples(env):
-    """Every example in conf/ passes -t, with plugin_dir pointing at this
-    build (copies in a temp folder); and in place when the build is build/."""
+    """The loopback examples pass -t as they are (in place, and copied
+    anywhere: they name no plugin_dir, ri-core finds the plugins beside
+    itself); the deployment templates hub.cfg and edge.cfg are refused for
+    their placeholder secrets, with FILE:LINE and what to do, and pass once
+    real secrets replace them."""
     for src in _examples():
+        base = os.path.basename(src)
         text = open(src).read()
-        check(re.search(r'^plugin_dir\s*=', text, re.M), f"{src}: no plugin_dir line")
-        text = re.sub(r'^plugin_dir\s*=\s*"[^"]*";', f'plugin_dir = "{env.plugin_dir}";', text,
-                      flags=re.M)
-        dst = env.write(os.path.basename(src), text)
-        r = env.run_core(["-t", "-c", dst])
-        check(r.returncode == 0, f"-t -c {os.path.basename(src)} exited {r.returncode}:\n"
-                                 f"{r.stdout}{r.stderr}")
-        check("configuration OK" in r.stdout, f"{src}: no 'configuration OK' in {r.stdout!r}")
-        role = "hub" if "hub" in os.path.basename(src) else "edge"
-        check(f"role {role}" in r.stdout, f"{src}: {r.stdout!r} does not say role {role}")
-    if os.path.realpath(env.build) == os.path.realpath(os.path.join(ROOT, "build")):
-        for src in _examples():
-            r = env.run_core(["-t", "-c", src], cwd=ROOT)
-            check(r.returncode == 0, f"in place: -t -c {src} exited {r.returncode}:\n"
-                                     f"{r.stdout}{r.stderr}")
+        check(not re.search(r"^\s*plugin_dir\s*=", text, re.M),
+              f"{base} sets plugin_dir: a copy elsewhere (/etc/ri) would not find the plugins")
+        check("build/" not in text, f"{base} mentions build/: it is installed as it is")
+        role = "hub" if "hub" in base else "edge"
+        for where, path in (("in place", src), ("copied", env.write(base, text))):
+            r = env.run_core(["-t", "-c", path], cwd=ROOT)
+            out = r.stdout + r.stderr
+            if base in TEMPLATES:
+                check(r.returncode == 1, f"{where}: -t -c {base} exited {r.returncode}:\n{out}")
+                errs = [ln for ln in r.stderr.splitlines() if re.match(rf"{re.escape(path)}:\d+: ", ln)]
+                check(errs and all(PLACEHOLDER_MSG in ln for ln in errs),
+                      f"{where}: {base} is not refused for its placeholders (only):\n{out}")
+                check("`ri-core secret`" in out, f"{base}: the refusal does not say how to make a "
+                                                 f"secret:\n{out}")
+                # starting refuses the same way
+                r2 = env.run_core(["-c", path], cwd=ROOT)
+                check(r2.returncode == 1 and PLACEHOLDER_MSG in r2.stderr,
+                      f"{where}: starting with {base}: rc {r2.returncode}\n{r2.stderr}")
+                path = env.write("real-" + base, _real_secrets(env, text))
+                r = env.run_core(["-t", "-c", path], cwd=ROOT)
+                out = r.stdout + r.stderr
+            check(r.returncode == 0, f"{where}: -t -c {base} exited {r.returncode}:\n{out}")
+            check("configuration OK" in r.stdout, f"{base}: no 'configuration OK' in {r.stdout!r}")
+            check(f"role {role}" in r.stdout, f"{base}: {r.stdout!r} does not say role {role}")
 
 
 def _hub_cfg(env, extra_top="", extra_hub=""):
@@ -147,9 +182,9 @@ def test_version_and_help(env):
 
 
 def test_token_roundtrip(env):
-    cases = [("hub.example.com", 8443, "edge-nyc-01", "REPLACE-with-a-long-secret-1"),
-             ("127.0.0.1", 1, "e", "s"),
-             ("2001:db8::1", 65535, "edge_with-odd.chars~", "x" * 64)]
+    cases = [("hub.example.com", 8443, "edge-nyc-01", "a-long-secret-of-my-own-1"),
+             ("127.0.0.1", 1, "e", "0123456789abcdef"),
+             ("2001:db8::1", 65535, "edge_with-odd.chars~" + "x" * 108, "x" * 64)]
     for host, port, eid, secret in cases:
         r = env.run_core(["token", "encode", "--hub-host", host, "--hub-port", str(port),
                           "--edge-id", eid, "--secret", secret])
@@ -164,18 +199,111 @@ def test_token_roundtrip(env):
         check(list(obj) == ["hubHost", "hubPort", "edgeId", "secret"], f"keys {list(obj)}")
         check(obj == {"hubHost": host, "hubPort": port, "edgeId": eid, "secret": secret},
               f"round trip changed the fields: {obj}")
-    # the example edge.cfg token decodes to its documented fields
+    # the example edge.cfg token is a placeholder: decoding it says so
     m = re.search(r'token = "([^"]+)"', open(os.path.join(CONF, "edge.cfg")).read())
-    if m:
-        d = env.run_core(["token", "decode", m.group(1)])
-        check(d.returncode == 0 and json.loads(d.stdout)["edgeId"] == "edge-nyc-01",
-              f"conf/edge.cfg's token: {d.stdout!r} {d.stderr!r}")
+    check(m, "conf/edge.cfg has no token")
+    d = env.run_core(["token", "decode", m.group(1)])
+    check(d.returncode == 1 and PLACEHOLDER_MSG in d.stderr,
+          f"conf/edge.cfg's token: rc {d.returncode} {d.stdout!r} {d.stderr!r}")
     for bad in (["token", "decode", "not-a-token!"], ["token", "decode", "eyJoIjoiaCJ9"],
                 ["token", "encode", "--hub-host", "h"], ["token"],
                 ["token", "encode", "--hub-host", "h", "--hub-port", "x", "--edge-id", "e",
-                 "--secret", "s"]):
+                 "--secret", "0123456789abcdef"]):
         r = env.run_core(bad)
         check(r.returncode != 0, f"{' '.join(bad)} exited 0: {r.stdout!r}")
+
+
+def _edge_cfg(env, edge_id, secret):
+    return (f'role = "edge";\nplugin_dir = "{env.plugin_dir}";\n'
+            'plugins = ( { name = "auth_secret"; }, { name = "listen_tcp"; } );\n'
+            'edge = {\n  hub_host = "127.0.0.1";\n  hub_port = 8443;\n'
+            f"  edge_id = {json.dumps(edge_id)};\n  secret = {json.dumps(secret)};\n}};\n")
+
+
+def test_token_encode_refuses_what_the_edge_refuses(env):
+    """An edge id with a space, a 129-character id, a secret shorter than 16
+    characters, a placeholder secret: token encode refuses each with the
+    same message the edge's and the hub's config checks give (one rule, one
+    message), and token decode refuses such a token made elsewhere."""
+    good_id, good_secret = "edge-nyc-01", "0123456789abcdef"
+    cases = [("edge nyc", good_secret, "edge id has a space at position 5"),
+             ("e" * 129, good_secret, "edge id has 129 characters: it must have 1-128"),
+             (good_id, "short-secret", "secret has 12 characters: it must have at least 16"),
+             (good_id, "REPLACE-with-ri-core-secret-output-1", PLACEHOLDER_MSG)]
+    for eid, secret, words in cases:
+        r = env.run_core(["token", "encode", "--hub-host", "hub.example.com", "--hub-port",
+                          "8443", "--edge-id", eid, "--secret", secret])
+        check(r.returncode == 1 and words in r.stderr and not r.stdout,
+              f"encode {eid[:20]!r}/{secret!r}: rc {r.returncode} {r.stdout!r} {r.stderr!r}")
+        msg = r.stderr.strip().removeprefix("ri-core: ")
+        # a token from another implementation, with the same fields
+        raw = json.dumps({"h": "hub.example.com", "p": 8443, "e": eid, "s": secret},
+                         separators=(",", ":")).encode()
+        tok = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        d = env.run_core(["token", "decode", tok])
+        check(d.returncode == 1 and msg in d.stderr, f"decode: rc {d.returncode} {d.stderr!r}")
+        # the edge's config check: the same message, at the line
+        path = env.write("edge.cfg", _edge_cfg(env, eid, secret))
+        t = env.run_core(["-t", "-c", path])
+        line = 7 if "edge id" in words else 8
+        check(t.returncode == 1 and f"{path}:{line}: {msg}" in t.stderr,
+              f"edge -t: rc {t.returncode}: {t.stderr!r} (wanted {path}:{line}: {msg})")
+        # the hub's
+        hub = _hub_cfg(env).replace('id = "e1"; secret = "0123456789abcdef0123";',
+                                    f"id = {json.dumps(eid)}; secret = {json.dumps(secret)};")
+        path = env.write("hub.cfg", hub)
+        t = env.run_core(["-t", "-c", path])
+        check(t.returncode == 1 and f"{path}:6: " in t.stderr and msg in t.stderr,
+              f"hub -t: rc {t.returncode}: {t.stderr!r} (wanted {path}:6: ... {msg})")
+    # the edge used to take a secret the hub refused: 15 characters are too few on both
+    t = env.run_core(["-t", "-c", env.write("edge.cfg", _edge_cfg(env, good_id, "x" * 15))])
+    check(t.returncode == 1 and "at least 16" in t.stderr, f"edge with 15: {t.stderr!r}")
+    t = env.run_core(["-t", "-c", env.write("edge.cfg", _edge_cfg(env, good_id, "x" * 16))])
+    check(t.returncode == 0, f"edge with 16: {t.stderr!r}")
+
+
+def test_secret_and_token_from_file_or_stdin(env):
+    """Secrets and tokens need not be on the command line (ps, shell
+    history): --secret-file FILE, --secret -, --secret-file - (standard
+    input), token decode - and --token-file FILE; one trailing newline is
+    dropped, anything else wrong is a clear error."""
+    secret = "from-a-file-" + os.urandom(8).hex()
+    env.secrets.add(secret)
+    base = ["token", "encode", "--hub-host", "hub.example.com", "--hub-port", "8443",
+            "--edge-id", "edge-nyc-01"]
+    want = env.run_core(base + ["--secret", secret])
+    check(want.returncode == 0, f"encode --secret: {want.stderr}")
+    token = want.stdout.strip()
+    for name, content in (("plain", secret), ("newline", secret + "\n"), ("crlf", secret + "\r\n")):
+        f = env.write(f"secret-{name}", content)
+        for args, stdin in (([f"--secret-file", f], None), (["--secret-file", "-"], content),
+                            (["--secret", "-"], content)):
+            r = env.run_core(base + args, input=stdin)
+            check(r.returncode == 0 and r.stdout.strip() == token,
+                  f"{name} {args}: rc {r.returncode} {r.stdout!r} {r.stderr!r}")
+    tf = env.write("token", token + "\n")
+    for args, stdin in ((["token", "decode", "--token-file", tf], None),
+                        (["token", "decode", "-"], token + "\n")):
+        r = env.run_core(args, input=stdin)
+        check(r.returncode == 0 and json.loads(r.stdout)["secret"] == secret,
+              f"{args}: rc {r.returncode} {r.stdout!r} {r.stderr!r}")
+    bad = [(["--secret-file", env.path("no-such-file")], None, "cannot read the secret from"),
+           (["--secret-file", env.write("empty", "")], None, "is empty: expected the secret"),
+           (["--secret", "-"], "\n", "standard input is empty"),
+           (["--secret-file", env.write("two", secret + "\nmore\n")], None,
+            "holds more than one line"),
+           (["--secret-file", env.write("short", "short\n")], None, "secret has 5 characters"),
+           (["--secret", secret, "--secret-file", tf], None, "give the secret once")]
+    for args, stdin, words in bad:
+        r = env.run_core(base + args, input=stdin)
+        check(r.returncode != 0 and words in r.stderr and not r.stdout,
+              f"{args}: rc {r.returncode} {r.stdout!r} {r.stderr!r} (wanted {words!r})")
+    r = env.run_core(["token", "decode", "-"], input="")
+    check(r.returncode == 1 and "standard input is empty: expected the token" in r.stderr,
+          f"decode of nothing: {r.stderr!r}")
+    r = env.run_core(["-h"])
+    check("--secret-file" in r.stdout and "--token-file" in r.stdout,
+          f"-h does not mention --secret-file / --token-file:\n{r.stdout}")
 
 
 def test_secret(env):
@@ -200,3 +328,67 @@ def test_plugins_listing(env):
                        ("header_proxy_v1", "header")):
         check(re.search(rf"^\s+{name}\s+{kind}\s+ABI \d+\.\d+", r.stdout, re.M),
               f"{name} ({kind}) missing from:\n{r.stdout}")
+
+
+def _build_example(env):
+    """sdk/examples/sched_prio.c built out of tree into the test's folder."""
+    so = env.path("sched_prio.so")
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-shared", "-fPIC", "-I",
+                        os.path.join(ROOT, "sdk"), "-o", so,
+                        os.path.join(ROOT, "sdk", "examples", "sched_prio.c")],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"building sched_prio.so: {r.stderr}")
+    return so
+
+
+def test_plugins_listing_covers_the_configs_own_files(env):
+    """`ri-core plugins -c FILE` lists and checks the plugins the config
+    loads by `file = ...` too (not only the plugin folder), each with
+    FILE:LINE, and exits 1 naming the line of one that would be refused."""
+    so = _build_example(env)
+    cfg = env.write("site.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }',
+        f'{{ name = "header_proxy_v1"; }},\n  {{ name = "sched_prio"; file = "{so}"; }},\n'
+        '  { name = "sched_drr"; enabled = false; }'))
+    r = env.run_core(["plugins", "-c", cfg])
+    check(r.returncode == 0, f"plugins -c: rc {r.returncode}\n{r.stdout}{r.stderr}")
+    check(re.search(rf"^\s+sched_prio\s+sched\s+ABI \d+\.\d+ .*\({re.escape(so)}, "
+                    rf"{re.escape(cfg)}:4\)$", r.stdout, re.M),
+          f"the config's own plugin file is not listed with its line:\n{r.stdout}")
+    check(re.search(rf"^\s+sched_drr\s+disabled \({re.escape(cfg)}:5\)", r.stdout, re.M),
+          f"the disabled entry is not listed as such:\n{r.stdout}")
+    missing = env.write("missing.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }',
+        f'{{ name = "header_proxy_v1"; }},\n  {{ name = "sched_x"; file = "{env.path("nope.so")}"; }}'))
+    r = env.run_core(["plugins", "-c", missing])
+    check(r.returncode == 1 and re.search(rf"sched_x\s+REFUSED: {re.escape(missing)}:4: .*"
+                                          r"cannot open plugin", r.stdout),
+          f"a missing plugin file: rc {r.returncode}\n{r.stdout}{r.stderr}")
+
+
+def test_plugin_of_the_other_role_is_an_error(env):
+    """A listener plugin (edge only) in a hub config, a header plugin (hub
+    only) in an edge config: an error with FILE:LINE in -t, at start and
+    in `ri-core plugins -c`, not silence."""
+    hub = env.write("hub.cfg", _hub_cfg(env).replace(
+        '{ name = "header_proxy_v1"; }', '{ name = "header_proxy_v1"; },\n  { name = "listen_tcp"; }'))
+    edge = env.write("edge.cfg", _edge_cfg(env, "e1", "0123456789abcdef0123").replace(
+        '{ name = "listen_tcp"; }', '{ name = "listen_tcp"; },\n  { name = "header_proxy_v1"; }'))
+    for path, name, kind, runs_on, here in ((hub, "listen_tcp", "listener", "edge", "hub"),
+                                            (edge, "header_proxy_v1", "header", "hub", "edge")):
+        words = (f"{path}:4: plugin '{name}' is a {kind} plugin, which only runs on the "
+                 f"{runs_on}: remove it from this {here} config")
+        r = env.run_core(["-t", "-c", path])
+        check(r.returncode == 1 and words in r.stderr,
+              f"-t: rc {r.returncode} {r.stdout!r} {r.stderr!r} (wanted {words!r})")
+        r = env.run_core(["-c", path])
+        check(r.returncode == 1 and words in r.stderr,
+              f"start: rc {r.returncode} {r.stderr!r} (wanted {words!r})")
+        r = env.run_core(["plugins", "-c", path])
+        check(r.returncode == 1 and re.search(rf"{name}\s+REFUSED: {re.escape(words)}", r.stdout),
+              f"plugins -c: rc {r.returncode}\n{r.stdout}")
+        # listed but disabled, it is no error (one template for both roles)
+        off = open(path).read().replace(f'{{ name = "{name}"; }}',
+                                        f'{{ name = "{name}"; enabled = false; }}', 1)
+        r = env.run_core(["-t", "-c", env.write("off.cfg", off)])
+        check(r.returncode == 0, f"disabled {name}: rc {r.returncode} {r.stderr!r}")

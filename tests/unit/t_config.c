@@ -7,6 +7,7 @@
 #include "cfgu.h"
 #include "config.h"
 #include "t.h"
+#include "token.h"
 
 #define PLUGINS "plugins = ( { name = \"auth_secret\"; } );\n"
 #define EDGE1 "    { id = \"e1\"; secret = \"0123456789abcdef\"; listen_ports = [ 80, 443 ]; }"
@@ -59,16 +60,73 @@ static struct ri_config *accepted(const char *file, int line, const char *name, 
 }
 #define ACCEPTED(name, text) accepted(__FILE__, __LINE__, name, text)
 
+/* The example file conf/<name>, with its placeholder secrets (hub.cfg) or
+ * placeholder token (edge.cfg) replaced by real ones, written to the test's
+ * folder; 0 ok. */
+static int example_with_real_secrets(const char *name, char *path, size_t cap)
+{
+    char src[4096];
+    snprintf(src, sizeof src, "%s/conf/%s", t_src_dir(), name);
+    FILE *f = fopen(src, "r");
+    if (!f)
+        return -1;
+    static char in[65536], out[70000];
+    size_t n = fread(in, 1, sizeof in - 1, f), o = 0;
+    fclose(f);
+    in[n] = '\0';
+    struct ri_token t = {.hub_port = 8443};
+    strcpy(t.hub_host, "hub.example.com");
+    strcpy(t.edge_id, "edge-nyc-01");
+    strcpy(t.secret, "9LrQw2vX0aKcT7mZ4pYh1sUe8nBd3fGj6RtWq5xVz0E");
+    char err[256], *tok = ri_token_encode(&t, err, sizeof err);
+    if (!tok)
+        return -1;
+    for (const char *p = in; *p && o < sizeof out - 300;) {
+        if (!strncmp(p, "REPLACE-with-ri-core-secret-output-", 35)) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "%s-%c", t.secret, p[35]);
+            p += 36;
+        } else if (!strncmp(p, "token = \"", 9) && strchr(p + 9, '"')) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "token = \"%s\"", tok);
+            p = strchr(p + 9, '"') + 1;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    free(tok);
+    return u_write_cfg(path, cap, name, out);
+}
+
 TEST(config_examples_load)
 {
+    /* the loopback examples load as they are; the deployment templates
+     * (hub.cfg, edge.cfg) are refused for their placeholder secrets only,
+     * and load once real secrets replace them */
     char pat[4096];
     snprintf(pat, sizeof pat, "%s/conf/*.cfg", t_src_dir());
     glob_t g;
     CHECK_MSG(glob(pat, 0, NULL, &g) == 0, "no files match %s", pat);
-    size_t n = g.gl_pathc, bad = 0;
+    size_t n = g.gl_pathc, bad = 0, templates = 0;
     for (size_t i = 0; i < n; i++) {
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        int tmpl = !strcmp(base, "hub.cfg") || !strcmp(base, "edge.cfg");
         struct ri_errs e = {0};
         struct ri_config *c = ri_config_load(g.gl_pathv[i], &e);
+        if (tmpl) {
+            templates++;
+            int only_placeholders = !c && e.n > 0;
+            for (size_t k = 0; k < e.n; k++)
+                only_placeholders &= strstr(e.lines[k], "placeholder") != NULL;
+            if (!only_placeholders && !bad++)
+                t_fail_at(__FILE__, __LINE__, "%s: not refused for its placeholders only: %s",
+                          base, c ? "accepted" : u_errs_str(&e));
+            ri_config_free(c);
+            ri_errs_free(&e);
+            char path[4096];
+            if (example_with_real_secrets(base, path, sizeof path) < 0 && !bad++)
+                t_fail_at(__FILE__, __LINE__, "cannot copy %s", base);
+            c = ri_config_load(path, &e);
+        }
         if (!c && !bad++)
             t_fail_at(__FILE__, __LINE__, "%s: %s", g.gl_pathv[i], u_errs_str(&e));
         ri_config_free(c);
@@ -77,36 +135,41 @@ TEST(config_examples_load)
     globfree(&g);
     CHECK(bad == 0);
     CHECK_MSG(n >= 4, "only %zu example configs", n);
+    CHECK_INT(templates, 2);
 }
 
 TEST(config_example_values)
 {
     char path[4096];
     struct ri_errs e = {0};
-    snprintf(path, sizeof path, "%s/conf/hub.cfg", t_src_dir());
+    CHECK(example_with_real_secrets("hub.cfg", path, sizeof path) == 0);
     struct ri_config *c = ri_config_load(path, &e);
     CHECK_MSG(c, "%s", u_errs_str(&e));
     int role = c->role;
     size_t edges = c->n_edges, ports0 = c->edges[0].n_ports;
     int listen_ok = strcmp(c->listen, "0.0.0.0:8443") == 0;
+    int no_dir = c->plugin_dir == NULL; /* copied anywhere, the default folder applies */
     ri_config_free(c);
     CHECK_INT(role, RI_ROLE_HUB);
     CHECK_INT(edges, 3);
     CHECK_INT(ports0, 2);
     CHECK(listen_ok);
+    CHECK(no_dir);
 
-    snprintf(path, sizeof path, "%s/conf/edge.cfg", t_src_dir());
+    CHECK(example_with_real_secrets("edge.cfg", path, sizeof path) == 0);
     c = ri_config_load(path, &e);
     CHECK_MSG(c, "%s", u_errs_str(&e));
     int host_ok = c->hub_host && strcmp(c->hub_host, "hub.example.com") == 0;
     int id_ok = c->edge_id && strcmp(c->edge_id, "edge-nyc-01") == 0;
     int port = c->hub_port;
     role = c->role;
+    no_dir = c->plugin_dir == NULL;
     ri_config_free(c);
     CHECK_INT(role, RI_ROLE_EDGE);
     CHECK(host_ok); /* from the token */
     CHECK(id_ok);
     CHECK_INT(port, 8443);
+    CHECK(no_dir);
 }
 
 TEST(config_values_and_defaults)
@@ -214,7 +277,7 @@ TEST(config_rejects_short_secret)
     CHECK_REFUSED("role = \"hub\";\n" PLUGINS
                   "hub = {\n  listen = \"0.0.0.0:8443\";\n  edges = (\n"
                   "    { id = \"e1\";\n      secret = \"0123456789abcde\"; #<\n    }\n  );\n};\n",
-                  "shorter than 16");
+                  "edge 'e1': secret has 15 characters: it must have at least 16");
 }
 
 TEST(config_rejects_port_out_of_range)
@@ -341,7 +404,7 @@ TEST(config_reports_every_error)
         "  );\n"
         "};\n"
         "extra = 1; #<6\n";
-    static const char *const words[] = {"log_level", "max_streams", "shorter than 16",
+    static const char *const words[] = {"log_level", "max_streams", "at least 16",
                                         "listed twice", "'e1' is listed twice", "unknown key"};
     char path[4096];
     CHECK(u_write_cfg(path, sizeof path, "ri.cfg", text) == 0);

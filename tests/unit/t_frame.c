@@ -262,6 +262,10 @@ TEST(frame_hello_truncated_and_malformed)
     memcpy(b2, buf, n);
     b2[8] = ' ';
     CHECK_INT(ri_hello_decode(b2, n, &h, err, sizeof err), -1);
+    CHECK_HAS(err, "edge id has a space"); /* the rule every edge id follows (ident.c) */
+    memcpy(b2, buf, n);
+    b2[8] = 0x01;
+    CHECK_INT(ri_hello_decode(b2, n, &h, err, sizeof err), -1);
     CHECK_HAS(err, "non-printable");
     memcpy(b2, buf, n);
     b2[6 + 1 + 6 + 1] = 0x7f;

@@ -105,14 +105,15 @@ TEST(token_decode_any_key_order_extra_keys)
 {
     struct ri_token t;
     char err[256];
-    int rc = dec_json("{\"s\":\"sec\",\"x\":[1,2],\"e\":\"edge\",\"p\":1,\"v\":{},\"h\":\"::1\"}",
-                      &t, err, sizeof err);
+    int rc = dec_json("{\"s\":\"secret-of-16-char\",\"x\":[1,2],\"e\":\"edge\",\"p\":1,\"v\":{},"
+                      "\"h\":\"::1\"}", &t, err, sizeof err);
     CHECK_MSG(rc == 0, "refused: %s", err);
     CHECK_STR(t.hub_host, "::1");
     CHECK_INT(t.hub_port, 1);
     CHECK_STR(t.edge_id, "edge");
-    CHECK_STR(t.secret, "sec");
-    CHECK_INT(dec_json("{\"h\":\"h\",\"p\":65535,\"e\":\"e\",\"s\":\"s\"}", &t, err, sizeof err), 0);
+    CHECK_STR(t.secret, "secret-of-16-char");
+    CHECK_INT(dec_json("{\"h\":\"h\",\"p\":65535,\"e\":\"e\",\"s\":\"0123456789abcdef\"}", &t, err,
+                       sizeof err), 0);
     CHECK_INT(t.hub_port, 65535);
 }
 
@@ -121,7 +122,8 @@ TEST(token_decode_accepts_padding)
     /* JSON lengths of every residue mod 3: no, two and one '=' */
     for (int spaces = 0; spaces < 3; spaces++) {
         char json[128], enc[200], err[256];
-        snprintf(json, sizeof json, "{\"h\":\"a\",\"p\":2,\"e\":\"b\",\"s\":\"c\"%*s}", spaces, "");
+        snprintf(json, sizeof json, "{\"h\":\"a\",\"p\":2,\"e\":\"b\",\"s\":\"0123456789abcdef\"%*s}",
+                 spaces, "");
         b64url_encode(json, strlen(json), enc);
         size_t n = strlen(enc);
         while (n % 4)
@@ -129,7 +131,7 @@ TEST(token_decode_accepts_padding)
         enc[n] = '\0';
         struct ri_token t;
         CHECK_MSG(ri_token_decode(enc, &t, err, sizeof err) == 0, "%s: %s", enc, err);
-        CHECK_STR(t.secret, "c");
+        CHECK_STR(t.secret, "0123456789abcdef");
     }
 }
 
@@ -190,8 +192,8 @@ TEST(token_rejects_bad_port)
 TEST(token_rejects_empty_fields)
 {
     CHECK_REFUSED("{\"h\":\"\",\"p\":1,\"e\":\"e\",\"s\":\"s\"}", "host", "empty");
-    CHECK_REFUSED("{\"h\":\"h\",\"p\":1,\"e\":\"\",\"s\":\"s\"}", "edge id", "empty");
-    CHECK_REFUSED("{\"h\":\"h\",\"p\":1,\"e\":\"e\",\"s\":\"\"}", "secret", "empty");
+    CHECK_REFUSED("{\"h\":\"h\",\"p\":1,\"e\":\"\",\"s\":\"s\"}", "edge id", "0 characters");
+    CHECK_REFUSED("{\"h\":\"h\",\"p\":1,\"e\":\"e\",\"s\":\"\"}", "secret", "0 characters");
 }
 
 TEST(token_rejects_long_fields)
