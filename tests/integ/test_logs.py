@@ -173,3 +173,21 @@ def test_port_that_cannot_open_is_reported_to_the_hub(env):
     hub.wait_log(r"edge edge-1: all 2 ports open now", since=m)
     c = env.connect("127.0.0.2", p)
     echo_check(c)
+
+
+def test_reload_says_what_changed(env):
+    """A reload's log names what changed: the header plugin turned off, the
+    target, each edge added, removed or given other ports (connected or
+    not) -- not just "reloaded"."""
+    p, q, r = env.ports(3)
+    one, two = EdgeSpec("edge-1", [p]), EdgeSpec("edge-2", [q])
+    hub = env.hub([one, two])
+    env.edge(hub, one)
+    three = EdgeSpec("edge-3", [r])
+    one.ports = [p, r]
+    m = env.reload_with(hub, edges=[one, three], header=False, target_host="localhost")
+    hub.wait_log(r"hub: reloaded .*header: header_proxy_v1 -> none", since=m)
+    hub.wait_log(r"hub: reloaded .*target_host: 127\.0\.0\.1 -> localhost", since=m)
+    hub.wait_log(rf"hub: reload: edge edge-1: ports now {min(p, r)},{max(p, r)}", since=m)
+    hub.wait_log(r"hub: reload: edge edge-2 removed", since=m)
+    hub.wait_log(rf"hub: reload: edge edge-3 added \(ports {r}\)", since=m)
