@@ -26,6 +26,8 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wpointer-arith -Wformat=2 -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PLUGINDIR_DEFAULT := $(PREFIX)/lib/ri/plugins
+# where a hub without tls_cert keeps the certificate it makes (hub.state_dir)
+STATEDIR ?= /var/lib/ri
 
 # libev ships no pkg-config file: found by header and library name.
 PKGS    := gnutls libconfig jansson
@@ -98,7 +100,8 @@ test-deps:
 $(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -DRI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR_DEFAULT)"' \
+	    -DRI_STATE_DIR_DEFAULT='"$(STATEDIR)"' -c $< -o $@
 
 $(BUILTIN_OBJ): plugins/sched_fifo/sched_fifo.c sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
@@ -122,7 +125,8 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk
 $(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' \
+	    -DRI_STATE_DIR_DEFAULT='"$(STATEDIR)"' -c $< -o $@
 
 $(BUILD)/obj/tests/extra/%.o: %.c $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)

@@ -106,12 +106,14 @@ def main():
             for old, new in zip(ports, new_ports):
                 text = re.sub(r"\b%d\b" % old, str(new), text)
             text = re.sub(r'plugin_dir = "[^"]*"', f'plugin_dir = "{plugins}"', text)
+            text = re.sub(r'state_dir = "[^"]*"', f'state_dir = "{os.path.join(TOP, args.build, "state")}"', text)
             open(os.path.join(tmp, name), "w").write(text)
         hub_cfg, edge_cfg = os.path.join(tmp, "hub.cfg"), os.path.join(tmp, "edge.cfg")
         hub_port, ports = new_hub, new_ports
     elif args.build != "build":
         for src, name in ((hub_cfg, "hub.cfg"), (edge_cfg, "edge.cfg")):
             text = re.sub(r'plugin_dir = "[^"]*"', f'plugin_dir = "{plugins}"', open(src).read())
+            text = re.sub(r'state_dir = "[^"]*"', f'state_dir = "{os.path.join(TOP, args.build, "state")}"', text)
             open(os.path.join(tmp, name), "w").write(text)
         hub_cfg, edge_cfg = os.path.join(tmp, "hub.cfg"), os.path.join(tmp, "edge.cfg")
 
