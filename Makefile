@@ -26,6 +26,8 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wpointer-arith -Wformat=2 -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PLUGINDIR_DEFAULT := $(PREFIX)/lib/ri/plugins
+# where a hub without tls_cert keeps the certificate it makes (hub.state_dir)
+STATEDIR ?= /var/lib/ri
 
 # libev ships no pkg-config file: found by header and library name.
 PKGS    := gnutls libconfig jansson
@@ -98,7 +100,7 @@ test-deps:
 $(BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -DRI_STATE_DIR_DEFAULT='"$(STATEDIR)"' -c $< -o $@
 
 # The install folder of the plugins is compiled into plugin.o (the last place
 # ri-core looks when the config names no plugin_dir). It follows PREFIX: the
@@ -138,7 +140,8 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk
 $(BUILD)/obj/tests/%.o: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard core/*.h) $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Iplugins -DRI_SRCDIR='"$(CURDIR)"' \
+	    -DRI_STATE_DIR_DEFAULT='"$(STATEDIR)"' -c $< -o $@
 
 $(BUILD)/obj/tests/extra/%.o: %.c $(wildcard plugins/*/*.h) | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
@@ -185,7 +188,7 @@ FUZZ_CC    := clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -Isdk -Icore -Itests/fuzz
 FUZZ_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
-FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/hub.c core/edge.c,$(CORE_SRC)) \
+FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/certstate.c core/hub.c core/edge.c,$(CORE_SRC)) \
               tests/fuzz/fake_tlsio.c
 fuzz_deps_frame  := core/frame.c core/ident.c
 fuzz_deps_token  := core/token.c core/b64.c core/ident.c

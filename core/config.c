@@ -18,6 +18,11 @@
 #include "netutil.h"
 #include "token.h"
 
+/* where a hub without tls_cert keeps its certificate (Makefile: STATEDIR) */
+#ifndef RI_STATE_DIR_DEFAULT
+#define RI_STATE_DIR_DEFAULT "/var/lib/ri"
+#endif
+
 struct ctx {
     struct ri_config *c;
     struct ri_errs *errs;
@@ -262,7 +267,8 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         return;
     }
     static const char *const keys[] = {
-        "listen", "tls_cert", "tls_key", "target_host", "edges", "handshake_timeout_secs",
+        "listen", "tls_cert", "tls_key", "state_dir", "target_host", "edges",
+        "handshake_timeout_secs",
         "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
         "drain_timeout_secs", "max_streams", NULL};
     check_keys(x, hub, "hub", keys);
@@ -279,9 +285,21 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         c->tls_cert = resolve_path(c, cert);
         c->tls_key = resolve_path(c, key);
     }
+    c->tls_cert_line = line_of(config_setting_get_member(hub, "tls_cert"));
+    c->tls_key_line = line_of(config_setting_get_member(hub, "tls_key"));
+    config_setting_t *sds = config_setting_get_member(hub, "state_dir");
+    const char *sd = get_str(x, hub, "state_dir", 0);
+    c->state_dir_line = line_of(sds);
+    if (!sds)
+        c->state_dir = strdup(RI_STATE_DIR_DEFAULT);
+    else if (sd && *sd)
+        c->state_dir = resolve_path(c, sd);
     c->target_host = get_str(x, hub, "target_host", 0);
-    if (!c->target_host)
+    c->target_host_line = line_of(config_setting_get_member(hub, "target_host"));
+    if (!c->target_host) {
         c->target_host = "127.0.0.1";
+        c->target_host_line = line_of(hub);
+    }
     c->handshake_timeout = get_secs(x, hub, "handshake_timeout_secs", 10, 0.1, 300);
     c->max_handshakes = (uint32_t)get_int(x, hub, "max_handshakes", 64, 1, 100000);
     c->connect_timeout = get_secs(x, hub, "connect_timeout_secs", 10, 0.1, 300);
@@ -311,6 +329,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hold_secs", "hold_max", NULL};
     check_keys(x, edge, "edge", keys);
     const char *token = c->token = get_str(x, edge, "token", 0);
+    c->hub_host_line = line_of(config_setting_get_member(edge, token ? "token" : "hub_host"));
     int fields = config_setting_get_member(edge, "hub_host") || config_setting_get_member(edge, "hub_port") ||
                  config_setting_get_member(edge, "edge_id") || config_setting_get_member(edge, "secret");
     if (token && fields) {
@@ -372,6 +391,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     const char *ca = get_str(x, edge, "hub_ca", 0);
     if (ca)
         c->hub_ca = resolve_path(c, ca);
+    c->hub_ca_line = line_of(config_setting_get_member(edge, "hub_ca"));
     c->reconnect_min = get_secs(x, edge, "reconnect_min_secs", 0.25, 0.01, 3600);
     c->reconnect_max = get_secs(x, edge, "reconnect_max_secs", 1.5, 0.01, 86400);
     c->hold_secs = get_secs(x, edge, "hold_secs", 10, 0, 3600);
@@ -613,6 +633,7 @@ void ri_config_free(struct ri_config *c)
     free(c->access_log);
     free(c->tls_cert);
     free(c->tls_key);
+    free(c->state_dir);
     free(c->hub_host);
     free(c->edge_id);
     if (c->secret) {

@@ -51,6 +51,9 @@ struct ri_config {
     /* hub */
     const char *listen;
     char *tls_cert, *tls_key;
+    /* where the hub keeps the self-signed certificate it makes when there
+     * is no tls_cert (certstate.h); NULL: ephemeral (state_dir = "") */
+    char *state_dir;
     const char *target_host;
     struct ri_edge_conf *edges;
     size_t n_edges;
@@ -69,6 +72,11 @@ struct ri_config {
     double reconnect_min, reconnect_max;
     double hold_secs;  /* a client waits this long for a tunnel */
     uint32_t hold_max; /* clients held at once */
+
+    /* lines of the settings checks after parsing report on (0: not in the
+     * file; the error then names the group's line or none) */
+    int tls_cert_line, tls_key_line, state_dir_line, target_host_line;
+    int hub_host_line, hub_ca_line;
 };
 
 /* Loads and validates; NULL with every problem appended to errs. */

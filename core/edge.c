@@ -604,17 +604,17 @@ static void connect_hub(struct edge *e)
 int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 {
     size_t before = errs->n;
-    char err[512] = "";
+    char err[700] = "";
     struct sockaddr_storage ss;
     socklen_t sl;
-    /* a warning, not an error: the edge retries until the name resolves,
-     * and a config is often checked where the hub's name does not */
+    /* An error here, though the running edge only retries until the name
+     * resolves: -t is where an operator learns of a typo in it. */
     if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0)
-        fprintf(stderr, "%s: warning: hub_host: %s (the edge keeps retrying until it resolves)\n",
-                c->path, err);
+        ri_errs_add(errs, c->path, c->hub_host_line,
+                    "hub_host: %s (a running edge would keep retrying until it resolves)", err);
     struct ri_tls_creds *creds = ri_tls_client_creds(c->hub_ca, err, sizeof err);
     if (!creds)
-        ri_errs_add(errs, c->path, 0, "%s", err);
+        ri_errs_add(errs, c->path, c->hub_ca_line, "hub_ca: %s", err);
     ri_tls_creds_unref(creds);
     return errs->n > before ? -1 : 0;
 }
@@ -625,11 +625,13 @@ static void edge_reload(struct edge *e)
     struct ri_errs errs = {0};
     log_info("edge: SIGHUP: reloading %s", e->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(e->opts->config_path, e->loop, &ri_core_api, &errs);
-    char err[512] = "";
+    char err[700] = "";
     struct ri_tls_creds *creds = NULL;
+    /* hub_ca is read on every reload, renewed or not; one that does not
+     * load refuses the whole reload (the running config and CA stay) */
     if (ncy && ncy->cfg->role == RI_ROLE_EDGE &&
         !(creds = ri_tls_client_creds(ncy->cfg->hub_ca, err, sizeof err)))
-        ri_errs_add(&errs, ncy->cfg->path, 0, "%s", err);
+        ri_errs_add(&errs, ncy->cfg->path, ncy->cfg->hub_ca_line, "hub_ca: %s", err);
     if (!ncy || ncy->cfg->role != RI_ROLE_EDGE || !creds) {
         for (size_t i = 0; i < errs.n; i++)
             log_err("reload: %s", errs.lines[i]);
@@ -643,6 +645,14 @@ static void edge_reload(struct edge *e)
     }
     ri_errs_free(&errs);
     const struct ri_config *oc = e->cy->cfg, *nc = ncy->cfg;
+    /* A renewed CA file at the same path: the next connection is verified
+     * against it; the tunnel up now, verified when it was made, stays (so a
+     * CA replaced on the edge before the hub's certificate does not cut
+     * the edge off). */
+    if (nc->hub_ca && !ri_str_differs(oc->hub_ca, nc->hub_ca) &&
+        strcmp(e->creds->fingerprint, creds->fingerprint) != 0)
+        log_info("edge: hub_ca %s changed (%u certificate%s): the next connection to the hub "
+                 "is verified against it", nc->hub_ca, creds->n_ca, creds->n_ca == 1 ? "" : "s");
     int reconnect = ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
                     ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
@@ -861,7 +871,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         goto out;
     }
     if (!(e->creds = ri_tls_client_creds(c->hub_ca, err, sizeof err))) {
-        log_err("edge: %s", err);
+        log_err("edge: %s:%d: hub_ca: %s", c->path, c->hub_ca_line, err);
         goto out;
     }
     if (ri_accesslog_apply(&e->alog, &e->bus, c->access_log, err, sizeof err) < 0) {

@@ -15,6 +15,7 @@
 #include "process.h"
 #include "accesslog.h"
 #include "api.h"
+#include "certstate.h"
 #include "clock.h"
 #include "cycle.h"
 #include "events.h"
@@ -49,8 +50,10 @@ struct hub {
     struct sockaddr_storage target;
     socklen_t target_len;
     int stopping;
-    /* a reload waiting for its target_host to resolve */
+    /* a reload waiting for its target_host to resolve, with the
+     * certificate it loaded */
     struct ri_cycle *pending;
+    struct ri_tls_creds *pending_creds;
     struct ri_resolve_req *pending_req;
     /* what unauthenticated peers can make us log: accept failures, the
      * handshake cap, handshakes that fail (shared by those tunnels) */
@@ -341,19 +344,95 @@ static int open_listener(const char *listen_addr, char *err, size_t errlen)
     return fd;
 }
 
+/* ---- the hub's certificate ------------------------------------------------------ */
+static const char *setting_of(int which)
+{
+    return which == RI_TLS_KEY ? "tls_key" : "tls_cert";
+}
+
+static int line_of_which(const struct ri_config *c, int which)
+{
+    return which == RI_TLS_KEY && c->tls_key_line ? c->tls_key_line : c->tls_cert_line;
+}
+
+/* The certificate config c asks for: its tls_cert/tls_key files (read now,
+ * so a renewed file at the same path is picked up), else the self-signed
+ * one kept in state_dir, else an ephemeral one. cur: the one served now (a
+ * reload), NULL at start. Returns a reference, or NULL with err as
+ * "FILE:LINE: message" when tls_cert/tls_key do not load. A state_dir that
+ * cannot be used fails nothing: the hub goes on with cur (a reload) or an
+ * ephemeral certificate (start), and says so. */
+static struct ri_tls_creds *hub_creds(const struct ri_config *c, struct ri_tls_creds *cur,
+                                      char *err, size_t errlen)
+{
+    char e[700] = "";
+    struct ri_tls_creds *n;
+    if (c->tls_cert) {
+        int which = RI_TLS_CERT;
+        if (!(n = ri_tls_server_creds(c->tls_cert, c->tls_key, &which, e, sizeof e)))
+            snprintf(err, errlen, "%s:%d: %s: %s", c->path, line_of_which(c, which),
+                     setting_of(which), e);
+        return n;
+    }
+    if (c->state_dir) {
+        int made = 0;
+        if ((n = ri_certstate_load(c->state_dir, &made, e, sizeof e))) {
+            if (made)
+                log_info("hub: generated a self-signed certificate %s and saved it to %s/%s "
+                         "(key %s/%s): edges may pin it, it stays across restarts",
+                         n->fingerprint, c->state_dir, RI_CERTSTATE_CERT, c->state_dir,
+                         RI_CERTSTATE_KEY);
+            else if (!cur || strcmp(cur->fingerprint, n->fingerprint) != 0)
+                log_info("hub: loaded the self-signed certificate %s from %s/%s",
+                         n->fingerprint, c->state_dir, RI_CERTSTATE_CERT);
+            return n;
+        }
+        if (cur && cur->origin != RI_TLS_FROM_FILES) {
+            log_warn("hub: state_dir: %s: keeping the current certificate %s", e,
+                     cur->fingerprint);
+            return ri_tls_creds_ref(cur);
+        }
+        log_warn("hub: state_dir: %s: using an ephemeral self-signed certificate instead; "
+                 "edges that pin its fingerprint will be locked out after the next restart",
+                 e);
+    } else if (cur && cur->origin == RI_TLS_EPHEMERAL) {
+        return ri_tls_creds_ref(cur); /* a reload does not change it */
+    }
+    if (!(n = ri_tls_server_ephemeral(e, sizeof e)))
+        snprintf(err, errlen, "%s", e);
+    else if (!c->state_dir)
+        log_info("hub: state_dir is \"\": ephemeral self-signed certificate %s; it changes "
+                 "at every start (edges that pin it must follow)", n->fingerprint);
+    return n;
+}
+
 int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
 {
     size_t before = errs->n;
-    char err[512] = "";
+    char err[700] = "";
     struct sockaddr_storage ss;
     socklen_t sl;
     if (ri_resolve(c->target_host, 1, &ss, &sl, err, sizeof err) < 0)
-        ri_errs_add(errs, c->path, 0, "target_host: %s", err);
+        ri_errs_add(errs, c->path, c->target_host_line, "target_host: %s", err);
     if (c->tls_cert) {
-        struct ri_tls_creds *creds = ri_tls_server_creds(c->tls_cert, c->tls_key, err, sizeof err);
+        int which = RI_TLS_CERT;
+        struct ri_tls_creds *creds =
+            ri_tls_server_creds(c->tls_cert, c->tls_key, &which, err, sizeof err);
         if (!creds)
-            ri_errs_add(errs, c->path, 0, "%s", err);
+            ri_errs_add(errs, c->path, line_of_which(c, which), "%s: %s", setting_of(which),
+                        err);
         ri_tls_creds_unref(creds);
+    } else if (c->state_dir && ri_certstate_check(c->state_dir, err, sizeof err) < 0) {
+        /* the daemon would start, with an ephemeral certificate: an error
+         * where the operator asked for this folder, else a warning */
+        if (c->state_dir_line)
+            ri_errs_add(errs, c->path, c->state_dir_line,
+                        "state_dir: %s (the hub would fall back to an ephemeral certificate)",
+                        err);
+        else
+            fprintf(stderr, "%s: warning: state_dir %s (the default): %s: the hub would use "
+                    "an ephemeral certificate whose fingerprint changes at every start (set "
+                    "hub.state_dir)\n", c->path, c->state_dir, err);
     }
     return errs->n > before ? -1 : 0;
 }
@@ -424,22 +503,29 @@ static void describe(char *out, size_t cap, const struct ri_cycle *o, const stru
         snprintf(out + off, cap - off, ")");
 }
 
-static void apply_cycle(struct hub *h, struct ri_cycle *ncy, const struct sockaddr_storage *tgt,
-                        socklen_t tl)
+/* Takes ncy and creds (a reference each). */
+static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds *creds,
+                        const struct sockaddr_storage *tgt, socklen_t tl)
 {
     struct ri_config *oc = h->cy->cfg, *nc = ncy->cfg;
     if (strcmp(oc->listen, nc->listen) != 0)
         log_warn("hub: reload: 'listen' changed to %s: takes effect on restart", nc->listen);
-    if (ri_str_differs(oc->tls_cert, nc->tls_cert) || ri_str_differs(oc->tls_key, nc->tls_key))
-        log_warn("hub: reload: TLS certificate settings changed: take effect on restart");
     struct ri_edge_set *set = ri_edge_set_from_config(nc);
     if (!set) {
         struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = h->opts->config_path,
                               .reason = "out of memory"};
         emit(h, &ev);
         ri_cycle_unref(ncy);
+        ri_tls_creds_unref(creds);
         return;
     }
+    /* new handshakes use the new certificate; a live tunnel holds its own
+     * reference to the credentials it was made with */
+    if (strcmp(h->creds->fingerprint, creds->fingerprint) != 0)
+        log_info("hub: TLS certificate changed: %s -> %s (new connections; tunnels up now "
+                 "keep theirs)", h->creds->fingerprint, creds->fingerprint);
+    ri_tls_creds_unref(h->creds);
+    h->creds = creds;
     char what[512];
     describe(what, sizeof what, h->cy, ncy);
     int swap = ri_cycle_policy_changed(h->cy, ncy);
@@ -477,16 +563,19 @@ static void target_resolved(void *arg, const struct sockaddr_storage *a, const s
 {
     struct hub *h = arg;
     struct ri_cycle *ncy = h->pending;
+    struct ri_tls_creds *creds = h->pending_creds;
     h->pending = NULL;
+    h->pending_creds = NULL;
     h->pending_req = NULL;
     if (n <= 0) {
         char why[300];
         snprintf(why, sizeof why, "target_host: %s", err);
         reload_failed(h, why);
         ri_cycle_unref(ncy);
+        ri_tls_creds_unref(creds);
         return;
     }
-    apply_cycle(h, ncy, &a[0], l[0]);
+    apply_cycle(h, ncy, creds, &a[0], l[0]);
 }
 
 static void hub_reload(struct hub *h)
@@ -503,17 +592,32 @@ static void hub_reload(struct hub *h)
         return;
     }
     ri_errs_free(&errs);
+    /* the certificate files are read on every reload, renewed or not; one
+     * that does not load refuses the whole reload (the running config and
+     * certificate stay) */
+    char err[800] = "";
+    struct ri_tls_creds *creds = hub_creds(ncy->cfg, h->creds, err, sizeof err);
+    if (!creds) {
+        log_err("reload: %s", err);
+        reload_failed(h, err);
+        ri_cycle_unref(ncy);
+        return;
+    }
     if (h->pending) { /* a newer reload supersedes one still resolving */
         ri_resolve_cancel(h->pending_req);
         ri_cycle_unref(h->pending);
+        ri_tls_creds_unref(h->pending_creds);
     }
     /* target_host may need DNS: resolved off the loop, applied when known */
     h->pending = ncy;
+    h->pending_creds = creds;
     h->pending_req = ri_resolve_async(h->res, ncy->cfg->target_host, 1, target_resolved, h);
     if (!h->pending_req) {
         h->pending = NULL;
+        h->pending_creds = NULL;
         reload_failed(h, "cannot start resolving target_host");
         ri_cycle_unref(ncy);
+        ri_tls_creds_unref(creds);
     }
 }
 
@@ -636,7 +740,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);
     ri_worker_init(&h->w, h->loop, 0, &h->bus);
     const struct ri_config *c = cy->cfg;
-    char err[512] = "";
+    char err[1024] = "";
     int rc = 1;
     ri_registry_init(&h->reg, ri_edge_set_from_config(c));
     if (!h->reg.set) {
@@ -644,14 +748,14 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         goto out;
     }
     if (ri_resolve(c->target_host, 1, &h->target, &h->target_len, err, sizeof err) < 0) {
-        log_err("hub: target_host: %s", err);
+        log_err("hub: %s:%d: target_host: %s", c->path, c->target_host_line, err);
         goto out;
     }
     if (!(h->res = ri_resolver_new(h->loop))) {
         log_err("hub: cannot start the resolver");
         goto out;
     }
-    if (!(h->creds = ri_tls_server_creds(c->tls_cert, c->tls_key, err, sizeof err))) {
+    if (!(h->creds = hub_creds(c, NULL, err, sizeof err))) {
         log_err("hub: %s", err);
         goto out;
     }
@@ -672,9 +776,12 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
             close(conn); /* the old process serves on */
         goto out;
     }
-    log_info("hub: listening on %s for %zu edge%s; TLS certificate %s%s", c->listen, c->n_edges,
-             c->n_edges == 1 ? "" : "s", h->creds->fingerprint,
-             c->tls_cert ? "" : " (ephemeral, self-signed)");
+    log_info("hub: listening on %s for %zu edge%s; TLS certificate %s%s%s%s", c->listen,
+             c->n_edges, c->n_edges == 1 ? "" : "s", h->creds->fingerprint,
+             h->creds->origin == RI_TLS_EPHEMERAL ? " (ephemeral, self-signed)"
+             : h->creds->origin == RI_TLS_FROM_STATE ? " (self-signed, kept in " : "",
+             h->creds->origin == RI_TLS_FROM_STATE ? c->state_dir : "",
+             h->creds->origin == RI_TLS_FROM_STATE ? ")" : "");
     log_info("hub: streams go to %s:<edge port>%s%s", c->target_host,
              cy->pl->header ? " with header " : " (no header injector)",
              cy->pl->header ? cy->pl->header->mod->desc.name : "");
@@ -720,6 +827,7 @@ out:
         close(h->lfd);
     if (h->pending)
         ri_cycle_unref(h->pending);
+    ri_tls_creds_unref(h->pending_creds);
     ri_resolver_free(h->res);
     ri_tls_creds_unref(h->creds);
     ri_registry_free(&h->reg);

@@ -357,7 +357,7 @@ class Ri(Peer):
         ports = ", ".join(str(p) for p in self.targets.values())
         hub = (f'role = "hub"; log_level = "warn"; plugin_dir = "{plugdir}";\n'
                f'plugins = ( {pol} {{ name = "auth_secret"; }}, {{ name = "header_proxy_v1"; }} );\n'
-               f'hub = {{ listen = "{self.far_host()}:{hp}"; target_host = "127.0.0.1";\n'
+               f'hub = {{ listen = "{self.far_host()}:{hp}"; target_host = "127.0.0.1"; state_dir = "";\n'
                f'  edges = ( {{ id = "bench"; secret = "{secret}"; listen_ports = [ {ports} ]; }} ); }};\n')
         edge = (f'role = "edge"; log_level = "warn"; plugin_dir = "{plugdir}";\n'
                 f'plugins = ( {pol} {{ name = "auth_secret"; }}, {{ name = "listen_tcp"; }} );\n'

@@ -100,7 +100,7 @@ class Site:
         self.hub_cfg = self._write("hub.cfg", f'''role = "hub"; plugin_dir = "{plug}";
 handover_socket = "{tmp}/hub.handover";
 plugins = ( {{ name = "auth_secret"; }}, {{ name = "header_proxy_v1"; }} );
-hub = {{ listen = "127.0.0.1:{self.hub_port}"; target_host = "127.0.0.1"; drain_timeout_secs = 30;
+hub = {{ listen = "127.0.0.1:{self.hub_port}"; target_host = "127.0.0.1"; drain_timeout_secs = 30; state_dir = "";
   edges = ( {{ id = "bench"; secret = "{secret}"; listen_ports = [ {port} ]; }} ); }};
 ''')
         self.edge_cfg = self._write("edge.cfg", f'''role = "edge"; plugin_dir = "{plug}";

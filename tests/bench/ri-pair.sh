@@ -13,7 +13,7 @@ hub_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));p
 cat > "$tmp/hub.cfg" <<CFG
 role = "hub"; log_level = "warn"; plugin_dir = "$top/$build/plugins";
 plugins = ( { name = "auth_secret"; } );
-hub = { listen = "127.0.0.1:$hub_port"; target_host = "127.0.0.1";
+hub = { listen = "127.0.0.1:$hub_port"; target_host = "127.0.0.1"; state_dir = "";
   edges = ( { id = "bench"; secret = "bench-secret-0123456789"; listen_ports = [ $bulk_target, $echo_target ]; } ); };
 CFG
 cat > "$tmp/edge.cfg" <<CFG

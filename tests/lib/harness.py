@@ -463,6 +463,9 @@ class EdgeSpec:
 
 
 HUB_DEFAULTS = {
+    # no certificate kept between a test's hub starts unless a test asks for
+    # one (and never in the default /var/lib/ri of the machine)
+    "state_dir": "",
     "handshake_timeout_secs": 10,
     "connect_timeout_secs": 10,
     "drain_timeout_secs": 2,

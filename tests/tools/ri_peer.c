@@ -612,7 +612,7 @@ int main(int argc, char **argv)
 
     /* kept in a static: the tool exits from anywhere (die) */
     static struct ri_tls_creds *creds;
-    creds = hub_mode ? ri_tls_server_creds(NULL, NULL, err, sizeof err)
+    creds = hub_mode ? ri_tls_server_ephemeral(err, sizeof err)
                      : ri_tls_client_creds(NULL, err, sizeof err);
     if (!creds)
         die("TLS credentials: %s", err);

@@ -9,6 +9,10 @@
 #include "t.h"
 #include "token.h"
 
+#ifndef RI_STATE_DIR_DEFAULT
+#define RI_STATE_DIR_DEFAULT "/var/lib/ri"
+#endif
+
 #define PLUGINS "plugins = ( { name = \"auth_secret\"; } );\n"
 #define EDGE1 "    { id = \"e1\"; secret = \"0123456789abcdef\"; listen_ports = [ 80, 443 ]; }"
 #define HUB_OK "hub = {\n  listen = \"127.0.0.1:8443\";\n  edges = (\n" EDGE1 "\n  );\n};\n"
@@ -453,4 +457,63 @@ TEST(config_relative_paths_resolve_against_file)
     int none = c->plugin_dir == NULL;
     ri_config_free(c);
     CHECK(none);
+}
+
+TEST(config_state_dir_default_empty_and_relative)
+{
+    /* absent: the built-in default; "": ephemeral (NULL); relative: against
+     * the file's folder. Lines of the settings later checks report on. */
+    struct ri_config *c = ACCEPTED("sd1.cfg", "role = \"hub\";\n" PLUGINS HUB_OK);
+    if (!c)
+        return;
+    char got[4200];
+    snprintf(got, sizeof got, "%s", c->state_dir ? c->state_dir : "(null)");
+    int line = c->state_dir_line, tline = c->target_host_line;
+    ri_config_free(c);
+    CHECK_STR(got, RI_STATE_DIR_DEFAULT);
+    CHECK_INT(line, 0);
+    CHECK_INT(tline, 3); /* no target_host: the hub group's line */
+
+    c = ACCEPTED("sd2.cfg", "role = \"hub\";\n" PLUGINS
+                 "hub = {\n  listen = \"127.0.0.1:8443\";\n  state_dir = \"\";\n};\n");
+    if (!c)
+        return;
+    int none = c->state_dir == NULL;
+    line = c->state_dir_line;
+    ri_config_free(c);
+    CHECK(none);
+    CHECK_INT(line, 5);
+
+    c = ACCEPTED("sub/sd3.cfg", "role = \"hub\";\n" PLUGINS
+                 "hub = {\n  listen = \"127.0.0.1:8443\";\n  state_dir = \"state\";\n"
+                 "  tls_cert = \"a.crt\";\n  tls_key = \"a.key\";\n"
+                 "  target_host = \"localhost\";\n};\n");
+    if (!c)
+        return;
+    char want[4200];
+    snprintf(want, sizeof want, "%s/sub/state", t_tmpdir());
+    snprintf(got, sizeof got, "%s", c->state_dir ? c->state_dir : "(null)");
+    int cl = c->tls_cert_line, kl = c->tls_key_line;
+    tline = c->target_host_line;
+    ri_config_free(c);
+    CHECK_STR(got, want);
+    CHECK_INT(cl, 6);
+    CHECK_INT(kl, 7);
+    CHECK_INT(tline, 8);
+
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS
+                  "hub = {\n  listen = \"127.0.0.1:8443\";\n  state_dir = 5;  #<\n};\n",
+                  "'state_dir' must be a string");
+}
+
+TEST(config_edge_setting_lines)
+{
+    struct ri_config *c = ACCEPTED("e1.cfg", "role = \"edge\";\n" PLUGINS "edge = {\n"
+                                   EDGE_FIELDS "  hub_ca = \"ca.pem\";\n};\n");
+    if (!c)
+        return;
+    int hl = c->hub_host_line, cl = c->hub_ca_line;
+    ri_config_free(c);
+    CHECK_INT(hl, 4);
+    CHECK_INT(cl, 8);
 }
