@@ -57,6 +57,7 @@ struct edge {
     double backoff, relisten_backoff;
     uint64_t ports_reported_tid; /* the tunnel told of failed ports (report_ports) */
     int ports_reported_bad;
+    int handed_over; /* a new process took the listening sockets */
     uint16_t ports[RI_CONFIG_PORTS_MAX];
     size_t n_ports;
     int listening;
@@ -89,7 +90,8 @@ static int listener_apply(struct edge *e, struct ri_inst *li, const char *bind_a
                           const uint16_t *ports, size_t n, int quiet, char *err, size_t errlen)
 {
     struct ri_listen_set set = {.size = sizeof set, .bind_address = bind_address,
-                                .ports = ports, .n_ports = n};
+                                .ports = ports, .n_ports = n,
+                                .flags = e->handed_over ? RI_LISTEN_HANDED_OVER : 0};
     err[0] = '\0';
     int rc = ri_listen_apply(li, &set, err, errlen);
     if (rc < 0 && !quiet)
@@ -791,6 +793,7 @@ static void ho_taken(void *arg)
 {
     struct edge *e = arg;
     log_info("edge: a new edge process took the listeners over: draining");
+    e->handed_over = 1; /* what waits in the accept queues is the new process's */
     edge_stop(e);
 }
 

@@ -38,6 +38,7 @@
  *        - ri_listener_ops.fds lists the open listening sockets, so the
  *          core can pass them to the next listener instance (SIGHUP) or to
  *          a new ri-core process taking over (an upgrade);
+ *        - ri_listen_set.flags: RI_LISTEN_HANDED_OVER (close without draining)
  *        - api->listen_fd gives a listener the socket handed over for an
  *          address and port, before it would open its own.
  *   2.0  size first in every ops table and boundary struct (descriptor and
@@ -268,7 +269,13 @@ struct ri_listen_set {
     const char *bind_address; /* numeric IPv4/IPv6, "0.0.0.0", "::" */
     const uint16_t *ports;    /* sorted, unique */
     size_t n_ports;
+    /* 2.1: RI_LISTEN_HANDED_OVER -- the sockets now belong to a new process
+     * (an upgrade): close the ports that go WITHOUT accepting what waits in
+     * their queues (those clients are the new process's). Read it only when
+     * size covers it. */
+    uint32_t flags;
 };
+#define RI_LISTEN_HANDED_OVER 1u
 
 /* Make the open listeners equal `set`: open what is new, close what is gone,
  * keep the rest (and every accepted connection) untouched. Returns 0 when all

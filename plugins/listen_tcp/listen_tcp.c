@@ -112,9 +112,12 @@ static void drain_queue(struct inst *in, struct listener *l)
     }
 }
 
-static void close_listener(struct inst *in, struct listener *l)
+/* drain: serve what waits in the queue (a port that goes away); not when
+ * the socket lives on in another process, whose clients those are */
+static void close_listener(struct inst *in, struct listener *l, int drain)
 {
-    drain_queue(in, l);
+    if (drain)
+        drain_queue(in, l);
     in->api->timer_free(l->pause);
     in->api->io_free(l->w);
     close(l->fd);
@@ -127,7 +130,7 @@ static void lt_destroy(void *state)
     while (in->list) {
         struct listener *l = in->list;
         in->list = l->next;
-        close_listener(in, l);
+        close_listener(in, l, 1);
     }
 }
 
@@ -194,6 +197,8 @@ static int lt_apply(void *state, const struct ri_listen_set *set, char *err, siz
     const char *bind_addr = set->bind_address ? set->bind_address : "0.0.0.0";
     /* a new bind address reopens everything */
     int rebind = strcmp(in->bind, bind_addr) != 0;
+    int handed = set->size >= offsetof(struct ri_listen_set, flags) + sizeof set->flags &&
+                 (set->flags & RI_LISTEN_HANDED_OVER);
     snprintf(in->bind, sizeof in->bind, "%s", bind_addr);
     struct listener **pp = &in->list;
     while (*pp) {
@@ -210,8 +215,9 @@ static int lt_apply(void *state, const struct ri_listen_set *set, char *err, siz
             continue;
         }
         *pp = l->next;
-        in->api->log(in->self, RI_LOG_INFO, "closed port %u", l->port);
-        close_listener(in, l);
+        in->api->log(in->self, RI_LOG_INFO, handed ? "handed port %u over" : "closed port %u",
+                     l->port);
+        close_listener(in, l, !handed);
     }
     int failed = 0;
     size_t off = 0;

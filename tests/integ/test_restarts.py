@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from harness import (EdgeSpec, Hub, T, check, echo_check, is_listening, timeout,
+from harness import (EdgeSpec, Hub, T, check, echo_check, is_listening, recv_exact, timeout,
                      wait_until)
 
 
@@ -189,6 +189,39 @@ def test_edge_upgrade_refuses_no_client(env):
     edge.wait_exit(20, "the old edge to exit once drained")
     ok, failed = churn.stop()
     check(not failed, f"{len(failed)} of {ok + len(failed)} clients failed: {failed[:3]}")
+    check(is_listening("127.0.0.2", p), "the port closed")
+
+
+@timeout(120)
+def test_edge_upgrade_keeps_clients_waiting_in_the_queue(env):
+    """Clients that wait in the accept queue of the shared listening socket
+    when the hand-over completes belong to the new edge: the old one,
+    stopping, must close its copy without accepting them (it would reset
+    them). The old edge is frozen while they connect and the new one asks
+    for the sockets, so both land in its loop at once; in whichever order
+    it serves them (the order is not forced: accepting first is legitimate
+    and common, so this catches the race only sometimes), every client gets
+    through, and the old edge says it handed the port over, not closed it."""
+    p = env.port()
+    hub, edge, spec = _handover_pair(env, p)
+    em = edge.mark()
+    edge.signal(signal.SIGSTOP)
+    try:
+        edge2 = env.start_core("edge2", edge.cfg_path)
+        clients = []
+        for i in range(20):
+            c = env.connect("127.0.0.2", p)
+            c.sendall(b"queued %d" % i)
+            clients.append(c)
+    finally:
+        edge.signal(signal.SIGCONT)
+    edge2.wait_log(r"took 1 listening port over from the running process")
+    edge.wait_log(r"a new edge process took the listeners over: draining", since=em)
+    check(edge.count(r"closed port", since=em) == 0, "the old edge says it closed the port")
+    edge.wait_log(r"handed port %d over" % p, since=em)
+    for i, c in enumerate(clients):
+        want = b"queued %d" % i
+        check(recv_exact(c, len(want), f"client {i}'s echo") == want, f"client {i}: other bytes")
     check(is_listening("127.0.0.2", p), "the port closed")
 
 
