@@ -87,7 +87,8 @@ TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "command -v nginx=nginx" \
               "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
               "command -v iperf3=iperf3" "command -v certtool=gnutls-bin" \
-              "command -v clang=clang"
+              "command -v clang=clang" "command -v openssl=openssl" \
+              "command -v ip=iproute2" "command -v prlimit=util-linux"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))
