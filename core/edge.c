@@ -481,17 +481,25 @@ static void set_listener_hook(struct edge *e, struct ri_cycle *cy)
 }
 
 /* ---- connecting ------------------------------------------------------------- */
+/* Drops a connection attempt in progress: the name lookup and the socket. */
+static void cancel_connect(struct edge *e)
+{
+    ri_resolve_cancel(e->rq);
+    e->rq = NULL;
+    ev_io_stop(e->loop, &e->cio);
+    ev_timer_stop(e->loop, &e->ctimer);
+    if (e->cfd >= 0)
+        close(e->cfd);
+    e->cfd = -1;
+}
+
 static void connect_failed(struct edge *e, const char *why)
 {
     const struct ri_config *c = e->cy->cfg;
     char hp[300];
     log_warn("edge: cannot reach hub %s: %s",
              ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), why);
-    ev_io_stop(e->loop, &e->cio);
-    ev_timer_stop(e->loop, &e->ctimer);
-    if (e->cfd >= 0)
-        close(e->cfd);
-    e->cfd = -1;
+    cancel_connect(e);
     schedule_retry(e, 0);
 }
 
@@ -707,16 +715,7 @@ static void edge_reload(struct edge *e)
         e->configured = 0;
         if (t)
             ri_tunnel_drain(t, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
-        if (e->cfd >= 0 || e->rq) {
-            ri_resolve_cancel(e->rq);
-            e->rq = NULL;
-            if (e->cfd >= 0) {
-                ev_io_stop(e->loop, &e->cio);
-                ev_timer_stop(e->loop, &e->ctimer);
-                close(e->cfd);
-                e->cfd = -1;
-            }
-        }
+        cancel_connect(e);
         ev_timer_stop(e->loop, &e->retry);
         connect_hub(e);
     }
@@ -747,14 +746,7 @@ static void edge_stop(struct edge *e)
     close_listeners(e);
     expire_held(e, 1, "the edge is stopping");
     ev_timer_stop(e->loop, &e->retry);
-    ri_resolve_cancel(e->rq);
-    e->rq = NULL;
-    if (e->cfd >= 0) {
-        ev_io_stop(e->loop, &e->cio);
-        ev_timer_stop(e->loop, &e->ctimer);
-        close(e->cfd);
-        e->cfd = -1;
-    }
+    cancel_connect(e);
     uint32_t open = 0;
     for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
         open += t->state == RI_T_READY ? t->mux.n : 0;
