@@ -179,6 +179,36 @@ static void parse_plugins(struct ctx *x, config_setting_t *root)
     }
 }
 
+/* control_socket and control_socket_mode, in the hub or the edge group */
+static void parse_control(struct ctx *x, config_setting_t *grp)
+{
+    struct ri_config *c = x->c;
+    const char *cs = get_str(x, grp, "control_socket", 0);
+    /* a string, read as octal ("0660"): libconfig reads 0660 as decimal */
+    const char *mode = get_str(x, grp, "control_socket_mode", 0);
+    c->control_socket_mode = 0600;
+    if (mode) {
+        char *end;
+        unsigned long m = strtoul(mode, &end, 8);
+        if (!mode[0] || *end || m > 0777)
+            ERR(x, config_setting_get_member(grp, "control_socket_mode"),
+                "'control_socket_mode' must be an octal file mode like \"0660\"");
+        else
+            c->control_socket_mode = (unsigned)m;
+    }
+    if (!cs)
+        return;
+    if (!cs[0]) {
+        ERR(x, config_setting_get_member(grp, "control_socket"), "'control_socket' is empty");
+        return;
+    }
+    c->control_socket = resolve_path(c, cs);
+    c->control_socket_line = line_of(config_setting_get_member(grp, "control_socket"));
+    if (c->control_socket && strlen(c->control_socket) >= 100) /* sun_path holds 108 */
+        ERR(x, config_setting_get_member(grp, "control_socket"),
+            "'control_socket' path is too long for a Unix socket (at most 99 bytes)");
+}
+
 static void parse_edges(struct ctx *x, config_setting_t *hub)
 {
     struct ri_config *c = x->c;
@@ -270,8 +300,21 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         "listen", "tls_cert", "tls_key", "state_dir", "target_host", "edges",
         "handshake_timeout_secs",
         "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
-        "drain_timeout_secs", "max_streams", NULL};
+        "drain_timeout_secs", "max_streams", "control_socket", "control_socket_mode",
+        "edges_file", "public_host", NULL};
     check_keys(x, hub, "hub", keys);
+    parse_control(x, hub);
+    const char *ef = get_str(x, hub, "edges_file", 0);
+    if (ef) {
+        if (!ef[0])
+            ERR(x, config_setting_get_member(hub, "edges_file"), "'edges_file' is empty");
+        else
+            c->edges_file = resolve_path(c, ef);
+        c->edges_file_line = line_of(config_setting_get_member(hub, "edges_file"));
+    }
+    c->public_host = get_str(x, hub, "public_host", 0);
+    if (c->public_host && !c->public_host[0])
+        ERR(x, config_setting_get_member(hub, "public_host"), "'public_host' is empty");
     c->listen = get_str(x, hub, "listen", 1);
     char host[256];
     int port;
@@ -326,8 +369,9 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "token", "hub_host", "hub_port", "edge_id", "secret", "bind_address",
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
-        "hold_secs", "hold_max", NULL};
+        "hold_secs", "hold_max", "control_socket", "control_socket_mode", NULL};
     check_keys(x, edge, "edge", keys);
+    parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
     c->hub_host_line = line_of(config_setting_get_member(edge, token ? "token" : "hub_host"));
     int fields = config_setting_get_member(edge, "hub_host") || config_setting_get_member(edge, "hub_port") ||
@@ -630,6 +674,8 @@ void ri_config_free(struct ri_config *c)
     free(c->plugins);
     free(c->plugin_dir);
     free(c->handover_socket);
+    free(c->control_socket);
+    free(c->edges_file);
     free(c->access_log);
     free(c->tls_cert);
     free(c->tls_key);

@@ -43,6 +43,8 @@ struct ri_config {
     char *handover_socket; /* a later process takes the listening sockets over here */
     char *access_log;      /* one line per stream ("-": into the main log); NULL off */
     const char *user;      /* run as this user once started (needs root); NULL: stay */
+    char *control_socket;  /* hub.control_socket / edge.control_socket; NULL: none */
+    unsigned control_socket_mode; /* its file mode (default 0600) */
 
     /* both roles */
     double ping_interval, ping_timeout, drain_timeout;
@@ -59,6 +61,8 @@ struct ri_config {
     size_t n_edges;
     double handshake_timeout, connect_timeout;
     uint32_t max_handshakes;
+    char *edges_file;        /* the edges changed over the control socket; NULL: memory only */
+    const char *public_host; /* the host name provision puts in tokens; NULL: listen's */
 
     /* edge */
     char *hub_host;
@@ -76,7 +80,7 @@ struct ri_config {
     /* lines of the settings checks after parsing report on (0: not in the
      * file; the error then names the group's line or none) */
     int tls_cert_line, tls_key_line, state_dir_line, target_host_line;
-    int hub_host_line, hub_ca_line;
+    int hub_host_line, hub_ca_line, edges_file_line, control_socket_line;
 };
 
 /* Loads and validates; NULL with every problem appended to errs. */

@@ -22,6 +22,8 @@
 #include "accesslog.h"
 #include "api.h"
 #include "clock.h"
+#include "control.h"
+#include "ctlinfo.h"
 #include "cycle.h"
 #include "events.h"
 #include "fdpool.h"
@@ -32,6 +34,7 @@
 #include "resolve.h"
 #include "role.h"
 #include "tunnel.h"
+#include "version.h"
 #include "worker.h"
 
 struct edge {
@@ -68,6 +71,10 @@ struct edge {
     ev_timer hold_timer;
     struct ri_ratelimit rl_hold;
     struct ri_handover_srv *ho;   /* a later process takes our listeners over here */
+    struct ri_ctl *ctl;           /* the control socket, or NULL */
+    uint64_t started_ns;          /* monotonic */
+    uint64_t tunnels_up, reconnects; /* tunnels that became ready; all but the first */
+    char last_error[640];         /* why the last connection failed or ended */
 };
 
 struct held {
@@ -338,6 +345,8 @@ static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 static void edge_ready(struct ri_tunnel *t)
 {
     struct edge *e = t->owner;
+    if (e->tunnels_up++)
+        e->reconnects++;
     e->backoff = 0;
     e->configured = 0;
     struct ri_event ev = {.type = RI_EVT_TUNNEL_CONNECTED, .tunnel_id = t->id,
@@ -436,6 +445,8 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
         e->t = NULL;
         e->configured = 0;
     }
+    if (why && why[0] && code != RI_E_NONE)
+        snprintf(e->last_error, sizeof e->last_error, "%s", why);
     if (t->was_ready) {
         struct ri_event ev = {.type = RI_EVT_TUNNEL_DISCONNECTED, .tunnel_id = t->id,
                               .edge_id = t->edge_id, .peer = t->peer, .code = code,
@@ -499,6 +510,7 @@ static void connect_failed(struct edge *e, const char *why)
     char hp[300];
     log_warn("edge: cannot reach hub %s: %s",
              ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), why);
+    snprintf(e->last_error, sizeof e->last_error, "cannot reach hub %s: %s", hp, why);
     cancel_connect(e);
     schedule_retry(e, 0);
 }
@@ -630,10 +642,13 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
-static void edge_reload(struct edge *e)
+/* NULL when the new config is in force (what: the changes), else the
+ * errors (FILE:LINE: message), as a JSON array of strings. */
+static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
 {
     struct ri_errs errs = {0};
-    log_info("edge: SIGHUP: reloading %s", e->opts->config_path);
+    log_info("edge: %s: reloading %s", what_out ? "control socket" : "SIGHUP",
+             e->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(e->opts->config_path, e->loop, &ri_core_api, &errs);
     char err[700] = "";
     struct ri_tls_creds *creds = NULL;
@@ -643,15 +658,22 @@ static void edge_reload(struct edge *e)
         !(creds = ri_tls_client_creds(ncy->cfg->hub_ca, err, sizeof err)))
         ri_errs_add(&errs, ncy->cfg->path, ncy->cfg->hub_ca_line, "hub_ca: %s", err);
     if (!ncy || ncy->cfg->role != RI_ROLE_EDGE || !creds) {
-        for (size_t i = 0; i < errs.n; i++)
+        json_t *lines = json_array();
+        for (size_t i = 0; i < errs.n; i++) {
             log_err("reload: %s", errs.lines[i]);
+            json_array_append_new(lines, json_string(errs.lines[i]));
+        }
+        const char *why = ncy && ncy->cfg->role != RI_ROLE_EDGE
+                              ? "the new config is not an edge config" : "";
+        if (why[0] || !json_array_size(lines))
+            json_array_append_new(lines, json_string(why[0] ? why : "reload failed"));
         struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = e->opts->config_path,
-                              .reason = ncy && ncy->cfg->role != RI_ROLE_EDGE
-                                            ? "the new config is not an edge config" : ""};
+                              .reason = why};
         emit(e, &ev);
         ri_errs_free(&errs);
         ri_cycle_unref(ncy);
-        return;
+        ri_tls_creds_unref(creds);
+        return lines;
     }
     ri_errs_free(&errs);
     const struct ri_config *oc = e->cy->cfg, *nc = ncy->cfg;
@@ -668,6 +690,9 @@ static void edge_reload(struct edge *e)
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
                     ri_str_differs(oc->hub_ca, nc->hub_ca) ||
                     !ri_cycle_same_module(e->cy, ncy, RI_KIND_AUTH);
+    if (ri_str_differs(oc->control_socket, nc->control_socket) ||
+        oc->control_socket_mode != nc->control_socket_mode)
+        log_warn("edge: reload: control_socket changed: takes effect on restart");
     int swap = ri_cycle_policy_changed(e->cy, ncy);
     char changes[400], what[420] = "";
     ri_cycle_describe_changes(e->cy, ncy, changes, sizeof changes);
@@ -719,7 +744,75 @@ static void edge_reload(struct edge *e)
         ev_timer_stop(e->loop, &e->retry);
         connect_hub(e);
     }
+    if (what_out)
+        snprintf(what_out, what_cap, "%s", what);
+    return NULL;
 }
+
+/* ---- the control socket's commands ------------------------------------------------ */
+static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct edge *e = arg;
+    const struct ri_config *c = e->cy->cfg;
+    char hp[300], ts[40];
+    ri_ctlinfo_mono_time(e->started_ns, ts, sizeof ts);
+    json_t *ports = json_array();
+    for (size_t i = 0; ports && i < e->n_ports; i++)
+        json_array_append_new(ports, json_integer(e->ports[i]));
+    uint32_t active = 0;
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
+        active += t->mux.n;
+    int up = e->t && e->t->state == RI_T_READY;
+    json_t *a = json_pack("{s:b, s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:o, s:b, s:i, s:I, s:o}",
+                          "ok", 1, "role", "edge", "version", RI_VERSION, "edgeId",
+                          c->edge_id, "started", ts, "uptime",
+                          (double)(ri_now_ns() - e->started_ns) / 1e9, "connected", up, "hub",
+                          ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp),
+                          "listenPorts", ports, "listening", e->listening != 0,
+                          "activeStreams", (int)active, "reconnects",
+                          (json_int_t)e->reconnects, "plugins", ri_ctlinfo_plugins(e->cy->pl));
+    if (a) {
+        json_object_set_new(a, "lastError", e->last_error[0] ? json_string(e->last_error)
+                                                              : json_null());
+        if (up) {
+            char since[40];
+            ri_ctlinfo_mono_time(e->t->connected_ns, since, sizeof since);
+            json_object_set_new(a, "connectedSince", json_string(since));
+            json_object_set_new(a, "hubAddress", json_string(e->t->peer));
+        }
+        json_object_set_new(a, "heldClients", json_integer(e->n_held));
+    }
+    return a;
+}
+
+static json_t *edge_cmd_streams(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct edge *e = arg;
+    json_t *arr = json_array();
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
+        ri_ctlinfo_streams(arr, &t->mux, t->edge_id, t->id, 0);
+    return json_pack("{s:b, s:o}", "ok", 1, "streams", arr);
+}
+
+static json_t *edge_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct edge *e = arg;
+    if (e->stopping)
+        return ri_ctl_error("the edge is stopping");
+    char what[420] = "";
+    json_t *errors = edge_reload(e, what, sizeof what);
+    if (!errors)
+        return json_pack("{s:b, s:s}", "ok", 1, "changes", what);
+    json_t *first = json_array_get(errors, 0);
+    json_t *a = json_pack("{s:b, s:s, s:o}", "ok", 0, "error",
+                          first ? json_string_value(first) : "reload failed", "errors", errors);
+    return a;
+}
+
+static const struct ri_ctl_cmd edge_cmds[] = {
+    {"status", edge_cmd_status}, {"streams", edge_cmd_streams}, {"reload", edge_cmd_reload},
+    {NULL, NULL},
+};
 
 static void drain_cb(EV_P_ ev_timer *w, int revents)
 {
@@ -839,7 +932,7 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
     struct edge *e = w->data;
     if (w->signum == SIGHUP)
-        edge_reload(e);
+        json_decref(edge_reload(e, NULL, 0));
     else
         edge_stop(e);
 }
@@ -912,6 +1005,15 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("edge: %s", err);
         goto out;
     }
+    e->started_ns = ri_now_ns();
+    if (c->control_socket) {
+        if (!(e->ctl = ri_ctl_open(e->loop, &e->bus, c->control_socket, c->control_socket_mode,
+                                   edge_cmds, e, err, sizeof err))) {
+            log_err("edge: %s:%d: %s", c->path, c->control_socket_line, err);
+            goto out;
+        }
+        log_info("edge: control socket %s", c->control_socket);
+    }
     connect_hub(e);
 
     ev_run(e->loop, 0);
@@ -928,6 +1030,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     close_listeners(e);
     log_info("edge: stopped");
 out:
+    ri_ctl_close(e->ctl);
     ri_handover_close(e->ho);
     ri_resolver_free(e->res);
     ri_tls_creds_unref(e->creds);

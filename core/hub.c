@@ -15,6 +15,13 @@
 #include "process.h"
 #include "accesslog.h"
 #include "api.h"
+#include "b64.h"
+#include "control.h"
+#include "ctlinfo.h"
+#include "edgejson.h"
+#include "edgestore.h"
+#include "token.h"
+#include "version.h"
 #include "certstate.h"
 #include "clock.h"
 #include "cycle.h"
@@ -60,6 +67,17 @@ struct hub {
     struct ri_ratelimit rl_accept, rl_overload, rl_preauth, rl_penalty, rl_banned;
     struct ri_penalty penalty; /* addresses that keep failing to authenticate */
     struct ri_handover_srv *ho; /* a later process takes our socket over here */
+    /* the control socket; the edges changed over it (runtime edges: the
+     * edges file's, which win over the config's for the same id) and
+     * where they are kept (NULL: memory only) */
+    struct ri_ctl *ctl;
+    struct ri_edge_set *runtime;
+    struct ri_edge_store *store;
+    uint64_t started_ns; /* monotonic */
+    /* control clients waiting for the outcome of a reload */
+    uint64_t *reload_waiters;
+    size_t n_waiters;
+    const char *change_src; /* "reload" or "control": what edge_changed logs */
 };
 
 static void emit(struct hub *h, struct ri_event *ev)
@@ -437,6 +455,38 @@ int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
     return errs->n > before ? -1 : 0;
 }
 
+/* ---- the edges: the config's and the runtime ones --------------------------------- */
+/* The hub's edges: the config's, and the runtime ones (edges file, control
+ * socket), which win for an id in both (logged when log_conflicts). */
+static struct ri_edge_set *effective_set(struct hub *h, const struct ri_config *c,
+                                         int log_conflicts)
+{
+    const struct ri_edge_set *rt = h->runtime;
+    size_t nrt = rt ? rt->n : 0, n = 0;
+    struct ri_edge_def *defs = calloc(c->n_edges + nrt + 1, sizeof *defs);
+    if (!defs)
+        return NULL;
+    for (size_t i = 0; i < c->n_edges; i++) {
+        if (ri_edge_set_find(rt, c->edges[i].id)) {
+            if (log_conflicts)
+                log_warn("hub: edge %s is in %s (line %d) and in the runtime edges%s%s: the "
+                         "runtime entry is used", c->edges[i].id, c->path, c->edges[i].line,
+                         c->edges_file ? " of " : "", c->edges_file ? c->edges_file : "");
+            continue;
+        }
+        defs[n++] = (struct ri_edge_def){.id = (char *)c->edges[i].id,
+                                         .secret = (char *)c->edges[i].secret,
+                                         .ports = c->edges[i].ports,
+                                         .n_ports = c->edges[i].n_ports,
+                                         .stun_interval_secs = c->edges[i].stun_interval_secs};
+    }
+    for (size_t i = 0; i < nrt; i++)
+        defs[n++] = rt->v[i];
+    struct ri_edge_set *s = ri_edge_set_new(defs, n);
+    free(defs);
+    return s;
+}
+
 /* ---- reload: one path for the edges (registry) and for live tunnels ---------- */
 static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_edge_def *old,
                          const struct ri_edge_def *cur)
@@ -454,13 +504,13 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
         if (off >= sizeof list - 12)
             snprintf(list + off, sizeof list - off, ",...");
         if (what == RI_EDGE_ADDED)
-            log_info("hub: reload: edge %s added (ports %s)", id, cur->n_ports ? list : "none");
+            log_info("hub: %s: edge %s added (ports %s)", h->change_src, id, cur->n_ports ? list : "none");
         else if (what == RI_EDGE_PORTS_CHANGED)
-            log_info("hub: reload: edge %s: ports now %s", id, cur->n_ports ? list : "none");
+            log_info("hub: %s: edge %s: ports now %s", h->change_src, id, cur->n_ports ? list : "none");
         else
-            log_info("hub: reload: edge %s: secret changed", id);
+            log_info("hub: %s: edge %s: secret changed", h->change_src, id);
     } else {
-        log_info("hub: reload: edge %s removed", id);
+        log_info("hub: %s: edge %s removed", h->change_src, id);
     }
     for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
         nx = t->next;
@@ -490,18 +540,22 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
     }
 }
 
-static void describe(char *out, size_t cap, const struct ri_cycle *o, const struct ri_cycle *n)
+static void describe(char *out, size_t cap, const struct ri_cycle *o, const struct ri_cycle *n,
+                     size_t n_edges)
 {
     char changes[400];
     ri_cycle_describe_changes(o, n, changes, sizeof changes);
-    size_t off = (size_t)snprintf(out, cap, " (%zu edge%s%s", n->cfg->n_edges,
-                                  n->cfg->n_edges == 1 ? "" : "s", changes);
+    size_t off = (size_t)snprintf(out, cap, " (%zu edge%s%s", n_edges,
+                                  n_edges == 1 ? "" : "s", changes);
     if (off < cap && strcmp(o->cfg->target_host, n->cfg->target_host) != 0)
         off += (size_t)snprintf(out + off, cap - off, "; target_host: %s -> %s",
                                 o->cfg->target_host, n->cfg->target_host);
     if (off < cap)
         snprintf(out + off, cap - off, ")");
 }
+
+static void reload_failed(struct hub *h, const char *why);
+static void reload_answer(struct hub *h, const char *what, json_t *errors);
 
 /* Takes ncy and creds (a reference each). */
 static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds *creds,
@@ -510,11 +564,15 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     struct ri_config *oc = h->cy->cfg, *nc = ncy->cfg;
     if (strcmp(oc->listen, nc->listen) != 0)
         log_warn("hub: reload: 'listen' changed to %s: takes effect on restart", nc->listen);
-    struct ri_edge_set *set = ri_edge_set_from_config(nc);
+    if (ri_str_differs(oc->control_socket, nc->control_socket) ||
+        oc->control_socket_mode != nc->control_socket_mode)
+        log_warn("hub: reload: control_socket changed: takes effect on restart");
+    if (ri_str_differs(oc->edges_file, nc->edges_file))
+        log_warn("hub: reload: edges_file changed: takes effect on restart (the runtime edges "
+                 "stay as they are, kept in %s)", oc->edges_file ? oc->edges_file : "memory");
+    struct ri_edge_set *set = effective_set(h, nc, 1);
     if (!set) {
-        struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = h->opts->config_path,
-                              .reason = "out of memory"};
-        emit(h, &ev);
+        reload_failed(h, "out of memory");
         ri_cycle_unref(ncy);
         ri_tls_creds_unref(creds);
         return;
@@ -527,7 +585,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     ri_tls_creds_unref(h->creds);
     h->creds = creds;
     char what[512];
-    describe(what, sizeof what, h->cy, ncy);
+    describe(what, sizeof what, h->cy, ncy, set->n);
     int swap = ri_cycle_policy_changed(h->cy, ncy);
     struct ri_cycle *old = h->cy;
     h->cy = ncy;
@@ -537,7 +595,9 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     char err[400];
     if (ri_accesslog_apply(&h->alog, &h->bus, nc->access_log, err, sizeof err) < 0)
         log_err("hub: reload: %s: access lines keep going where they went", err);
+    h->change_src = "reload";
     ri_registry_apply(&h->reg, set, edge_changed, h);
+    size_t n_edges = set->n;
     ri_edge_set_unref(set);
     struct ri_tunnel_settings ts = {.ping_interval = nc->ping_interval,
                                     .ping_timeout = nc->ping_timeout,
@@ -547,15 +607,48 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
         ri_tunnel_update(t, &ts);
     ri_cycle_unref(old);
     struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = h->opts->config_path,
-                          .reason = what, .count = (uint32_t)nc->n_edges};
+                          .reason = what, .count = (uint32_t)n_edges};
     emit(h, &ev);
+    reload_answer(h, what, NULL);
 }
 
-static void reload_failed(struct hub *h, const char *why)
+/* Answers the control clients waiting for this reload: ok with what
+ * changed, or the errors (FILE:LINE: message; takes errors). */
+static void reload_answer(struct hub *h, const char *what, json_t *errors)
+{
+    for (size_t i = 0; i < h->n_waiters; i++) {
+        json_t *a;
+        if (errors) {
+            json_t *first = json_array_get(errors, 0);
+            a = json_pack("{s:b, s:s, s:O}", "ok", 0, "error",
+                          first ? json_string_value(first) : "reload failed", "errors", errors);
+        } else { /* " (3 edges; ...)" -> "3 edges; ..." */
+            char inner[512];
+            size_t n = strlen(what);
+            snprintf(inner, sizeof inner, "%.*s", n > 3 ? (int)(n - 3) : 0, what + 2);
+            a = json_pack("{s:b, s:s}", "ok", 1, "changes", inner);
+        }
+        ri_ctl_reply(h->ctl, h->reload_waiters[i], a);
+    }
+    h->n_waiters = 0;
+    json_decref(errors);
+}
+
+static void reload_failed_errs(struct hub *h, const char *why, json_t *errors)
 {
     struct ri_event ev = {.type = RI_EVT_RELOAD_FAILED, .path = h->opts->config_path,
                           .reason = why};
     emit(h, &ev);
+    if (!errors)
+        errors = json_array();
+    if (errors && !json_array_size(errors))
+        json_array_append_new(errors, json_string(why && why[0] ? why : "reload failed"));
+    reload_answer(h, NULL, errors);
+}
+
+static void reload_failed(struct hub *h, const char *why)
+{
+    reload_failed_errs(h, why, NULL);
 }
 
 static void target_resolved(void *arg, const struct sockaddr_storage *a, const socklen_t *l,
@@ -581,12 +674,16 @@ static void target_resolved(void *arg, const struct sockaddr_storage *a, const s
 static void hub_reload(struct hub *h)
 {
     struct ri_errs errs = {0};
-    log_info("hub: SIGHUP: reloading %s", h->opts->config_path);
+    log_info("hub: %s: reloading %s", h->n_waiters ? "control socket" : "SIGHUP",
+             h->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(h->opts->config_path, h->loop, &ri_core_api, &errs);
     if (!ncy || ncy->cfg->role != RI_ROLE_HUB) {
-        for (size_t i = 0; i < errs.n; i++)
+        json_t *lines = json_array();
+        for (size_t i = 0; i < errs.n; i++) {
             log_err("reload: %s", errs.lines[i]);
-        reload_failed(h, ncy ? "the new config is not a hub config" : "");
+            json_array_append_new(lines, json_string(errs.lines[i]));
+        }
+        reload_failed_errs(h, ncy ? "the new config is not a hub config" : "", lines);
         ri_errs_free(&errs);
         ri_cycle_unref(ncy);
         return;
@@ -620,6 +717,252 @@ static void hub_reload(struct hub *h)
         ri_tls_creds_unref(creds);
     }
 }
+
+/* ---- the control socket's commands ------------------------------------------------ */
+static json_t *ports_json(const uint16_t *p, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer(p[i]));
+    return a;
+}
+
+static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    const struct ri_config *c = h->cy->cfg;
+    char ts[40];
+    ri_ctlinfo_mono_time(h->started_ns, ts, sizeof ts);
+    json_t *edges = json_array();
+    const struct ri_edge_set *set = h->reg.set;
+    for (size_t i = 0; set && i < set->n; i++) {
+        const struct ri_edge_def *d = &set->v[i];
+        struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
+        json_t *tun = json_array();
+        uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
+        uint32_t active = 0;
+        for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
+            if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
+                continue;
+            char since[40];
+            ri_ctlinfo_mono_time(t->connected_ns, since, sizeof since);
+            for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
+                up += s->rx_bytes;
+                down += s->tx_bytes;
+            }
+            active += t->mux.n;
+            json_array_append_new(tun, json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel",
+                                                 (json_int_t)t->id, "remote", t->peer,
+                                                 "connectedSince", since, "activeStreams",
+                                                 (int)t->mux.n, "draining",
+                                                 t->draining || t->closing));
+        }
+        json_t *o = json_pack(
+            "{s:s, s:s, s:o, s:I, s:b, s:o, s:i, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
+            "source", ri_edge_set_find(h->runtime, d->id) ? "runtime" : "config",
+            "listenPorts", ports_json(d->ports, d->n_ports), "stunIntervalSecs",
+            (json_int_t)d->stun_interval_secs, "connected", json_array_size(tun) > 0,
+            "tunnels", tun, "activeStreams", (int)active, "bytesUp", (json_int_t)up,
+            "bytesDown", (json_int_t)down, "connects", (json_int_t)(st ? st->connects : 0),
+            "authFailures", (json_int_t)(st ? st->auth_failures : 0), "portsFailed",
+            (json_int_t)(st ? st->ports_failed : 0));
+        if (o && json_array_size(tun) == 1) { /* the usual case, flat */
+            json_t *t0 = json_array_get(tun, 0);
+            json_object_set(o, "remote", json_object_get(t0, "remote"));
+            json_object_set(o, "connectedSince", json_object_get(t0, "connectedSince"));
+        }
+        if (o)
+            json_array_append_new(edges, o);
+    }
+    json_t *a = json_pack("{s:b, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:o, s:o}", "ok", 1,
+                          "role", "hub", "version", RI_VERSION, "listen", c->listen,
+                          "started", ts, "uptime", (double)(ri_now_ns() - h->started_ns) / 1e9,
+                          "targetHost", c->target_host, "fingerprint", h->creds->fingerprint,
+                          "plugins", ri_ctlinfo_plugins(h->cy->pl), "edges", edges);
+    if (a) {
+        json_object_set_new(a, "edgesFile", c->edges_file ? json_string(c->edges_file)
+                                                          : json_null());
+        json_object_set_new(a, "stopping", json_boolean(h->stopping));
+    }
+    return a;
+}
+
+static json_t *hub_cmd_streams(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    json_t *arr = json_array();
+    for (struct ri_tunnel *t = h->tunnels; t; t = t->next)
+        if (t->state == RI_T_READY)
+            ri_ctlinfo_streams(arr, &t->mux, t->edge_id, t->id, 1);
+    return json_pack("{s:b, s:o}", "ok", 1, "streams", arr);
+}
+
+/* Makes next (taken) the runtime edges: stored first (a store that fails
+ * changes nothing), then applied to the live hub through the registry. */
+static json_t *set_runtime(struct hub *h, struct ri_edge_set *next)
+{
+    char err[600];
+    if (h->store && ri_edge_store_save(h->store, next, err, sizeof err) < 0) {
+        ri_edge_set_unref(next);
+        log_err("hub: control: cannot save the edges: %s", err);
+        return ri_ctl_error("cannot save the edges (nothing changed): %s", err);
+    }
+    struct ri_edge_set *old = h->runtime;
+    h->runtime = next;
+    struct ri_edge_set *set = effective_set(h, h->cy->cfg, 0);
+    if (!set) {
+        h->runtime = old;
+        ri_edge_set_unref(next);
+        return ri_ctl_error("out of memory");
+    }
+    ri_edge_set_unref(old);
+    h->change_src = "control";
+    ri_registry_apply(&h->reg, set, edge_changed, h);
+    ri_edge_set_unref(set);
+    return NULL;
+}
+
+static json_t *hub_cmd_update_edges(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    struct ri_edge_def *defs;
+    size_t n;
+    char err[600];
+    if (ri_edges_from_json(json_object_get(req, "edges"), &defs, &n, err, sizeof err) < 0)
+        return ri_ctl_error("%s; nothing changed", err);
+    struct ri_edge_set *next = ri_edge_set_new(defs, n);
+    ri_edge_defs_free(defs, n);
+    if (!next)
+        return ri_ctl_error("out of memory");
+    log_info("hub: control: update_edges: %zu runtime edge%s", n, n == 1 ? "" : "s");
+    json_t *e = set_runtime(h, next);
+    if (e)
+        return e;
+    return json_pack("{s:b, s:i, s:i, s:b}", "ok", 1, "runtimeEdges", (int)n, "edges",
+                     (int)h->reg.set->n, "persisted", h->store != NULL);
+}
+
+static json_t *hub_cmd_provision(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    const struct ri_config *c = h->cy->cfg;
+    json_t *in = json_deep_copy(req);
+    if (!in)
+        return ri_ctl_error("out of memory");
+    json_t *hh = json_object_get(in, "hub_host"), *hp = json_object_get(in, "hub_port");
+    json_incref(hh);
+    json_incref(hp);
+    json_object_del(in, "cmd");
+    json_object_del(in, "hub_host");
+    json_object_del(in, "hub_port");
+    struct ri_token tk = {0};
+    struct ri_edge_def d;
+    char err[600], host[256];
+    json_t *ans = NULL;
+    int lport = 0;
+    if (json_object_get(in, "secret"))
+        ans = ri_ctl_error("provision: the hub makes the secret: give only id and listen_ports");
+    else if (ri_edge_from_json(in, "provision", 0, &d, err, sizeof err) < 0)
+        ans = ri_ctl_error("%s", err);
+    json_decref(in);
+    if (ans) {
+        json_decref(hh);
+        json_decref(hp);
+        return ans;
+    }
+    /* where the edge connects: hub_host, else public_host, else listen's host */
+    ri_parse_hostport(c->listen, host, sizeof host, &lport);
+    const char *th = json_is_string(hh) ? json_string_value(hh)
+                   : c->public_host ? c->public_host : host;
+    if (hh && !json_is_string(hh))
+        ans = ri_ctl_error("provision: 'hub_host' must be a string");
+    else if (hp && (!json_is_integer(hp) || json_integer_value(hp) < 1 ||
+                    json_integer_value(hp) > 65535))
+        ans = ri_ctl_error("provision: 'hub_port' must be an integer 1-65535");
+    else if (!hh && !c->public_host && (!strcmp(host, "0.0.0.0") || !strcmp(host, "::")))
+        ans = ri_ctl_error("provision: the hub listens on %s: give 'hub_host' (or set "
+                           "hub.public_host) for the token", c->listen);
+    else if (ri_edge_set_find(h->reg.set, d.id))
+        ans = ri_ctl_error("provision: edge '%s' exists already (update_edges changes it)",
+                           d.id);
+    else if (strlen(th) > RI_TOKEN_FIELD_MAX)
+        ans = ri_ctl_error("provision: hub_host is longer than %d bytes", RI_TOKEN_FIELD_MAX);
+    json_int_t port = hp ? json_integer_value(hp) : lport;
+    json_decref(hh);
+    json_decref(hp);
+    uint8_t raw[32];
+    char secret[64];
+    if (!ans && ri_core_api.random(raw, sizeof raw) < 0)
+        ans = ri_ctl_error("provision: cannot get random bytes");
+    char *token = NULL;
+    if (!ans) {
+        b64url_encode(raw, sizeof raw, secret);
+        snprintf(tk.hub_host, sizeof tk.hub_host, "%s", th);
+        tk.hub_port = (int)port;
+        snprintf(tk.edge_id, sizeof tk.edge_id, "%s", d.id);
+        snprintf(tk.secret, sizeof tk.secret, "%s", secret);
+        if (!(token = ri_token_encode(&tk, err, sizeof err)))
+            ans = ri_ctl_error("provision: %s", err);
+    }
+    if (!ans) {
+        free(d.secret);
+        d.secret = strdup(secret);
+        const struct ri_edge_set *rt = h->runtime;
+        struct ri_edge_def *defs = calloc(rt->n + 2, sizeof *defs);
+        struct ri_edge_set *next = NULL;
+        if (defs && d.secret) {
+            memcpy(defs, rt->v, rt->n * sizeof *defs);
+            defs[rt->n] = d;
+            next = ri_edge_set_new(defs, rt->n + 1);
+        }
+        free(defs);
+        if (!next)
+            ans = ri_ctl_error("out of memory");
+        else {
+            log_info("hub: control: provisioned edge %s (%zu port%s)", d.id, d.n_ports,
+                     d.n_ports == 1 ? "" : "s");
+            ans = set_runtime(h, next);
+        }
+        if (!ans)
+            ans = json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:b}", "ok", 1, "id", d.id, "secret",
+                            secret, "token", token, "hubHost", tk.hub_host, "hubPort", port,
+                            "persisted", h->store != NULL);
+    }
+    if (token) {
+        gnutls_memset(token, 0, strlen(token));
+        free(token);
+    }
+    gnutls_memset(&tk, 0, sizeof tk);
+    gnutls_memset(secret, 0, sizeof secret);
+    if (d.secret)
+        gnutls_memset(d.secret, 0, strlen(d.secret));
+    free(d.secret);
+    free(d.id);
+    free(d.ports);
+    return ans;
+}
+
+static void hub_reload(struct hub *h);
+
+static json_t *hub_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    if (h->stopping)
+        return ri_ctl_error("the hub is stopping");
+    uint64_t *w = realloc(h->reload_waiters, (h->n_waiters + 1) * sizeof *w);
+    if (!w)
+        return ri_ctl_error("out of memory");
+    h->reload_waiters = w;
+    w[h->n_waiters++] = client;
+    hub_reload(h); /* answers when it is done (target_host resolves off the loop) */
+    return NULL;
+}
+
+static const struct ri_ctl_cmd hub_cmds[] = {
+    {"status", hub_cmd_status},   {"streams", hub_cmd_streams},
+    {"update_edges", hub_cmd_update_edges}, {"provision", hub_cmd_provision},
+    {"reload", hub_cmd_reload},   {NULL, NULL},
+};
 
 /* ---- shutdown -------------------------------------------------------------------- */
 static void close_all(struct hub *h, const char *why)
@@ -742,7 +1085,23 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     const struct ri_config *c = cy->cfg;
     char err[1024] = "";
     int rc = 1;
-    ri_registry_init(&h->reg, ri_edge_set_from_config(c));
+    h->started_ns = ri_now_ns();
+    if (c->edges_file) {
+        if (!(h->store = ri_edge_store_file(c->edges_file))) {
+            log_err("hub: out of memory");
+            goto out;
+        }
+        if (!(h->runtime = ri_edge_store_load(h->store, err, sizeof err))) {
+            log_err("hub: %s:%d: edges_file: %s", c->path, c->edges_file_line, err);
+            goto out;
+        }
+        log_info("hub: %zu runtime edge%s from %s", h->runtime->n,
+                 h->runtime->n == 1 ? "" : "s", c->edges_file);
+    } else if (!(h->runtime = ri_edge_set_new(NULL, 0))) {
+        log_err("hub: out of memory");
+        goto out;
+    }
+    ri_registry_init(&h->reg, effective_set(h, c, 1));
     if (!h->reg.set) {
         log_err("hub: out of memory");
         goto out;
@@ -801,6 +1160,14 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         !(h->ho = ri_handover_serve(h->loop, c->handover_socket, RI_ROLE_HUB, &ho_ops, h, err,
                                     sizeof err)))
         log_warn("hub: %s: upgrades will not be able to take over", err);
+    if (c->control_socket) {
+        if (!(h->ctl = ri_ctl_open(h->loop, &h->bus, c->control_socket, c->control_socket_mode,
+                                   hub_cmds, h, err, sizeof err))) {
+            log_err("hub: %s:%d: %s", c->path, c->control_socket_line, err);
+            goto out;
+        }
+        log_info("hub: control socket %s", c->control_socket);
+    }
     /* everything that needs root is open: the TLS key, the listening socket */
     if (c->user && ri_drop_privileges(c->user, err, sizeof err) < 0) {
         log_err("hub: %s", err);
@@ -822,6 +1189,10 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_stop(h->loop, &h->sig_hup);
     log_info("hub: stopped");
 out:
+    ri_ctl_close(h->ctl);
+    free(h->reload_waiters);
+    ri_edge_set_unref(h->runtime);
+    ri_edge_store_free(h->store);
     ri_handover_close(h->ho);
     if (h->lfd >= 0)
         close(h->lfd);

@@ -13,6 +13,7 @@
 #include "accesslog.h"
 #include "api.h"
 #include "b64.h"
+#include "ctl.h"
 #include "cycle.h"
 #include "frame.h"
 #include "log.h"
@@ -30,6 +31,10 @@ static void usage(FILE *f)
             "                                      (or --secret S; FILE or S '-': standard input)\n"
             "       ri-core token decode TOKEN | - | --token-file FILE   ('-': standard input)\n"
             "       ri-core secret                 print a new random 256-bit secret\n"
+            "       ri-core ctl -s SOCKET [--json] COMMAND [JSON-ARGS]\n"
+            "                                      ask a running hub or edge over its control_socket\n"
+            "                                      (status, streams, reload, subscribe; hub: update_edges,\n"
+            "                                      provision)\n"
             "       ri-core plugins [-c FILE]      list the plugins in the plugin folder (and those\n"
             "                                      FILE names, checked for its role)\n"
             "       ri-core -V | --version\n"
@@ -296,8 +301,11 @@ static int cmd_plugins(const char *cfg_path)
 
 int main(int argc, char **argv)
 {
+    ri_token_secure_json(); /* before any JSON value exists */
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+        return ri_ctl_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "secret") == 0) {
         if (argc != 2) {
             fprintf(stderr, "usage: ri-core secret\n");

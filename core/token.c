@@ -37,9 +37,18 @@ static void wipe_free(void *p)
     free(h);
 }
 
-static void secure_json(void)
+void ri_token_secure_json(void)
 {
     json_set_alloc_funcs(wipe_malloc, wipe_free);
+}
+
+static void secure_json(void)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    if (m != wipe_malloc) /* once, before any JSON exists: main() does it first */
+        ri_token_secure_json();
 }
 
 static int check_fields(const struct ri_token *t, char *err, size_t errlen)

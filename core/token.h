@@ -19,6 +19,11 @@ struct ri_token {
 char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen);
 /* 0 on success; -1 with a one-line reason in err. */
 int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen);
+/* Makes jansson wipe every block it frees (tokens, edges and control
+ * requests carry secrets). Switching allocators while JSON values are
+ * alive would free them with the wrong function: main() calls this first,
+ * before anything uses jansson. */
+void ri_token_secure_json(void);
 /* malloc'd {"hubHost":..,"hubPort":..,"edgeId":..,"secret":..} */
 char *ri_token_to_json(const struct ri_token *t);
 
