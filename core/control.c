@@ -46,7 +46,7 @@ struct ri_ctl {
     struct client *clients;
     unsigned n_clients;
     uint64_t next_id;
-    struct ri_ratelimit rl_drop, rl_full;
+    struct ri_ratelimit rl_drop, rl_full, rl_slow;
 };
 
 json_t *ri_ctl_error(const char *fmt, ...)
@@ -239,8 +239,13 @@ static void on_event(void *arg, const struct ri_event *ev)
                 return;
         }
         /* a subscriber that does not keep up loses events, never memory */
-        if (c->dropped || out_append(c, s, strlen(s), RI_CTL_EVENTS_MAX) < 0)
-            c->dropped++;
+        if (c->dropped || out_append(c, s, strlen(s), RI_CTL_EVENTS_MAX) < 0) {
+            if (!c->dropped++)
+                ri_log_rl(&ctl->rl_slow, RI_LOG_WARN,
+                          "control: subscriber %llu does not keep up (%u bytes wait): "
+                          "dropping events until it does", (unsigned long long)c->id,
+                          RI_CTL_EVENTS_MAX);
+        }
     }
     ri_json_free(s);
 }
@@ -392,6 +397,9 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
             close(fd);
             continue;
         }
+        /* the kernel holds little for a client too (Linux doubles this) */
+        int sb = RI_CTL_SOCK_BUF;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
         c->ctl = ctl;
         c->fd = fd;
         c->id = ++ctl->next_id;
@@ -429,6 +437,7 @@ struct ri_ctl *ri_ctl_open(struct ev_loop *loop, struct ri_event_bus *bus, const
     ctl->arg = arg;
     ctl->rl_drop = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     ctl->rl_full = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    ctl->rl_slow = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct stat st;
     /* a socket file left there (a crash; or the process this one takes

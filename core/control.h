@@ -10,8 +10,9 @@
  * RI_CTL_OUT_MAX bytes of answers waiting for a client that does not read
  * (over it the client is dropped, with a rate-limited log line); a
  * subscriber holds at most RI_CTL_EVENTS_MAX bytes of waiting events, then
- * loses events and, once it has caught up, reads {"event":"dropped",
- * "count":N}. At most RI_CTL_CLIENTS clients at once (more are closed on
+ * loses events (logged, rate-limited) and, once it has caught up, reads
+ * {"event":"dropped", "count":N}. The kernel's send buffer of a client
+ * socket is set to RI_CTL_SOCK_BUF. At most RI_CTL_CLIENTS clients at once (more are closed on
  * accept). */
 #ifndef RI_CONTROL_H
 #define RI_CONTROL_H
@@ -27,6 +28,7 @@
 #define RI_CTL_OUT_MAX (1u << 20)       /* answers waiting for one client */
 #define RI_CTL_EVENTS_MAX (64u * 1024)  /* events waiting for one subscriber */
 #define RI_CTL_CLIENTS 64
+#define RI_CTL_SOCK_BUF (64 * 1024)     /* SO_SNDBUF of a client's socket */
 
 struct ri_ctl;
 

@@ -861,8 +861,8 @@ static json_t *hub_cmd_provision(void *arg, struct ri_ctl *ctl, uint64_t client,
     json_t *ans = NULL;
     int lport = 0;
     if (json_object_get(in, "secret"))
-        ans = ri_ctl_error("provision: the hub makes the secret: give only id and listen_ports");
-    else if (ri_edge_from_json(in, "provision", 0, &d, err, sizeof err) < 0)
+        ans = ri_ctl_error("the hub makes the secret: give only id and listen_ports");
+    else if (ri_edge_from_json(in, "the request", 0, &d, err, sizeof err) < 0)
         ans = ri_ctl_error("%s", err);
     json_decref(in);
     if (ans) {
@@ -875,34 +875,37 @@ static json_t *hub_cmd_provision(void *arg, struct ri_ctl *ctl, uint64_t client,
     const char *th = json_is_string(hh) ? json_string_value(hh)
                    : c->public_host ? c->public_host : host;
     if (hh && !json_is_string(hh))
-        ans = ri_ctl_error("provision: 'hub_host' must be a string");
+        ans = ri_ctl_error("'hub_host' must be a string");
     else if (hp && (!json_is_integer(hp) || json_integer_value(hp) < 1 ||
                     json_integer_value(hp) > 65535))
-        ans = ri_ctl_error("provision: 'hub_port' must be an integer 1-65535");
+        ans = ri_ctl_error("'hub_port' must be an integer 1-65535");
     else if (!hh && !c->public_host && (!strcmp(host, "0.0.0.0") || !strcmp(host, "::")))
-        ans = ri_ctl_error("provision: the hub listens on %s: give 'hub_host' (or set "
+        ans = ri_ctl_error("the hub listens on %s: give 'hub_host' (or set "
                            "hub.public_host) for the token", c->listen);
     else if (ri_edge_set_find(h->reg.set, d.id))
-        ans = ri_ctl_error("provision: edge '%s' exists already (update_edges changes it)",
+        ans = ri_ctl_error("edge '%s' exists already (update_edges changes it)",
                            d.id);
     else if (strlen(th) > RI_TOKEN_FIELD_MAX)
-        ans = ri_ctl_error("provision: hub_host is longer than %d bytes", RI_TOKEN_FIELD_MAX);
+        ans = ri_ctl_error("hub_host is longer than %d bytes", RI_TOKEN_FIELD_MAX);
     json_int_t port = hp ? json_integer_value(hp) : lport;
+    char thost[RI_TOKEN_FIELD_MAX + 1] = "";
+    if (!ans)
+        snprintf(thost, sizeof thost, "%s", th);
     json_decref(hh);
     json_decref(hp);
     uint8_t raw[32];
     char secret[64];
     if (!ans && ri_core_api.random(raw, sizeof raw) < 0)
-        ans = ri_ctl_error("provision: cannot get random bytes");
+        ans = ri_ctl_error("cannot get random bytes");
     char *token = NULL;
     if (!ans) {
         b64url_encode(raw, sizeof raw, secret);
-        snprintf(tk.hub_host, sizeof tk.hub_host, "%s", th);
+        snprintf(tk.hub_host, sizeof tk.hub_host, "%s", thost);
         tk.hub_port = (int)port;
         snprintf(tk.edge_id, sizeof tk.edge_id, "%s", d.id);
         snprintf(tk.secret, sizeof tk.secret, "%s", secret);
         if (!(token = ri_token_encode(&tk, err, sizeof err)))
-            ans = ri_ctl_error("provision: %s", err);
+            ans = ri_ctl_error("%s", err);
     }
     if (!ans) {
         free(d.secret);
