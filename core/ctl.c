@@ -106,6 +106,10 @@ static void print_status(const json_t *a)
             s |= !strcmp(*q, k);
         if (s)
             continue;
+        if (json_is_real(v)) {
+            printf("%-16s %.1f\n", k, json_real_value(v));
+            continue;
+        }
         char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         printf("%-16s %s\n", k, t ? t : json_string_value(v));
         ri_json_free(t);
