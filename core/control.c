@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "edgejson.h"
+#include "token.h"
 #include "log.h"
 #include "netutil.h"
 #include "ratelimit.h"

@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "edgejson.h"
+#include "token.h"
 
 #define ANSWER_MAX (64u << 20) /* one answer line we read, bytes */
 

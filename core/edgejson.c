@@ -23,15 +23,6 @@ static void def_clear(struct ri_edge_def *d)
     memset(d, 0, sizeof *d);
 }
 
-void ri_json_free(void *p)
-{
-    json_malloc_t m;
-    json_free_t f;
-    json_get_alloc_funcs(&m, &f);
-    if (p)
-        f(p);
-}
-
 void ri_edge_defs_free(struct ri_edge_def *v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++)

@@ -22,9 +22,6 @@ int ri_edges_from_json(const json_t *arr, struct ri_edge_def **out, size_t *n, c
 /* One entry (provision: id and listen_ports; secret given by the caller). */
 int ri_edge_from_json(const json_t *o, const char *where, int need_secret,
                       struct ri_edge_def *d, char *err, size_t errlen);
-/* Frees what json_dumps returned: with jansson's allocator in force
- * (token.c installs one that wipes memory), never plain free(). */
-void ri_json_free(void *p);
 void ri_edge_defs_free(struct ri_edge_def *v, size_t n);
 /* [{id, secret, listen_ports, stun_interval_secs}, ...] of defs (secrets
  * included: for the edges file only). */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "edgejson.h"
+#include "token.h"
 
 #define EDGES_FILE_MAX (64u << 20) /* a larger file is refused, not read */
 

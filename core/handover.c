@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "token.h"
 #include "role.h"
 
 #define MSG_MAX 65536
@@ -57,7 +58,7 @@ static int send_msg(int fd, json_t *msg, const int *fds, size_t n)
     do
         k = sendmsg(fd, &mh, MSG_NOSIGNAL);
     while (k < 0 && errno == EINTR);
-    free(text);
+    ri_json_free(text); /* jansson's allocator (token.c) */
     return k == (ssize_t)iov.iov_len ? 0 : -1;
 }
 

@@ -42,6 +42,15 @@ void ri_token_secure_json(void)
     json_set_alloc_funcs(wipe_malloc, wipe_free);
 }
 
+void ri_json_free(void *p)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    if (p)
+        f(p);
+}
+
 static void secure_json(void)
 {
     json_malloc_t m;

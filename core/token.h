@@ -24,6 +24,9 @@ int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen)
  * alive would free them with the wrong function: main() calls this first,
  * before anything uses jansson. */
 void ri_token_secure_json(void);
+/* Frees what json_dumps returned, with jansson's allocator in force (never
+ * plain free()). */
+void ri_json_free(void *p);
 /* malloc'd {"hubHost":..,"hubPort":..,"edgeId":..,"secret":..} */
 char *ri_token_to_json(const struct ri_token *t);
 
