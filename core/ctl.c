@@ -33,7 +33,7 @@ static void on_int(int sig) { interrupted = 1; }
 static int read_line(int fd, char **buf, size_t *cap, size_t *len, size_t *start, char **line)
 {
     for (;;) {
-        char *nl = memchr(*buf + *start, '\n', *len - *start);
+        char *nl = *len > *start ? memchr(*buf + *start, '\n', *len - *start) : NULL;
         if (nl) {
             *nl = '\0';
             *line = *buf + *start;
