@@ -517,3 +517,33 @@ TEST(config_edge_setting_lines)
     CHECK_INT(hl, 4);
     CHECK_INT(cl, 8);
 }
+
+TEST(config_control_socket_keys)
+{
+    struct ri_config *c = ACCEPTED("ctl-hub.cfg",
+        "role = \"hub\";\n" PLUGINS "hub = {\n  listen = \"127.0.0.1:8443\";\n"
+        "  control_socket = \"run/hub.sock\";\n  control_socket_mode = \"0660\";\n"
+        "  edges_file = \"edges.json\";\n  public_host = \"hub.example.com\";\n};\n");
+    CHECK(c != NULL);
+    CHECK_INT(c->control_socket_mode, 0660);
+    CHECK_HAS(c->control_socket, "/run/hub.sock"); /* relative to the config's folder */
+    CHECK_HAS(c->edges_file, "/edges.json");
+    CHECK_STR(c->public_host, "hub.example.com");
+    ri_config_free(c);
+    c = ACCEPTED("ctl-hub2.cfg", "role = \"hub\";\n" PLUGINS HUB_OK);
+    CHECK(c != NULL && !c->control_socket && !c->edges_file && c->control_socket_mode == 0600);
+    ri_config_free(c);
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS "hub = {\n  listen = \"127.0.0.1:8443\";\n"
+                  "  control_socket_mode = \"0999\"; #<\n};\n",
+                  "'control_socket_mode' must be an octal file mode like \"0660\"");
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS "hub = {\n  listen = \"127.0.0.1:8443\";\n"
+                  "  control_socket_mode = 600; #<\n};\n", "'control_socket_mode' must be a string");
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS "hub = {\n  listen = \"127.0.0.1:8443\";\n"
+                  "  edges_file = \"\"; #<\n};\n", "'edges_file' is empty");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
+                  "  control_socket = \"/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"; #<\n};\n",
+                  "'control_socket' path is too long");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
+                  "  edges_file = \"x\"; #<\n};\n", "unknown key 'edges_file' in edge");
+}
