@@ -88,7 +88,8 @@ TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
               "command -v iperf3=iperf3" "command -v certtool=gnutls-bin" \
               "command -v clang=clang" "command -v openssl=openssl" \
-              "command -v ip=iproute2" "command -v prlimit=util-linux"
+              "command -v ip=iproute2" "command -v prlimit=util-linux" \
+              "command -v turnserver=coturn"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))
@@ -193,6 +194,7 @@ FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/certsta
               tests/fuzz/fake_tlsio.c
 fuzz_deps_frame  := core/frame.c core/ident.c
 fuzz_deps_token  := core/token.c core/b64.c core/ident.c
+fuzz_deps_stun   := core/stun.c
 fuzz_deps_config := core/config.c core/errs.c core/log.c core/ratelimit.c core/netutil.c \
                     core/token.c core/b64.c core/ident.c
 fuzz_deps_tunnel := $(FUZZ_TUNNEL_SRC)

@@ -31,6 +31,7 @@
 #include "ratelimit.h"
 #include "resolve.h"
 #include "role.h"
+#include "stunc.h"
 #include "tunnel.h"
 #include "worker.h"
 
@@ -68,6 +69,12 @@ struct edge {
     ev_timer hold_timer;
     struct ri_ratelimit rl_hold;
     struct ri_handover_srv *ho;   /* a later process takes our listeners over here */
+    /* the public address STUN found (family 0: none yet), the tunnel told
+     * of it, and the hub's interval (CONFIG) */
+    struct ri_stunc *stun;
+    struct sockaddr_storage public_addr;
+    uint64_t addr_sent_tid;
+    uint32_t stun_interval;
 };
 
 struct held {
@@ -327,6 +334,75 @@ static void release_held(struct edge *e)
              gone ? " (the rest were for ports no longer assigned: reset)" : "");
 }
 
+/* ---- public address (STUN) --------------------------------------------------- */
+/* Tells the hub (ADDR) the public address STUN found, once per tunnel and
+ * again when it changes; only to a hub that understands ADDR. */
+static void send_addr(struct edge *e)
+{
+    struct ri_tunnel *t = e->t;
+    if (!t || t->state != RI_T_READY || !(t->mux.caps & RI_CAP_ADDR) ||
+        !e->public_addr.ss_family || e->addr_sent_tid == t->id)
+        return;
+    uint8_t p[RI_ADDR_LEN];
+    ri_pubaddr_encode(p, (struct sockaddr *)&e->public_addr);
+    if (ri_tunnel_ctrl(t, RI_F_ADDR, 0, p, sizeof p) == 0)
+        e->addr_sent_tid = t->id;
+}
+
+static int same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family)
+        return 0;
+    if (b->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void stun_found(void *arg, const struct sockaddr *a, const char *server)
+{
+    struct edge *e = arg;
+    char ip[64];
+    ri_ip_str(a, ip, sizeof ip);
+    if (same_ip(&e->public_addr, a)) {
+        log_debug("edge: STUN server %s: public address still %s", server, ip);
+        return;
+    }
+    /* what the hub would refuse (unspecified, multicast) is no answer */
+    uint8_t p[RI_ADDR_LEN];
+    struct sockaddr_storage chk;
+    char why[128];
+    ri_pubaddr_encode(p, a);
+    if (ri_pubaddr_decode(p, sizeof p, &chk, why, sizeof why) < 0) {
+        log_warn("edge: STUN server %s: unusable answer %s: %s", server, ip, why);
+        return;
+    }
+    /* the port the server saw is this UDP socket's mapping: only the
+     * address says something about the edge's TCP listeners */
+    memset(&e->public_addr, 0, sizeof e->public_addr);
+    if (a->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&e->public_addr;
+        *in = *(const struct sockaddr_in *)a;
+        in->sin_port = 0;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&e->public_addr;
+        *in6 = *(const struct sockaddr_in6 *)a;
+        in6->sin6_port = 0;
+    }
+    struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .edge_id = e->cy->cfg->edge_id,
+                          .peer = "", .address = ip, .server = server};
+    emit(e, &ev);
+    e->addr_sent_tid = 0;
+    send_addr(e);
+}
+
+static void stun_apply(struct edge *e)
+{
+    const struct ri_config *c = e->cy->cfg;
+    ri_stunc_set(e->stun, c->stun_servers, c->n_stun_servers, e->stun_interval);
+}
+
 /* ---- tunnel hooks ----------------------------------------------------------- */
 static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 {
@@ -368,6 +444,9 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
         apply_ports(e, e->ports, e->n_ports);
         e->configured = 1;
         release_held(e);
+        e->stun_interval = m->stun_interval_secs; /* 0: the hub wants no STUN */
+        stun_apply(e);
+        send_addr(e);
     }
 }
 
@@ -690,6 +769,7 @@ static void edge_reload(struct edge *e)
     char aerr[400];
     if (ri_accesslog_apply(&e->alog, &e->bus, nc->access_log, aerr, sizeof aerr) < 0)
         log_err("edge: reload: %s: access lines keep going where they went", aerr);
+    stun_apply(e); /* new servers: asked at once */
     if (e->listening) {
         ncy->pl->listener->fds = &pool;
         apply_ports(e, e->ports, e->n_ports);
@@ -741,6 +821,8 @@ static void edge_stop(struct edge *e)
         return;
     }
     e->stopping = 1;
+    ri_stunc_free(e->stun);
+    e->stun = NULL;
     ri_handover_close(e->ho);
     e->ho = NULL;
     close_listeners(e);
@@ -865,6 +947,10 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("edge: cannot start the resolver");
         goto out;
     }
+    if (!(e->stun = ri_stunc_new(e->loop, e->res, stun_found, e))) {
+        log_err("edge: out of memory");
+        goto out;
+    }
     if (!(e->creds = ri_tls_client_creds(c->hub_ca, err, sizeof err))) {
         log_err("edge: %s:%d: hub_ca: %s", c->path, c->hub_ca_line, err);
         goto out;
@@ -928,6 +1014,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     close_listeners(e);
     log_info("edge: stopped");
 out:
+    ri_stunc_free(e->stun);
     ri_handover_close(e->ho);
     ri_resolver_free(e->res);
     ri_tls_creds_unref(e->creds);

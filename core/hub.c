@@ -170,6 +170,12 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
     if (hi) {
         struct ri_conn_info ci = {.size = sizeof ci, .stream_id = id, .client = o->client,
                                   .edge = o->edge, .edge_id = t->edge_id};
+        /* An edge behind NAT (or bound to a private or unspecified address)
+         * accepts clients on an address nobody outside knows it by: the
+         * header then names the public address STUN found (ADDR), with the
+         * edge's port (netutil.h: ri_addr_use_public). */
+        if (t->public_addr.ss_family)
+            ri_addr_use_public(&ci.edge, &t->public_addr);
         char err[200] = "";
         if (ri_header_build(hi, &ci, hdr, sizeof hdr, &hl, err, sizeof err) < 0 ||
             hl > sizeof hdr) {
@@ -242,7 +248,27 @@ static void hub_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
         st->ports_failed = (uint32_t)n;
 }
 
+/* The edge's public address, as its STUN client found it (ADDR, checked by
+ * the codec): kept per tunnel for the PROXY header (hub_open); logged
+ * (rate-limited: the edge decides how often) and emitted when it changes. */
+static void hub_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
+{
+    struct hub *h = t->owner;
+    if (t->public_addr.ss_family == a->ss_family &&
+        memcmp(&t->public_addr, a, sizeof *a) == 0)
+        return;
+    t->public_addr = *a;
+    char ip[64];
+    ri_ip_str((const struct sockaddr *)a, ip, sizeof ip);
+    ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: public address is %s (STUN, from the edge)",
+              t->edge_id, ip);
+    struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .tunnel_id = t->id,
+                          .edge_id = t->edge_id, .peer = t->peer, .address = ip};
+    emit(h, &ev);
+}
+
 static const struct ri_tunnel_hooks hub_hooks = {
+    .addr = hub_addr,
     .lookup = hub_lookup,
     .ready = hub_ready,
     .open = hub_open,
