@@ -766,6 +766,7 @@ static void edge_reload(struct edge *e)
     ri_tls_creds_unref(e->creds);
     e->creds = creds;
     ri_log_level = e->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    ri_log_json = nc->log_json;
     char aerr[400];
     if (ri_accesslog_apply(&e->alog, &e->bus, nc->access_log, aerr, sizeof aerr) < 0)
         log_err("edge: reload: %s: access lines keep going where they went", aerr);

@@ -560,6 +560,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     h->target = *tgt;
     h->target_len = tl;
     ri_log_level = h->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    ri_log_json = nc->log_json;
     char err[400];
     if (ri_accesslog_apply(&h->alog, &h->bus, nc->access_log, err, sizeof err) < 0)
         log_err("hub: reload: %s: access lines keep going where they went", err);
