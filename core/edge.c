@@ -75,6 +75,7 @@ struct edge {
     struct sockaddr_storage public_addr;
     uint64_t addr_sent_tid;
     uint32_t stun_interval;
+    int sd_ready; /* systemd was told READY=1 (the first ports are open) */
 };
 
 struct held {
@@ -334,6 +335,16 @@ static void release_held(struct edge *e)
              gone ? " (the rest were for ports no longer assigned: reset)" : "");
 }
 
+/* systemd (Type=notify): ready once the listeners for the hub's first
+ * CONFIG are open (or taken over from the process before) */
+static void sd_ready(struct edge *e)
+{
+    if (!e->sd_ready) {
+        e->sd_ready = 1;
+        ri_sd_notify("READY=1");
+    }
+}
+
 /* ---- public address (STUN) --------------------------------------------------- */
 /* Tells the hub (ADDR) the public address STUN found, once per tunnel and
  * again when it changes; only to a hub that understands ADDR. */
@@ -443,6 +454,7 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
     if (!t->draining && !e->stopping) {
         apply_ports(e, e->ports, e->n_ports);
         e->configured = 1;
+        sd_ready(e);
         release_held(e);
         e->stun_interval = m->stun_interval_secs; /* 0: the hub wants no STUN */
         stun_apply(e);
@@ -712,6 +724,7 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 static void edge_reload(struct edge *e)
 {
     struct ri_errs errs = {0};
+    ri_sd_notify("RELOADING=1"); /* READY=1 follows the outcome (ri_sd_notify_event) */
     log_info("edge: SIGHUP: reloading %s", e->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(e->opts->config_path, e->loop, &ri_core_api, &errs);
     char err[700] = "";
@@ -822,6 +835,7 @@ static void edge_stop(struct edge *e)
         return;
     }
     e->stopping = 1;
+    ri_sd_notify("STOPPING=1");
     ri_stunc_free(e->stun);
     e->stun = NULL;
     ri_handover_close(e->ho);
@@ -940,6 +954,8 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     e->cfd = -1;
     ri_event_bus_init(&e->bus);
     ri_event_subscribe(&e->bus, RI_EVT_ALL, ri_event_log, NULL);
+    ri_event_subscribe(&e->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
+                       ri_sd_notify_event, NULL);
     ri_worker_init(&e->w, e->loop, 0, &e->bus);
     const struct ri_config *c = cy->cfg;
     char err[512] = "";
@@ -999,6 +1015,8 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("edge: %s", err);
         goto out;
     }
+    if (e->listening) /* ports taken over from the running process: serving already */
+        sd_ready(e);
     connect_hub(e);
 
     ev_run(e->loop, 0);

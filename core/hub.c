@@ -608,6 +608,7 @@ static void target_resolved(void *arg, const struct sockaddr_storage *a, const s
 static void hub_reload(struct hub *h)
 {
     struct ri_errs errs = {0};
+    ri_sd_notify("RELOADING=1"); /* READY=1 follows the outcome (ri_sd_notify_event) */
     log_info("hub: SIGHUP: reloading %s", h->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(h->opts->config_path, h->loop, &ri_core_api, &errs);
     if (!ncy || ncy->cfg->role != RI_ROLE_HUB) {
@@ -667,6 +668,8 @@ static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
 /* why: NULL for a stop signal, else the reason edges are told */
 static void hub_stop(struct hub *h, const char *why)
 {
+    if (!h->stopping)
+        ri_sd_notify("STOPPING=1");
     if (h->stopping) {
         if (why)
             return;
@@ -765,6 +768,8 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ri_event_bus_init(&h->bus);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);
+    ri_event_subscribe(&h->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
+                       ri_sd_notify_event, NULL);
     ri_worker_init(&h->w, h->loop, 0, &h->bus);
     const struct ri_config *c = cy->cfg;
     char err[1024] = "";
@@ -836,6 +841,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_start(h->loop, &h->sig_term);
     ev_signal_start(h->loop, &h->sig_int);
     ev_signal_start(h->loop, &h->sig_hup);
+    ri_sd_notify("READY=1"); /* systemd (Type=notify): the tunnel port accepts */
 
     ev_run(h->loop, 0);
     ev_run(h->loop, EVRUN_NOWAIT); /* the reapers of the tunnels that just closed */
