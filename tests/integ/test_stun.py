@@ -229,3 +229,24 @@ def test_stun_malformed_responses(env):
     hub.wait_log(r"edge edge-1: public address is 198\.51\.100\.9 ", 30)
     line, cport = _proxy_dest(env, up, p, 2)
     check(line == f"PROXY TCP4 127.0.0.1 198.51.100.9 {cport} {p}\r\n".encode(), repr(line))
+
+
+def test_hub_checks_addr_frames(env):
+    """The hub takes an ADDR frame from an edge (a rogue one here, ri-peer:
+    203.0.113.7), uses it as the PROXY destination of a stream whose edge
+    address (127.0.0.2) is private, and closes the tunnel on an ADDR that
+    breaks the rules (family 5) with the reason logged."""
+    p = env.port()
+    up = env.upstream(p)
+    a = EdgeSpec("edge-a", [p])
+    hub = env.hub([a])
+    peer = env.peer("edge", f"127.0.0.1:{hub.port}", a.id, a.secret)
+    peer.send("frame 0x0b 0 04" + "cb007107" + "00" * 12)
+    hub.wait_log(r"edge edge-a: public address is 203\.0\.113\.7 \(STUN, from the edge\)")
+    peer.send(f"open 1 {p}")
+    up.wait_conns(1)
+    line = up.conns[0].proxy_line
+    check(line == f"PROXY TCP4 127.0.0.1 203.0.113.7 40000 {p}\r\n".encode(), repr(line))
+    peer.send("frame 0x0b 0 05" + "cb007107" + "00" * 12)
+    hub.wait_log(r"bad ADDR: ADDR with address family 5")
+    peer.wait_log(r"(?m)^CLOSED")
