@@ -26,6 +26,9 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wpointer-arith -Wformat=2 -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PLUGINDIR_DEFAULT := $(PREFIX)/lib/ri/plugins
+# systemd units (conf/ri-hub.service, conf/ri-edge.service), installed with
+# their paths under /usr/local rewritten to PREFIX
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 # where a hub without tls_cert keeps the certificate it makes (hub.state_dir)
 STATEDIR ?= /var/lib/ri
 
@@ -88,7 +91,8 @@ TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
               "command -v iperf3=iperf3" "command -v certtool=gnutls-bin" \
               "command -v clang=clang" "command -v openssl=openssl" \
-              "command -v ip=iproute2" "command -v prlimit=util-linux"
+              "command -v ip=iproute2" "command -v prlimit=util-linux" \
+              "command -v turnserver=coturn" "command -v systemd-analyze=systemd"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))
@@ -193,6 +197,7 @@ FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/certsta
               tests/fuzz/fake_tlsio.c
 fuzz_deps_frame  := core/frame.c core/ident.c
 fuzz_deps_token  := core/token.c core/b64.c core/ident.c
+fuzz_deps_stun   := core/stun.c
 fuzz_deps_config := core/config.c core/errs.c core/log.c core/ratelimit.c core/netutil.c \
                     core/token.c core/b64.c core/ident.c
 fuzz_deps_tunnel := $(FUZZ_TUNNEL_SRC)
@@ -236,7 +241,7 @@ soak:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PLUGINDIR_DEFAULT) \
 	    $(DESTDIR)$(PREFIX)/include/ri $(DESTDIR)$(PREFIX)/share/doc/ri/examples \
-	    $(DESTDIR)$(PREFIX)/share/ri/conf
+	    $(DESTDIR)$(PREFIX)/share/ri/conf $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 755 $(BUILD)/ri-core $(DESTDIR)$(PREFIX)/bin/ri-core
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PLUGINDIR_DEFAULT)/
 	install -m 644 sdk/ri_plugin.h $(DESTDIR)$(PREFIX)/include/ri/
@@ -245,6 +250,9 @@ install: all
 	for f in conf/*.cfg; do \
 	  sed '/^[[:space:]]*plugin_dir[[:space:]]*=/d' $$f > $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f) && \
 	  chmod 644 $(DESTDIR)$(PREFIX)/share/ri/conf/$$(basename $$f) || exit 1; done
+	for u in conf/*.service; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) && \
+	  chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) || exit 1; done
 
 clean:
 	rm -rf build

@@ -369,7 +369,8 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "token", "hub_host", "hub_port", "edge_id", "secret", "bind_address",
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
-        "hold_secs", "hold_max", "control_socket", "control_socket_mode", NULL};
+        "hold_secs", "hold_max", "control_socket", "control_socket_mode", "stun_servers",
+        NULL};
     check_keys(x, edge, "edge", keys);
     parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
@@ -446,6 +447,30 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->ping_timeout = get_secs(x, edge, "ping_timeout_secs", 45, 0.2, 7200);
     c->drain_timeout = get_secs(x, edge, "drain_timeout_secs", 30, 0, 3600);
     c->max_streams = (uint32_t)get_int(x, edge, "max_streams", 20000, 1, 1000000);
+    config_setting_t *ss = config_setting_get_member(edge, "stun_servers");
+    if (!ss) {
+        static const char *const defaults[] = {RI_STUN_DEFAULT_SERVERS};
+        for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+            c->stun_servers[c->n_stun_servers++] = defaults[i];
+    } else if (!config_setting_is_aggregate(ss)) {
+        ERR(x, ss, "'stun_servers' must be a list like [ \"stun.example.net:3478\" ] "
+                   "(empty: no STUN)");
+    } else if (config_setting_length(ss) > RI_CONFIG_STUN_MAX) {
+        ERR(x, ss, "'stun_servers' has %d entries, at most %d", config_setting_length(ss),
+            RI_CONFIG_STUN_MAX);
+    } else {
+        for (int i = 0; i < config_setting_length(ss); i++) {
+            config_setting_t *it = config_setting_get_elem(ss, (unsigned)i);
+            const char *v = config_setting_get_string(it);
+            char host[256];
+            int port;
+            if (!v || ri_parse_hostport(v, host, sizeof host, &port) < 0 || !host[0])
+                ERR(x, it, "'stun_servers' entries are \"host:port\" strings%s%s%s",
+                    v ? ", not \"" : "", v ? v : "", v ? "\"" : "");
+            else
+                c->stun_servers[c->n_stun_servers++] = v;
+        }
+    }
 }
 
 /* libconfig 1.5 reads an integer literal without an L suffix as 32 bits and
@@ -579,8 +604,9 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
     }
     check_int_literals(&x, path, 0);
     config_setting_t *root = config_root_setting(&c->cf);
-    static const char *const keys[] = {"role", "log_level", "plugin_dir", "plugins", "hub",
-                                       "edge", "handover_socket", "access_log", "user", NULL};
+    static const char *const keys[] = {"role", "log_level", "log_format", "plugin_dir",
+                                       "plugins", "hub", "edge", "handover_socket",
+                                       "access_log", "user", NULL};
     check_keys(&x, root, "the top level", keys);
 
     const char *role = get_str(&x, root, "role", 1);
@@ -600,6 +626,12 @@ struct ri_config *ri_config_load(const char *path, struct ri_errs *errs)
             "log_level must be error, warn, info or debug, not \"%s\"", lvl);
         c->log_level = RI_LOG_INFO;
     }
+    const char *lf = get_str(&x, root, "log_format", 0);
+    if (lf && strcmp(lf, "json") == 0)
+        c->log_json = 1;
+    else if (lf && strcmp(lf, "text") != 0)
+        ERR(&x, config_setting_get_member(root, "log_format"),
+            "log_format must be \"text\" or \"json\", not \"%s\"", lf);
     const char *pd = get_str(&x, root, "plugin_dir", 0);
     if (pd)
         c->plugin_dir = resolve_path(c, pd);

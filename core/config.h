@@ -9,6 +9,11 @@
 
 #include "errs.h"
 
+#define RI_CONFIG_STUN_MAX 16 /* edge.stun_servers entries */
+/* edge.stun_servers when the file names none: public servers that answer
+ * RFC 5389 Binding requests over UDP */
+#define RI_STUN_DEFAULT_SERVERS "stun.l.google.com:19302", "stun.cloudflare.com:3478"
+
 struct ri_plugin_conf {
     const char *name;
     int enabled;
@@ -36,6 +41,7 @@ struct ri_config {
     int secrets_exposed;
     unsigned file_mode;
     int log_level;
+    int log_json;     /* log_format = "json": one JSON object per line */
     char *plugin_dir; /* resolved, or NULL for the default search */
     int plugins_line;
     struct ri_plugin_conf *plugins;
@@ -76,6 +82,10 @@ struct ri_config {
     double reconnect_min, reconnect_max;
     double hold_secs;  /* a client waits this long for a tunnel */
     uint32_t hold_max; /* clients held at once */
+    /* STUN servers ("host:port") asked for the public address; pointers
+     * into libconfig's memory or static defaults; none: STUN is off */
+    const char *stun_servers[RI_CONFIG_STUN_MAX];
+    size_t n_stun_servers;
 
     /* lines of the settings checks after parsing report on (0: not in the
      * file; the error then names the group's line or none) */

@@ -33,6 +33,7 @@
 #include "ratelimit.h"
 #include "resolve.h"
 #include "role.h"
+#include "stunc.h"
 #include "tunnel.h"
 #include "version.h"
 #include "worker.h"
@@ -75,6 +76,13 @@ struct edge {
     uint64_t started_ns;          /* monotonic */
     uint64_t tunnels_up, reconnects; /* tunnels that became ready; all but the first */
     char last_error[640];         /* why the last connection failed or ended */
+    /* the public address STUN found (family 0: none yet), the tunnel told
+     * of it, and the hub's interval (CONFIG) */
+    struct ri_stunc *stun;
+    struct sockaddr_storage public_addr;
+    uint64_t addr_sent_tid;
+    uint32_t stun_interval;
+    int sd_ready; /* systemd was told READY=1 (the first ports are open) */
 };
 
 struct held {
@@ -334,6 +342,85 @@ static void release_held(struct edge *e)
              gone ? " (the rest were for ports no longer assigned: reset)" : "");
 }
 
+/* systemd (Type=notify): ready once the listeners for the hub's first
+ * CONFIG are open (or taken over from the process before) */
+static void sd_ready(struct edge *e)
+{
+    if (!e->sd_ready) {
+        e->sd_ready = 1;
+        ri_sd_notify("READY=1");
+    }
+}
+
+/* ---- public address (STUN) --------------------------------------------------- */
+/* Tells the hub (ADDR) the public address STUN found, once per tunnel and
+ * again when it changes; only to a hub that understands ADDR. */
+static void send_addr(struct edge *e)
+{
+    struct ri_tunnel *t = e->t;
+    if (!t || t->state != RI_T_READY || !(t->mux.caps & RI_CAP_ADDR) ||
+        !e->public_addr.ss_family || e->addr_sent_tid == t->id)
+        return;
+    uint8_t p[RI_ADDR_LEN];
+    ri_pubaddr_encode(p, (struct sockaddr *)&e->public_addr);
+    if (ri_tunnel_ctrl(t, RI_F_ADDR, 0, p, sizeof p) == 0)
+        e->addr_sent_tid = t->id;
+}
+
+static int same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family)
+        return 0;
+    if (b->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+static void stun_found(void *arg, const struct sockaddr *a, const char *server)
+{
+    struct edge *e = arg;
+    char ip[64];
+    ri_ip_str(a, ip, sizeof ip);
+    if (same_ip(&e->public_addr, a)) {
+        log_debug("edge: STUN server %s: public address still %s", server, ip);
+        return;
+    }
+    /* what the hub would refuse (unspecified, multicast) is no answer */
+    uint8_t p[RI_ADDR_LEN];
+    struct sockaddr_storage chk;
+    char why[128];
+    ri_pubaddr_encode(p, a);
+    if (ri_pubaddr_decode(p, sizeof p, &chk, why, sizeof why) < 0) {
+        log_warn("edge: STUN server %s: unusable answer %s: %s", server, ip, why);
+        return;
+    }
+    /* the port the server saw is this UDP socket's mapping: only the
+     * address says something about the edge's TCP listeners */
+    memset(&e->public_addr, 0, sizeof e->public_addr);
+    if (a->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&e->public_addr;
+        *in = *(const struct sockaddr_in *)a;
+        in->sin_port = 0;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&e->public_addr;
+        *in6 = *(const struct sockaddr_in6 *)a;
+        in6->sin6_port = 0;
+    }
+    struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .edge_id = e->cy->cfg->edge_id,
+                          .peer = "", .address = ip, .server = server};
+    emit(e, &ev);
+    e->addr_sent_tid = 0;
+    send_addr(e);
+}
+
+static void stun_apply(struct edge *e)
+{
+    const struct ri_config *c = e->cy->cfg;
+    ri_stunc_set(e->stun, c->stun_servers, c->n_stun_servers, e->stun_interval);
+}
+
 /* ---- tunnel hooks ----------------------------------------------------------- */
 static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 {
@@ -376,7 +463,11 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
     if (!t->draining && !e->stopping) {
         apply_ports(e, e->ports, e->n_ports);
         e->configured = 1;
+        sd_ready(e);
         release_held(e);
+        e->stun_interval = m->stun_interval_secs; /* 0: the hub wants no STUN */
+        stun_apply(e);
+        send_addr(e);
     }
 }
 
@@ -647,6 +738,7 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
 {
     struct ri_errs errs = {0};
+    ri_sd_notify("RELOADING=1"); /* READY=1 follows the outcome (ri_sd_notify_event) */
     log_info("edge: %s: reloading %s", what_out ? "control socket" : "SIGHUP",
              e->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(e->opts->config_path, e->loop, &ri_core_api, &errs);
@@ -712,9 +804,11 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
     ri_tls_creds_unref(e->creds);
     e->creds = creds;
     ri_log_level = e->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    ri_log_json = nc->log_json;
     char aerr[400];
     if (ri_accesslog_apply(&e->alog, &e->bus, nc->access_log, aerr, sizeof aerr) < 0)
         log_err("edge: reload: %s: access lines keep going where they went", aerr);
+    stun_apply(e); /* new servers: asked at once */
     if (e->listening) {
         ncy->pl->listener->fds = &pool;
         apply_ports(e, e->ports, e->n_ports);
@@ -834,6 +928,9 @@ static void edge_stop(struct edge *e)
         return;
     }
     e->stopping = 1;
+    ri_sd_notify("STOPPING=1");
+    ri_stunc_free(e->stun);
+    e->stun = NULL;
     ri_handover_close(e->ho);
     e->ho = NULL;
     close_listeners(e);
@@ -950,12 +1047,18 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     e->cfd = -1;
     ri_event_bus_init(&e->bus);
     ri_event_subscribe(&e->bus, RI_EVT_ALL, ri_event_log, NULL);
+    ri_event_subscribe(&e->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
+                       ri_sd_notify_event, NULL);
     ri_worker_init(&e->w, e->loop, 0, &e->bus);
     const struct ri_config *c = cy->cfg;
     char err[512] = "";
     int rc = 1;
     if (!(e->res = ri_resolver_new(e->loop))) {
         log_err("edge: cannot start the resolver");
+        goto out;
+    }
+    if (!(e->stun = ri_stunc_new(e->loop, e->res, stun_found, e))) {
+        log_err("edge: out of memory");
         goto out;
     }
     if (!(e->creds = ri_tls_client_creds(c->hub_ca, err, sizeof err))) {
@@ -1014,6 +1117,8 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         }
         log_info("edge: control socket %s", c->control_socket);
     }
+    if (e->listening) /* ports taken over from the running process: serving already */
+        sd_ready(e);
     connect_hub(e);
 
     ev_run(e->loop, 0);
@@ -1031,6 +1136,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     log_info("edge: stopped");
 out:
     ri_ctl_close(e->ctl);
+    ri_stunc_free(e->stun);
     ri_handover_close(e->ho);
     ri_resolver_free(e->res);
     ri_tls_creds_unref(e->creds);

@@ -78,6 +78,7 @@ const char *ri_event_name(int type)
         [RI_EVT_TUNNEL_CONNECTED] = "tunnelConnected",
         [RI_EVT_TUNNEL_DISCONNECTED] = "tunnelDisconnected",
         [RI_EVT_STREAM_CLASSIFIED] = "streamClassified",
+        [RI_EVT_PUBLIC_IP_DISCOVERED] = "publicIpDiscovered",
     };
     return type > 0 && type < RI_EVT_MAX_ && names[type] ? names[type] : "unknown";
 }
@@ -108,6 +109,11 @@ void ri_event_log(void *arg, const struct ri_event *ev)
         port_list(ev, list, sizeof list);
         log_info("edge %s: ports changed: pushing %zu port%s: %s", ev->edge_id, ev->n_ports,
                  ev->n_ports == 1 ? "" : "s", list);
+        break;
+    case RI_EVT_PUBLIC_IP_DISCOVERED:
+        if (ev->role == RI_ROLE_EDGE) /* the hub logs what an edge tells it, rate-limited */
+            log_info("edge %s: public address is %s (STUN server %s)", ev->edge_id, ev->address,
+                     ev->server ? ev->server : "?");
         break;
     case RI_EVT_TUNNEL_CONNECTED:
         log_info("edge %s: connected to hub %s", ev->edge_id, ev->peer);

@@ -24,6 +24,8 @@ enum ri_event_type {
     RI_EVT_TUNNEL_CONNECTED,    /* edge: its tunnel to the hub is up */
     RI_EVT_TUNNEL_DISCONNECTED, /* edge: its tunnel ended */
     RI_EVT_STREAM_CLASSIFIED,   /* a stream changed class */
+    RI_EVT_PUBLIC_IP_DISCOVERED, /* edge: STUN found a new public address; hub: an edge
+                                  * reported one (ADDR) */
     RI_EVT_MAX_
 };
 
@@ -51,6 +53,8 @@ struct ri_event {
     uint32_t klass;
     uint32_t count;         /* streams lost, edges in a reload, ... */
     const char *path;       /* RELOAD_*: the config file */
+    const char *address;    /* PUBLIC_IP_DISCOVERED: the address, as text */
+    const char *server;     /* PUBLIC_IP_DISCOVERED (edge): the STUN server that said so */
 };
 
 typedef void ri_event_cb(void *arg, const struct ri_event *ev);

@@ -55,6 +55,7 @@ const char *ri_ftype_str(unsigned t)
     case RI_F_GOAWAY: return "GOAWAY";
     case RI_F_ACK: return "ACK";
     case RI_F_PORTS: return "PORTS";
+    case RI_F_ADDR: return "ADDR";
     case RI_F_OPEN: return "OPEN";
     case RI_F_DATA: return "DATA";
     case RI_F_FIN: return "FIN";
@@ -100,6 +101,7 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
     case RI_F_GOAWAY: conn_level = 1; min = 6; max = 6 + RI_REASON_MAX; break;
     case RI_F_ACK: conn_level = 1; min = max = 4; break;
     case RI_F_PORTS: conn_level = 1; min = 2; max = RI_PORTS_MAX; break;
+    case RI_F_ADDR: conn_level = 1; min = max = RI_ADDR_LEN; break;
     case RI_F_OPEN: conn_level = 0; min = max = RI_OPEN_LEN; break;
     case RI_F_DATA: conn_level = 0; min = 1; break;
     case RI_F_FIN: conn_level = 0; max = 0; break;
@@ -269,6 +271,36 @@ int ri_open_decode(const uint8_t *p, size_t n, struct ri_open *o, char *err, siz
     }
     get_addr(p + 1, p[0], &o->client);
     get_addr(p + 19, p[0], &o->edge);
+    return 0;
+}
+
+/* ---- ADDR: family u8 (4|6), address[16] */
+void ri_pubaddr_encode(uint8_t out[RI_ADDR_LEN], const struct sockaddr *a)
+{
+    uint8_t tmp[18];
+    out[0] = a->sa_family == AF_INET6 ? 6 : 4;
+    put_addr(tmp, a);
+    memcpy(out + 1, tmp, 16);
+}
+
+int ri_pubaddr_decode(const uint8_t *p, size_t n, struct sockaddr_storage *a, char *err,
+                      size_t errlen)
+{
+    static const uint8_t zero[16];
+    if (n != RI_ADDR_LEN)
+        return snprintf(err, errlen, "ADDR payload of %zu bytes", n), -1;
+    if (p[0] != 4 && p[0] != 6)
+        return snprintf(err, errlen, "ADDR with address family %u", p[0]), -1;
+    if (p[0] == 4 && memcmp(p + 5, zero, 12) != 0)
+        return snprintf(err, errlen, "ADDR with IPv4 padding not zero"), -1;
+    if (memcmp(p + 1, zero, p[0] == 4 ? 4 : 16) == 0)
+        return snprintf(err, errlen, "ADDR with the unspecified address"), -1;
+    if ((p[0] == 4 && (p[1] & 0xf0) == 0xe0) || (p[0] == 6 && p[1] == 0xff))
+        return snprintf(err, errlen, "ADDR with a multicast address"), -1;
+    uint8_t tmp[18];
+    memcpy(tmp, p + 1, 16);
+    tmp[16] = tmp[17] = 0;
+    get_addr(tmp, p[0], a);
     return 0;
 }
 

@@ -31,7 +31,8 @@
  * matching bit is in use (core/PROTOCOL.md, "Capabilities"). */
 #define RI_CAP_CLASS (1u << 0) /* CLASS frames: a stream's class told to the peer */
 #define RI_CAP_PORTS (1u << 1) /* PORTS frames: the edge reports ports it cannot open */
-#define RI_CAPS_SUPPORTED (RI_CAP_CLASS | RI_CAP_PORTS) /* what this build offers */
+#define RI_CAP_ADDR (1u << 2)  /* ADDR frames: the edge tells its public address (STUN) */
+#define RI_CAPS_SUPPORTED (RI_CAP_CLASS | RI_CAP_PORTS | RI_CAP_ADDR) /* what this build offers */
 
 enum ri_ftype {
     RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
@@ -45,6 +46,8 @@ enum ri_ftype {
     RI_F_ACK = 0x09,     /* both: u32 DATA payload bytes taken out of the pipe */
     RI_F_PORTS = 0x0a,   /* edge -> hub: the assigned ports it could not open, and why
                           * (only with RI_CAP_PORTS) */
+    RI_F_ADDR = 0x0b,    /* edge -> hub: its public address as STUN found it
+                          * (only with RI_CAP_ADDR) */
     RI_F_OPEN = 0x10,    /* edge -> hub: new stream with addresses */
     RI_F_DATA = 0x11,    /* both: stream bytes */
     RI_F_FIN = 0x12,     /* both: sender's direction ends (half-close) */
@@ -171,6 +174,14 @@ size_t ri_ports_encode(uint8_t *out, size_t cap, const uint16_t *ports, size_t n
 int ri_ports_decode(const uint8_t *p, size_t n, struct ri_ports_msg *m, char *err,
                     size_t errlen);
 #define RI_PORTS_MAX (2 + 2 * RI_CONFIG_PORTS_MAX + RI_REASON_MAX)
+
+/* ADDR: family u8 (4 or 6) | address [16] (IPv4 in the first 4 bytes, the
+ * rest zero). Decoding refuses another family, IPv4 padding that is not
+ * zero, and an unspecified or multicast address; the port is 0. */
+#define RI_ADDR_LEN 17
+void ri_pubaddr_encode(uint8_t out[RI_ADDR_LEN], const struct sockaddr *a);
+int ri_pubaddr_decode(const uint8_t *p, size_t n, struct sockaddr_storage *a, char *err,
+                      size_t errlen);
 
 /* REFUSE / RST: code u16 + reason; GOAWAY: last stream u32 + code u16 + reason */
 size_t ri_reason_encode(uint8_t *out, size_t cap, uint16_t code, const char *reason);

@@ -188,6 +188,12 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
     if (hi) {
         struct ri_conn_info ci = {.size = sizeof ci, .stream_id = id, .client = o->client,
                                   .edge = o->edge, .edge_id = t->edge_id};
+        /* An edge behind NAT (or bound to a private or unspecified address)
+         * accepts clients on an address nobody outside knows it by: the
+         * header then names the public address STUN found (ADDR), with the
+         * edge's port (netutil.h: ri_addr_use_public). */
+        if (t->public_addr.ss_family)
+            ri_addr_use_public(&ci.edge, &t->public_addr);
         char err[200] = "";
         if (ri_header_build(hi, &ci, hdr, sizeof hdr, &hl, err, sizeof err) < 0 ||
             hl > sizeof hdr) {
@@ -260,7 +266,27 @@ static void hub_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
         st->ports_failed = (uint32_t)n;
 }
 
+/* The edge's public address, as its STUN client found it (ADDR, checked by
+ * the codec): kept per tunnel for the PROXY header (hub_open); logged
+ * (rate-limited: the edge decides how often) and emitted when it changes. */
+static void hub_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
+{
+    struct hub *h = t->owner;
+    if (t->public_addr.ss_family == a->ss_family &&
+        memcmp(&t->public_addr, a, sizeof *a) == 0)
+        return;
+    t->public_addr = *a;
+    char ip[64];
+    ri_ip_str((const struct sockaddr *)a, ip, sizeof ip);
+    ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: public address is %s (STUN, from the edge)",
+              t->edge_id, ip);
+    struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .tunnel_id = t->id,
+                          .edge_id = t->edge_id, .peer = t->peer, .address = ip};
+    emit(h, &ev);
+}
+
 static const struct ri_tunnel_hooks hub_hooks = {
+    .addr = hub_addr,
     .lookup = hub_lookup,
     .ready = hub_ready,
     .open = hub_open,
@@ -592,6 +618,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     h->target = *tgt;
     h->target_len = tl;
     ri_log_level = h->opts->debug ? RI_LOG_DEBUG : nc->log_level;
+    ri_log_json = nc->log_json;
     char err[400];
     if (ri_accesslog_apply(&h->alog, &h->bus, nc->access_log, err, sizeof err) < 0)
         log_err("hub: reload: %s: access lines keep going where they went", err);
@@ -674,6 +701,7 @@ static void target_resolved(void *arg, const struct sockaddr_storage *a, const s
 static void hub_reload(struct hub *h)
 {
     struct ri_errs errs = {0};
+    ri_sd_notify("RELOADING=1"); /* READY=1 follows the outcome (ri_sd_notify_event) */
     log_info("hub: %s: reloading %s", h->n_waiters ? "control socket" : "SIGHUP",
              h->opts->config_path);
     struct ri_cycle *ncy = ri_cycle_load(h->opts->config_path, h->loop, &ri_core_api, &errs);
@@ -986,6 +1014,8 @@ static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
 /* why: NULL for a stop signal, else the reason edges are told */
 static void hub_stop(struct hub *h, const char *why)
 {
+    if (!h->stopping)
+        ri_sd_notify("STOPPING=1");
     if (h->stopping) {
         if (why)
             return;
@@ -1084,6 +1114,8 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ri_event_bus_init(&h->bus);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);
+    ri_event_subscribe(&h->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
+                       ri_sd_notify_event, NULL);
     ri_worker_init(&h->w, h->loop, 0, &h->bus);
     const struct ri_config *c = cy->cfg;
     char err[1024] = "";
@@ -1179,6 +1211,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_start(h->loop, &h->sig_term);
     ev_signal_start(h->loop, &h->sig_int);
     ev_signal_start(h->loop, &h->sig_hup);
+    ri_sd_notify("READY=1"); /* systemd (Type=notify): the tunnel port accepts */
 
     ev_run(h->loop, 0);
     ev_run(h->loop, EVRUN_NOWAIT); /* the reapers of the tunnels that just closed */

@@ -3,12 +3,15 @@
 
 #include "clock.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
 int ri_log_level = RI_LOG_INFO;
+int ri_log_json;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -38,11 +41,45 @@ const char *ri_log_stamp(char *buf, size_t cap)
     return buf;
 }
 
+/* {"time":"<RFC 3339>","level":"info","msg":"..."} and a newline, in one
+ * write. Text that is not UTF-8 (a path, say) has its bytes above 0x7f
+ * replaced by '?', so the line is always valid JSON. */
+static void log_json_line(int level, const char *stamp, char *msg)
+{
+    json_t *s = json_string(msg);
+    if (!s) {
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
+        s = json_string(msg);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "time", json_string(stamp));
+    json_object_set_new(o, "level", json_string(level_names[level]));
+    json_object_set_new(o, "msg", s ? s : json_string(""));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the NUL: the buffer holds len + 1 bytes */
+    fwrite(text, 1, len + 1, stderr);
+    free(text);
+}
+
 void ri_logv(int level, const char *prefix, const char *fmt, va_list ap)
 {
     if (level > ri_log_level)
         return;
     char line[1024], stamp[40];
+    if (ri_log_json) {
+        int n = snprintf(line, sizeof line, "%s%s", prefix ? prefix : "", prefix ? ": " : "");
+        if (n < 0 || (size_t)n >= sizeof line)
+            n = 0;
+        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        log_json_line(level, ri_log_stamp(stamp, sizeof stamp), line);
+        return;
+    }
     int n = snprintf(line, sizeof line, "%s %-5s %s%s", ri_log_stamp(stamp, sizeof stamp),
                      level_names[level], prefix ? prefix : "", prefix ? ": " : "");
     if (n < 0 || (size_t)n >= sizeof line)

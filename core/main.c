@@ -403,6 +403,7 @@ int main(int argc, char **argv)
         return 0;
     }
     ri_log_level = debug ? RI_LOG_DEBUG : c->log_level;
+    ri_log_json = c->log_json;
     if (c->secrets_exposed)
         log_warn("%s holds secrets but is readable by group or others (mode %04o): chmod 600 %s",
                  cfg_path, c->file_mode, cfg_path);

@@ -106,6 +106,16 @@ const char *ri_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
     return buf;
 }
 
+const char *ri_ip_str(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    const void *a = sa->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                    : sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                    : NULL;
+    if (!a || !inet_ntop(sa->sa_family, a, buf, (socklen_t)cap))
+        snprintf(buf, cap, "?");
+    return buf;
+}
+
 void ri_close_abort(int fd)
 {
     struct linger lg = {1, 0};
@@ -117,4 +127,50 @@ int ri_is_numeric_ip(const char *s)
 {
     unsigned char buf[16];
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int v4_private(const uint8_t *a)
+{
+    return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+           a[0] == 127 || (a[0] == 169 && a[1] == 254) ||
+           (a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 0);
+}
+
+int ri_addr_is_private(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return v4_private((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, 12) == 0)
+        return v4_private(a + 12);
+    if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1)) /* :: and ::1 */
+        return 1;
+    return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || (a[0] & 0xfe) == 0xfc;
+}
+
+int ri_addr_use_public(struct sockaddr_storage *edge, const struct sockaddr_storage *pub)
+{
+    if (!ri_addr_is_private((const struct sockaddr *)edge))
+        return 0;
+    if (edge->ss_family == AF_INET && pub->ss_family == AF_INET) {
+        ((struct sockaddr_in *)edge)->sin_addr = ((const struct sockaddr_in *)pub)->sin_addr;
+        return 1;
+    }
+    if (edge->ss_family != AF_INET6)
+        return 0;
+    uint8_t *a = ((struct sockaddr_in6 *)edge)->sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    int is_mapped = memcmp(a, mapped, 12) == 0;
+    if (is_mapped && pub->ss_family == AF_INET) {
+        memcpy(a + 12, &((const struct sockaddr_in *)pub)->sin_addr, 4);
+        return 1;
+    }
+    if (!is_mapped && pub->ss_family == AF_INET6) {
+        memcpy(a, ((const struct sockaddr_in6 *)pub)->sin6_addr.s6_addr, 16);
+        return 1;
+    }
+    return 0;
 }

@@ -9,8 +9,14 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "events.h"
 
 #include "log.h"
 
@@ -94,4 +100,50 @@ int ri_drop_privileges(const char *user, char *err, size_t errlen)
     log_info("running as user %s (uid %u, gid %u), keeping only CAP_NET_BIND_SERVICE", user,
              (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
     return 0;
+}
+
+int ri_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !path[0])
+        return 0;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t plen = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || plen >= sizeof sun.sun_path) {
+        log_debug("sd_notify: NOTIFY_SOCKET %s is not a Unix socket path", path);
+        return -1;
+    }
+    memcpy(sun.sun_path, path, plen);
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0'; /* abstract namespace */
+    char msg[256];
+    if (strcmp(state, "RELOADING=1") == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    } else {
+        snprintf(msg, sizeof msg, "%s", state);
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_debug("sd_notify: socket: %s", strerror(errno));
+        return -1;
+    }
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+    ssize_t r = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun, sl);
+    int e = errno;
+    close(fd);
+    if (r < 0) {
+        log_debug("sd_notify: %s: %s", path, strerror(e));
+        return -1;
+    }
+    log_debug("sd_notify: %s", state);
+    return 1;
+}
+
+void ri_sd_notify_event(void *arg, const struct ri_event *ev)
+{
+    if (ev->type == RI_EVT_RELOAD_OK || ev->type == RI_EVT_RELOAD_FAILED)
+        ri_sd_notify("READY=1");
 }

@@ -651,6 +651,19 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         free(m);
         return t->state == RI_T_DEAD ? -1 : 0;
     }
+    case RI_F_ADDR: {
+        if (t->role != RI_ROLE_HUB || !(t->mux.caps & RI_CAP_ADDR))
+            break;
+        struct sockaddr_storage a;
+        char err[128];
+        if (ri_pubaddr_decode(p, h->len, &a, err, sizeof err) < 0) {
+            proto_fail(t, "bad ADDR: %s", err);
+            return -1;
+        }
+        if (t->hooks->addr)
+            t->hooks->addr(t, &a);
+        return t->state == RI_T_DEAD ? -1 : 0;
+    }
     case RI_F_ACK:
         ri_pace_on_ack(&t->pace, ri_get32(p), ri_now_ns());
         ri_tunnel_kick(t);

@@ -59,6 +59,8 @@ struct ri_tunnel_hooks {
     void (*open)(struct ri_tunnel *t, uint32_t id, const struct ri_open *o); /* hub */
     /* hub: the edge reports the assigned ports it could not open (n 0: all open) */
     void (*ports)(struct ri_tunnel *t, const struct ri_ports_msg *m);
+    /* hub: the edge tells its public address (ADDR; checked by ri_pubaddr_decode) */
+    void (*addr)(struct ri_tunnel *t, const struct sockaddr_storage *a);
     void (*goaway)(struct ri_tunnel *t, unsigned code, const char *reason);
     /* handshake failed (hub: the peer could not authenticate) */
     void (*refused)(struct ri_tunnel *t, unsigned code, const char *reason);
@@ -140,6 +142,9 @@ struct ri_tunnel {
     int sent_drained, peer_drained; /* the closing handshake (GOAWAY code 0) */
     int was_ready;            /* reached RI_T_READY once */
     uint32_t bad_opens;       /* hub: OPENs for ports not assigned to this edge */
+    /* hub: the public address the edge reported (ADDR frames, from STUN);
+     * family 0 while none */
+    struct sockaddr_storage public_addr;
 
     /* logging what the peer triggers: the tunnel's own lines (stream
      * refusals, window violations) and, before authentication, the role's

@@ -86,6 +86,15 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
         }
         break;
     }
+    case RI_F_ADDR: {
+        struct sockaddr_storage a;
+        if (ri_pubaddr_decode(p, n, &a, err, sizeof err) == 0) {
+            CHECK(n == RI_ADDR_LEN && (a.ss_family == AF_INET || a.ss_family == AF_INET6));
+            ri_pubaddr_encode(out, (struct sockaddr *)&a);
+            CHECK(memcmp(out, p, n) == 0);
+        }
+        break;
+    }
     case RI_F_REFUSE:
     case RI_F_RST:
     case RI_F_GOAWAY: {

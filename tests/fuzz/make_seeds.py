@@ -19,6 +19,7 @@ def reason(code, text):
 
 
 HELLO, AUTH, WELCOME, REFUSE, CONFIG, PING, PONG, GOAWAY, ACK = range(1, 10)
+PORTS, ADDR = 0x0a, 0x0b
 OPEN, DATA, FIN, RST, WINDOW = 0x10, 0x11, 0x12, 0x13, 0x14
 
 
@@ -56,6 +57,10 @@ def main():
                frame(GOAWAY, 0, u32(4) + reason(0, "drained")))
     for chunk in (0, 2, 5, 7):
         write("tunnel", f"hub-streams-c{chunk}", bytes([chunk << 1]) + hub_ready + streams)
+    # ADDR (capability bit 2): a good one, then one with a bad family
+    write("tunnel", "hub-addr", bytes([4]) + frame(HELLO, 0, hello(caps=7)) +
+          frame(ADDR, 0, bytes([4, 203, 0, 113, 7]) + bytes(12)) + frame(OPEN, 1, open_(443)) +
+          frame(ADDR, 0, bytes([5]) + bytes(16)))
     write("tunnel", "hub-bad-auth", bytes([4]) + frame(HELLO, 0, hello(msg=b"X")))
     write("tunnel", "hub-unknown-id", bytes([4]) + frame(HELLO, 0, hello(edge_id="nobody")))
     write("tunnel", "hub-data-first", bytes([4]) + frame(DATA, 1, b"too early"))

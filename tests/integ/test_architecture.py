@@ -85,8 +85,8 @@ def test_core_has_no_dependency_cycle(env):
     check(not cycles, "dependency cycles among core's objects: " +
           "; ".join(" <-> ".join(c) for c in cycles))
     # the pure layer depends on nothing with I/O
-    for pure in ("frame", "window", "pace", "token", "ident", "ratelimit", "penalty", "b64",
-                 "edgejson"):
+    for pure in ("frame", "stun", "window", "pace", "token", "ident", "ratelimit", "penalty",
+                 "b64", "edgejson"):
         bad = edges.get(pure, set()) - {"b64", "frame", "ident"}
         check(not bad, f"{pure}.o (pure logic) depends on {sorted(bad)}")
     # the handshake is frames in, frames out: no tunnel, socket or loop

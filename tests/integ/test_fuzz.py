@@ -51,3 +51,8 @@ def test_fuzz_config(env):
 @timeout(200)
 def test_fuzz_tunnel(env):
     _run(env, "tunnel")
+
+
+@timeout(200)
+def test_fuzz_stun(env):
+    _run(env, "stun")

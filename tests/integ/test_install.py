@@ -72,8 +72,16 @@ def test_make_install_prefix_destdir(env):
     for rel in ["bin/ri-core", "include/ri/ri_plugin.h", "share/doc/ri/README.md",
                 "share/doc/ri/examples/sched_prio.c"] + \
                [f"lib/ri/plugins/{p}.so" for p in PLUGINS] + \
-               [f"share/ri/conf/{c}" for c in os.listdir(os.path.join(ROOT, "conf"))]:
+               [f"share/ri/conf/{c}" for c in os.listdir(os.path.join(ROOT, "conf"))
+                if c.endswith(".cfg")] + \
+               [f"lib/systemd/system/{u}" for u in ("ri-hub.service", "ri-edge.service")]:
         check(os.path.isfile(os.path.join(root, rel)), f"{rel} not installed under DESTDIR")
+    # the units start the installed binary, under PREFIX (not DESTDIR)
+    for u in ("ri-hub.service", "ri-edge.service"):
+        text = open(os.path.join(root, "lib/systemd/system", u)).read()
+        check(re.search(r"^ExecStart=%s/bin/ri-core -c /etc/ri/" % re.escape(prefix), text, re.M)
+              and "/usr/local" not in text and stage not in text,
+              f"installed {u}: {text!r}")
     check(not os.path.exists(os.path.join(root, "include/ri/README.md")),
           "the SDK guide is installed among the headers (include/ri/README.md)")
     check("Writing an ri plugin" in open(os.path.join(root, "share/doc/ri/README.md")).read(),

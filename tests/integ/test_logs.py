@@ -197,3 +197,45 @@ def test_reload_says_what_changed(env):
     hub.wait_log(rf"hub: reload: edge edge-1: ports now {min(p, r)},{max(p, r)}", since=m)
     hub.wait_log(r"hub: reload: edge edge-2 removed", since=m)
     hub.wait_log(rf"hub: reload: edge edge-3 added \(ports {r}\)", since=m)
+
+
+def test_log_format_json(env):
+    """log_format = "json": every line the hub writes is one JSON object
+    {"time": RFC 3339, "level", "msg"}, from the start; a reload to "text"
+    turns the lines back into text at once, and back to "json" again."""
+    import json
+    p = env.port()
+    env.upstream(p)
+    hub, edge, spec = env.pair([p], hub_opts={"top": {"log_format": "json"}})
+    c = env.connect("127.0.0.2", p)
+    echo_check(c)
+    c.close()
+    hub.wait_log(r'"msg":"edge edge-1 connected from ')
+    lines = [l for l in hub.log().splitlines() if l.strip()]
+    check(len(lines) >= 2, f"hub log: {lines!r}")
+    for l in lines:
+        try:
+            o = json.loads(l)
+        except ValueError:
+            check(False, f"not a JSON line: {l!r}")
+        check(list(o) == ["time", "level", "msg"], f"keys {list(o)} in {l!r}")
+        check(re.fullmatch(STAMP, o["time"]), f"time {o['time']!r}")
+        check(o["level"] in ("error", "warn", "info", "debug"), f"level in {l!r}")
+    check(any(json.loads(l)["msg"].startswith("hub: listening on ") for l in lines),
+          "no listening line among the JSON lines")
+
+    # back to the default, text: the reload's own outcome line is the first
+    # in the new format (the "reloading" line before it is still JSON)
+    m = env.reload_with(hub, top={})
+    after = hub.lines_since(m).splitlines()
+    first = next((i for i, l in enumerate(after) if "hub: reloaded " in l), None)
+    check(first is not None and re.match(STAMP + r" info +hub: reloaded ", after[first]),
+          f"no text reload line: {after!r}")
+    c = env.connect("127.0.0.2", p)
+    echo_check(c)
+    c.close()
+    hub.wait_log(r"hub: reloaded ", since=m)
+    check(all(not l.startswith("{") for l in hub.lines_since(m).splitlines()[first:]),
+          f"JSON lines after the reload to text: {hub.lines_since(m)!r}")
+    m = env.reload_with(hub, top={"log_format": "json"})
+    hub.wait_log(r'(?m)^\{"time":"[^"]+","level":"info","msg":"hub: reloaded ', since=m)

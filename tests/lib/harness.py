@@ -471,6 +471,8 @@ HUB_DEFAULTS = {
     "drain_timeout_secs": 2,
 }
 EDGE_DEFAULTS = {
+    # no STUN unless a test asks (the default servers are on the Internet)
+    "stun_servers": [],
     "reconnect_min_secs": 0.2,
     "reconnect_max_secs": 1.0,
     "drain_timeout_secs": 2,

@@ -547,3 +547,43 @@ TEST(config_control_socket_keys)
     CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
                   "  edges_file = \"x\"; #<\n};\n", "unknown key 'edges_file' in edge");
 }
+
+TEST(config_stun_servers_and_log_format)
+{
+    struct ri_config *c = ACCEPTED("ri.cfg",
+        "role = \"edge\";\nlog_format = \"json\";\n" PLUGINS "edge = {\n" EDGE_FIELDS "};\n");
+    if (!c)
+        return;
+    size_t n = c->n_stun_servers;
+    int google = n == 2 && strcmp(c->stun_servers[0], "stun.l.google.com:19302") == 0 &&
+                 strcmp(c->stun_servers[1], "stun.cloudflare.com:3478") == 0;
+    int json = c->log_json;
+    ri_config_free(c);
+    CHECK_INT(n, 2);
+    CHECK(google);
+    CHECK_INT(json, 1);
+    c = ACCEPTED("ri.cfg", "role = \"edge\";\nlog_format = \"text\";\n" PLUGINS "edge = {\n"
+                 EDGE_FIELDS "  stun_servers = [ \"[2001:db8::1]:3478\", \"s.example:19302\" ];\n"
+                 "};\n");
+    if (!c)
+        return;
+    n = c->n_stun_servers;
+    int v6 = n == 2 && strcmp(c->stun_servers[0], "[2001:db8::1]:3478") == 0;
+    json = c->log_json;
+    ri_config_free(c);
+    CHECK(v6);
+    CHECK_INT(json, 0);
+    c = ACCEPTED("ri.cfg", "role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
+                 "  stun_servers = [];\n};\n");
+    if (!c)
+        return;
+    n = c->n_stun_servers;
+    ri_config_free(c);
+    CHECK_INT(n, 0);
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
+                  "  stun_servers = [ \"no-port\" ]; #<\n};\n", "host:port");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" EDGE_FIELDS
+                  "  stun_servers = \"s.example:3478\"; #<\n};\n", "must be a list");
+    CHECK_REFUSED("role = \"edge\";\nlog_format = \"xml\"; #<\n" PLUGINS "edge = {\n"
+                  EDGE_FIELDS "};\n", "log_format");
+}

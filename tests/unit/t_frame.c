@@ -72,7 +72,7 @@ TEST(frame_check_accepts_valid)
 
 TEST(frame_check_rejects_unknown_type)
 {
-    static const uint8_t bad[] = {0x00, 0x0b, 0x0f, 0x16, 0x20, 0xff};
+    static const uint8_t bad[] = {0x00, 0x0c, 0x0f, 0x16, 0x20, 0xff};
     char err[200];
     for (size_t i = 0; i < sizeof bad; i++) {
         CHECK_MSG(check(bad[i], 0, 0, 0, err) == -1, "type 0x%02x accepted", bad[i]);
