@@ -57,14 +57,15 @@ static void log_json_line(int level, const char *stamp, char *msg)
     json_object_set_new(o, "time", json_string(stamp));
     json_object_set_new(o, "level", json_string(level_names[level]));
     json_object_set_new(o, "msg", s ? s : json_string(""));
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* into our own buffer: no allocation to free (jansson's allocator is
+     * the secret-wiping one, see token.c), one write per line */
+    char text[8192]; /* a 1 KiB message escaped at worst 6x, with time and level */
+    size_t len = json_dumpb(o, text, sizeof text - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
-    if (!text)
-        return;
-    size_t len = strlen(text);
-    text[len] = '\n'; /* replaces the NUL: the buffer holds len + 1 bytes */
+    if (len == 0 || len > sizeof text - 1)
+        return; /* cannot happen: ri_logv caps a message at 1 KiB */
+    text[len] = '\n';
     fwrite(text, 1, len + 1, stderr);
-    free(text);
 }
 
 void ri_logv(int level, const char *prefix, const char *fmt, va_list ap)
