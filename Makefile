@@ -85,14 +85,16 @@ BUILD_DEPS := "command -v pkg-config=pkg-config" \
               "test -f /usr/include/ev.h=libev-dev" \
               "pkg-config --exists gnutls=libgnutls28-dev" \
               "pkg-config --exists libconfig=libconfig-dev" \
-              "pkg-config --exists jansson=libjansson-dev"
+              "pkg-config --exists jansson=libjansson-dev" \
+              "pkg-config --exists libmicrohttpd=libmicrohttpd-dev"
 TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "command -v nginx=nginx" \
               "test -f /usr/lib/nginx/modules/ngx_stream_module.so=libnginx-mod-stream" \
               "command -v iperf3=iperf3" "command -v certtool=gnutls-bin" \
               "command -v clang=clang" "command -v openssl=openssl" \
               "command -v ip=iproute2" "command -v prlimit=util-linux" \
-              "command -v turnserver=coturn" "command -v systemd-analyze=systemd"
+              "command -v turnserver=coturn" "command -v systemd-analyze=systemd" \
+              "command -v promtool=prometheus" "command -v chromium=chromium"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))
@@ -132,13 +134,17 @@ $(BUILD)/ri-core: $(CORE_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
-# A plugin is every .c in its folder, built against sdk/ only.
+# A plugin is every .c in its folder, built against sdk/ only, plus the
+# libraries it names here (only that plugin links them).
+PLUGIN_PKGS_admin_http := libmicrohttpd jansson
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -shared -Isdk -Iplugins/$* \
-	    -o $@ $(filter %.c,$^) $(LDFLAGS_ALL)
+	    $(if $(PLUGIN_PKGS_$*),$$(pkg-config --cflags $(PLUGIN_PKGS_$*))) \
+	    -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) \
+	    $(if $(PLUGIN_PKGS_$*),$$(pkg-config --libs $(PLUGIN_PKGS_$*)))
 
 # ---- tests -----------------------------------------------------------------
 # RI_SRCDIR: where the tests find conf/ and tests/plugins/ (env RI_SRC overrides)

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mux.h"
 #include "plugin.h"
+#include "token.h"
 
 static void api_log(ri_inst *self, int level, const char *fmt, ...)
 {
@@ -141,6 +142,36 @@ static void api_kick(ri_inst *self)
         self->kick(self->kick_arg);
 }
 
+/* The answer is dumped with jansson, whose allocator main() may have
+ * replaced (the wiping one): it goes back through ri_json_free. */
+static int api_query(ri_inst *self, const char *request_json, char **answer_json)
+{
+    if (answer_json)
+        *answer_json = NULL;
+    if (!request_json || !answer_json)
+        return -EINVAL;
+    if (!self || !self->query)
+        return -ENOTCONN;
+    json_error_t je;
+    json_t *req = json_loads(request_json, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        return -EINVAL;
+    }
+    json_t *ans = self->query(self->query_arg, req);
+    json_decref(req);
+    if (!ans)
+        return -EINVAL;
+    char *s = json_dumps(ans, JSON_COMPACT);
+    json_decref(ans);
+    if (!s)
+        return -ENOMEM;
+    *answer_json = s;
+    return 0;
+}
+
+static void api_query_free(char *answer_json) { ri_json_free(answer_json); }
+
 const struct ri_core_api ri_core_api = {
     .abi_major = RI_ABI_MAJOR,
     .abi_minor = RI_ABI_MINOR,
@@ -168,4 +199,6 @@ const struct ri_core_api ri_core_api = {
     .accept_conn = api_accept_conn,
     .kick = api_kick,
     .listen_fd = api_listen_fd,
+    .query = api_query,
+    .query_free = api_query_free,
 };

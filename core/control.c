@@ -250,6 +250,23 @@ static void on_event(void *arg, const struct ri_event *ev)
     ri_json_free(s);
 }
 
+json_t *ri_ctl_query(const struct ri_ctl_cmd *cmds, void *arg, json_t *req)
+{
+    static const char *const readonly[] = {"status", "streams", "metrics", NULL};
+    const char *name = json_string_value(json_object_get(req, "cmd"));
+    if (!name)
+        return NULL;
+    size_t r = 0;
+    while (readonly[r] && strcmp(readonly[r], name) != 0)
+        r++;
+    if (!readonly[r])
+        return NULL;
+    for (const struct ri_ctl_cmd *k = cmds; k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k->fn(arg, NULL, 0, req);
+    return NULL;
+}
+
 /* One request line; -1 when the client is gone. */
 static int handle_line(struct client *c, const char *line, size_t n)
 {

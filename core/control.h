@@ -50,6 +50,11 @@ struct ri_ctl *ri_ctl_open(struct ev_loop *loop, struct ri_event_bus *bus, const
 /* Closes every client and the socket; removes the socket file if it is
  * still ours. NULL is fine. */
 void ri_ctl_close(struct ri_ctl *ctl);
+/* Runs req through cmds in-process, as the socket would, for the commands
+ * that only read (status, streams, metrics; ctl is NULL for them): the
+ * answer, or NULL for another command or one that would answer later
+ * (api->query of a service plugin). Does not take req. */
+json_t *ri_ctl_query(const struct ri_ctl_cmd *cmds, void *arg, json_t *req);
 /* A late answer to client (gone: dropped). Takes ans. */
 void ri_ctl_reply(struct ri_ctl *ctl, uint64_t client, json_t *ans);
 /* {"ok": false, "error": "<printf>"} */

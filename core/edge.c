@@ -75,6 +75,8 @@ struct edge {
     struct ri_ctl *ctl;           /* the control socket, or NULL */
     uint64_t started_ns;          /* monotonic */
     uint64_t tunnels_up, reconnects; /* tunnels that became ready; all but the first */
+    uint64_t connect_failures;    /* the hub could not be reached (TCP) */
+    uint64_t handshake_failures;  /* tunnels that closed before they were ready */
     char last_error[640];         /* why the last connection failed or ended */
     /* the public address STUN found (family 0: none yet), the tunnel told
      * of it, and the hub's interval (CONFIG) */
@@ -531,6 +533,8 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
 {
     struct edge *e = t->owner;
     unlink_tunnel(e, t);
+    if (!t->was_ready && !e->stopping)
+        e->handshake_failures++;
     int current = t == e->t;
     if (current) {
         e->t = NULL;
@@ -576,10 +580,18 @@ static int edge_accept(void *arg, int fd, uint16_t port)
     return ri_mux_open_local(&e->t->mux, fd, port);
 }
 
+static json_t *edge_query(void *arg, json_t *req);
+
+/* Hooks an edge's per-config instances to it: where the listener's
+ * connections go, what a service plugin's api->query runs. */
 static void set_listener_hook(struct edge *e, struct ri_cycle *cy)
 {
     cy->pl->listener->accept = edge_accept;
     cy->pl->listener->accept_arg = e;
+    if (cy->pl->service) {
+        cy->pl->service->query = edge_query;
+        cy->pl->service->query_arg = e;
+    }
 }
 
 /* ---- connecting ------------------------------------------------------------- */
@@ -599,6 +611,7 @@ static void connect_failed(struct edge *e, const char *why)
 {
     const struct ri_config *c = e->cy->cfg;
     char hp[300];
+    e->connect_failures++;
     log_warn("edge: cannot reach hub %s: %s",
              ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), why);
     snprintf(e->last_error, sizeof e->last_error, "cannot reach hub %s: %s", hp, why);
@@ -903,10 +916,55 @@ static json_t *edge_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, j
     return a;
 }
 
+/* Counters for the metrics (admin_http), read when asked. Ready: the
+ * tunnel is up with its ports, and every port it was given is open. */
+static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct edge *e = arg;
+    const struct ri_counters *k = &e->w.ctr;
+    uint32_t active = 0;
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
+        active += t->mux.n;
+    int up = e->t && e->t->state == RI_T_READY && e->configured;
+    uint16_t open[RI_CONFIG_PORTS_MAX];
+    int n_open = ri_listen_open_ports(e->cy->pl->listener, open, RI_CONFIG_PORTS_MAX);
+    size_t failed = 0;
+    for (size_t i = 0; n_open >= 0 && i < e->n_ports; i++) {
+        int have = 0;
+        for (int j = 0; j < n_open && !have; j++)
+            have = open[j] == e->ports[i];
+        failed += !have;
+    }
+    json_t *a = json_pack("{s:b, s:s, s:s, s:b, s:b, s:f}", "ok", 1, "role", "edge", "edgeId",
+                          e->cy->cfg->edge_id, "connected", up, "ready",
+                          up && e->listening && failed == 0 && !e->stopping, "uptime",
+                          (double)(ri_now_ns() - e->started_ns) / 1e9);
+    if (!a)
+        return ri_ctl_error("out of memory");
+    json_object_set_new(a, "tunnelsOpened", json_integer((json_int_t)k->tunnels_opened));
+    json_object_set_new(a, "tunnelsClosed", json_integer((json_int_t)k->tunnels_closed));
+    json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
+    json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
+    json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
+    json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
+    json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
+    json_object_set_new(a, "activeStreams", json_integer(active));
+    json_object_set_new(a, "heldClients", json_integer(e->n_held));
+    json_object_set_new(a, "reconnects", json_integer((json_int_t)e->reconnects));
+    json_object_set_new(a, "connectFailures", json_integer((json_int_t)e->connect_failures));
+    json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)e->handshake_failures));
+    json_object_set_new(a, "ports", json_integer((json_int_t)e->n_ports));
+    json_object_set_new(a, "portsFailed", json_integer((json_int_t)failed));
+    return a;
+}
+
 static const struct ri_ctl_cmd edge_cmds[] = {
-    {"status", edge_cmd_status}, {"streams", edge_cmd_streams}, {"reload", edge_cmd_reload},
-    {NULL, NULL},
+    {"status", edge_cmd_status}, {"streams", edge_cmd_streams}, {"metrics", edge_cmd_metrics},
+    {"reload", edge_cmd_reload}, {NULL, NULL},
 };
+
+/* A service plugin's api->query runs the read-only commands above. */
+static json_t *edge_query(void *arg, json_t *req) { return ri_ctl_query(edge_cmds, arg, req); }
 
 static void drain_cb(EV_P_ ev_timer *w, int revents)
 {

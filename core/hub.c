@@ -54,6 +54,7 @@ struct hub {
     ev_signal sig_term, sig_int, sig_hup;
     struct ri_tunnel *tunnels;
     uint32_t handshaking;
+    uint64_t handshake_failures; /* tunnels that closed before they were ready */
     struct sockaddr_storage target;
     socklen_t target_len;
     int stopping;
@@ -215,8 +216,10 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
 static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct hub *h = t->owner;
-    if (!t->was_ready)
+    if (!t->was_ready) {
         h->handshaking--;
+        h->handshake_failures++;
+    }
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -581,6 +584,7 @@ static void describe(char *out, size_t cap, const struct ri_cycle *o, const stru
 }
 
 static void reload_failed(struct hub *h, const char *why);
+static void set_service_hook(struct hub *h, struct ri_cycle *cy);
 static void reload_answer(struct hub *h, const char *what, json_t *errors);
 
 /* Takes ncy and creds (a reference each). */
@@ -615,6 +619,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     int swap = ri_cycle_policy_changed(h->cy, ncy);
     struct ri_cycle *old = h->cy;
     h->cy = ncy;
+    set_service_hook(h, ncy);
     h->target = *tgt;
     h->target_len = tl;
     ri_log_level = h->opts->debug ? RI_LOG_DEBUG : nc->log_level;
@@ -989,11 +994,79 @@ static json_t *hub_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, js
     return NULL;
 }
 
+/* Counters for the metrics (admin_http), read when asked: the process's
+ * totals and, per edge of the current set, the registry's counts with the
+ * bytes of its live streams added. */
+static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
+{
+    struct hub *h = arg;
+    const struct ri_counters *k = &h->w.ctr;
+    json_t *edges = json_array();
+    const struct ri_edge_set *set = h->reg.set;
+    for (size_t i = 0; edges && set && i < set->n; i++) {
+        const struct ri_edge_def *d = &set->v[i];
+        struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
+        uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
+        uint32_t active = 0, tunnels = 0;
+        for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
+            if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
+                continue;
+            for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
+                up += s->rx_bytes;
+                down += s->tx_bytes;
+            }
+            active += t->mux.n;
+            tunnels++;
+        }
+        json_array_append_new(
+            edges, json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                             "id", d->id, "connected", tunnels > 0, "tunnels", (int)tunnels,
+                             "activeStreams", (int)active, "streamsOpened",
+                             (json_int_t)(st ? st->streams_opened : 0), "streamsClosed",
+                             (json_int_t)(st ? st->streams_closed : 0), "bytesUp",
+                             (json_int_t)up, "bytesDown", (json_int_t)down, "connects",
+                             (json_int_t)(st ? st->connects : 0), "authFailures",
+                             (json_int_t)(st ? st->auth_failures : 0), "badOpens",
+                             (json_int_t)(st ? st->bad_opens : 0), "portsFailed",
+                             (json_int_t)(st ? st->ports_failed : 0)));
+    }
+    json_t *a = json_pack("{s:b, s:s, s:b, s:f}", "ok", 1, "role", "hub", "ready",
+                          h->lfd >= 0 && !h->stopping, "uptime",
+                          (double)(ri_now_ns() - h->started_ns) / 1e9);
+    if (!a || !edges) {
+        json_decref(a);
+        json_decref(edges);
+        return ri_ctl_error("out of memory");
+    }
+    json_object_set_new(a, "tunnelsOpened", json_integer((json_int_t)k->tunnels_opened));
+    json_object_set_new(a, "tunnelsClosed", json_integer((json_int_t)k->tunnels_closed));
+    json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
+    json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
+    json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
+    json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
+    json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
+    json_object_set_new(a, "handshaking", json_integer(h->handshaking));
+    json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)h->handshake_failures));
+    json_object_set_new(a, "edges", edges);
+    return a;
+}
+
 static const struct ri_ctl_cmd hub_cmds[] = {
-    {"status", hub_cmd_status},   {"streams", hub_cmd_streams},
+    {"status", hub_cmd_status},   {"streams", hub_cmd_streams}, {"metrics", hub_cmd_metrics},
     {"update_edges", hub_cmd_update_edges}, {"provision", hub_cmd_provision},
     {"reload", hub_cmd_reload},   {NULL, NULL},
 };
+
+/* A service plugin's api->query runs the read-only commands above. */
+static json_t *hub_query(void *arg, json_t *req) { return ri_ctl_query(hub_cmds, arg, req); }
+
+static void set_service_hook(struct hub *h, struct ri_cycle *cy)
+{
+    if (cy->pl->service) {
+        cy->pl->service->query = hub_query;
+        cy->pl->service->query_arg = h;
+    }
+}
 
 /* ---- shutdown -------------------------------------------------------------------- */
 static void close_all(struct hub *h, const char *why)
@@ -1105,6 +1178,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     h->loop = opts->loop;
     h->opts = opts;
     h->cy = cy;
+    set_service_hook(h, cy);
     h->lfd = -1;
     h->rl_accept = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     h->rl_overload = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);

@@ -27,7 +27,8 @@
 
 const char *ri_kind_name(unsigned kind)
 {
-    static const char *const names[] = {"?", "auth", "listener", "header", "sched", "classify"};
+    static const char *const names[] = {"?", "auth", "listener", "header", "sched", "classify",
+                                        "service"};
     return kind <= RI_KIND_MAX_ ? names[kind] : "?";
 }
 
@@ -178,6 +179,7 @@ static size_t ops_size(unsigned kind)
     case RI_KIND_HEADER: return sizeof(struct ri_header_ops);
     case RI_KIND_SCHED: return sizeof(struct ri_sched_ops);
     case RI_KIND_CLASSIFY: return sizeof(struct ri_classify_ops);
+    case RI_KIND_SERVICE: return sizeof(struct ri_service_ops);
     }
     return 0;
 }
@@ -211,6 +213,8 @@ static const char *fill_ops(struct ri_module *m)
         if (!o->event) o->event = noop_classify_event;
         return NULL;
     }
+    case RI_KIND_SERVICE:
+        return NULL; /* no slots yet: its timers and watchers do the work */
     }
     return "?";
 }
@@ -253,7 +257,7 @@ static const char *adopt(struct ri_module *m, const struct ri_plugin *d, const c
     if (osz < sizeof(uint32_t) || osz > OPS_MAX_SIZE) {
         snprintf(buf, bl, "%s plugin '%s': its ops table declares size %u (set .size = "
                  "sizeof(struct ri_%s_ops))", ri_kind_name(d->kind), d->name, osz,
-                 d->kind == RI_KIND_CLASSIFY ? "classify" : ri_kind_name(d->kind));
+                 ri_kind_name(d->kind));
         return buf;
     }
     size_t mine = ops_size(d->kind);
@@ -671,6 +675,8 @@ struct ri_plugins *ri_plugins_load(const struct ri_config *c, struct ev_loop *lo
             p->listener = i;
         else if (kind == RI_KIND_HEADER)
             p->header = i;
+        else if (kind == RI_KIND_SERVICE)
+            p->service = i;
         else
             ri_inst_unref(i);
     }
@@ -688,6 +694,7 @@ void ri_plugins_free(struct ri_plugins *p)
     ri_inst_unref(p->auth);
     ri_inst_unref(p->listener);
     ri_inst_unref(p->header);
+    ri_inst_unref(p->service);
     for (unsigned kind = 1; kind <= RI_KIND_MAX_; kind++)
         ri_module_unref(p->by_kind[kind]);
     free(p);

@@ -12,6 +12,7 @@
 #define RI_PLUGIN_LOADER_H
 
 #include <ev.h>
+#include <jansson.h>
 #include <libconfig.h>
 #include <sys/stat.h>
 
@@ -30,6 +31,7 @@ struct ri_module {
         struct ri_header_ops header;
         struct ri_sched_ops sched;
         struct ri_classify_ops cls;
+        struct ri_service_ops service;
     } ops;                      /* core-owned copy of desc.ops */
 };
 
@@ -51,6 +53,11 @@ struct ri_inst {
     void (*kick)(void *arg);
     void *kick_arg;
     struct ri_fdpool *fds;      /* listener: sockets handed over (api->listen_fd) */
+    /* service: runs a read-only control command (api->query); set by the
+     * role once the instance's config is current. Returns the answer (a
+     * new reference) or NULL when the command is not available. */
+    json_t *(*query)(void *arg, json_t *req);
+    void *query_arg;
     struct ri_timer *timers;    /* what the plugin created and did not free */
     struct ri_io *ios;
 };
@@ -100,9 +107,9 @@ struct ri_plugins {
     struct ri_module *by_kind[RI_KIND_MAX_ + 1];
     const config_setting_t *settings[RI_KIND_MAX_ + 1];
     int line[RI_KIND_MAX_ + 1];
-    /* per-config instances (auth, listener, header); sched and classify
-     * instances are per tunnel (mux.c) */
-    struct ri_inst *auth, *listener, *header;
+    /* per-config instances (auth, listener, header, service); sched and
+     * classify instances are per tunnel (mux.c) */
+    struct ri_inst *auth, *listener, *header, *service;
 };
 
 /* Where entry pc of config c loads from: its `file` (relative to the

@@ -34,6 +34,14 @@
  * core's.
  *
  * Changelog:
+ *   2.2  a plugin that serves what the core knows (admin_http: Prometheus
+ *        metrics, a status page):
+ *        - kind "service" (RI_KIND_SERVICE, struct ri_service_ops): one
+ *          instance per config, in either role, driven only by its own
+ *          timers and fd watchers;
+ *        - api->query runs a read-only control-socket command (status,
+ *          streams, metrics) in-process and gives the JSON answer, which
+ *          api->query_free releases.
  *   2.1  listening sockets change hands without closing (listen_tcp):
  *        - ri_listener_ops.fds lists the open listening sockets, so the
  *          core can pass them to the next listener instance (SIGHUP) or to
@@ -77,7 +85,7 @@ extern "C" {
 #endif
 
 #define RI_ABI_MAJOR 2
-#define RI_ABI_MINOR 1
+#define RI_ABI_MINOR 2
 
 /* The one data symbol every plugin exports. */
 #define RI_PLUGIN_SYMBOL "ri_plugin"
@@ -102,7 +110,8 @@ enum ri_kind {
     RI_KIND_HEADER = 3,   /* writes a header before a stream's bytes upstream */
     RI_KIND_SCHED = 4,    /* orders data frames of ready streams */
     RI_KIND_CLASSIFY = 5, /* puts a stream in a traffic class */
-    RI_KIND_MAX_ = 5
+    RI_KIND_SERVICE = 6,  /* 2.2: runs beside the core on its loop (admin_http) */
+    RI_KIND_MAX_ = 6
 };
 
 enum ri_log_level { RI_LOG_ERROR = 0, RI_LOG_WARN = 1, RI_LOG_INFO = 2, RI_LOG_DEBUG = 3 };
@@ -228,6 +237,18 @@ struct ri_core_api {
      * a port yourself: a socket handed over keeps its queue of clients,
      * and two sockets cannot both listen on one port. */
     int (*listen_fd)(ri_inst *self, const char *bind_address, uint16_t port);
+
+    /* 2.2 -- a read-only control-socket command run in-process, through the
+     * same command table the control socket serves: request_json is a
+     * request line ({"cmd": "status"}, "streams" or "metrics"; see the
+     * README's control socket section). On 0, *answer_json is the answer
+     * as the socket would send it ({"ok": true, ...} or {"ok": false,
+     * "error": ...}), NUL-terminated, to be released with query_free (never
+     * free()). -EINVAL: request not JSON or a command the core does not
+     * answer in-process; -ENOTCONN: the instance is not attached to a role
+     * yet (during create); -ENOMEM. Call it from the loop, not from create. */
+    int (*query)(ri_inst *self, const char *request_json, char **answer_json);
+    void (*query_free)(char *answer_json); /* NULL is fine */
 };
 
 /* ----------------------------------------------------------------------- */
@@ -379,6 +400,17 @@ struct ri_classify_ops {
     ri_classify_f *classify;         /* required */
     ri_class_window_f *class_window; /* optional */
     ri_classify_event_f *event;      /* optional: enum ri_policy_event */
+};
+
+/* ----------------------------------------------------------------------- */
+/* Kind: service (2.2). Runs in either role, one instance per config; it
+ * does its work from its own timers and fd watchers (api->timer_*,
+ * api->io_*) and learns about the process through api->query. A reload
+ * (SIGHUP) creates the new config's instance before the old one is
+ * destroyed: open sockets from a timer, not in create, and retry. */
+struct ri_service_ops {
+    uint32_t size;      /* sizeof(struct ri_service_ops) */
+    uint32_t reserved_; /* 0 */
 };
 
 /* ----------------------------------------------------------------------- */
