@@ -20,7 +20,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ri-core ctl -s SOCKET [--json] COMMAND [JSON-ARGS]\n"
-               "  commands: status, streams, reload, subscribe (hub and edge);\n"
+               "  commands: status, streams, metrics, reload, subscribe (hub and edge);\n"
                "            update_edges '{\"edges\": [...]}', provision '{\"id\": ..., "
                "\"listen_ports\": [...]}' (hub)\n"
                "  --json    print the answer (each event) as the raw JSON line\n");

@@ -937,7 +937,7 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
     }
     json_t *a = json_pack("{s:b, s:s, s:s, s:b, s:b, s:f}", "ok", 1, "role", "edge", "edgeId",
                           e->cy->cfg->edge_id, "connected", up, "ready",
-                          up && e->listening && failed == 0 && !e->stopping, "uptime",
+                          up && !e->stopping && failed == 0 && (e->n_ports == 0 || e->listening), "uptime",
                           (double)(ri_now_ns() - e->started_ns) / 1e9);
     if (!a)
         return ri_ctl_error("out of memory");

@@ -3,6 +3,7 @@
  * Every config below is a hub with auth_secret plus the entries under test;
  * "#<" marks the entry an error must be reported at. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,4 +413,48 @@ TEST(plugin_out_of_tree_build)
     CHECK_MSG(in, "create: %s", err);
     CHECK(got[0] == s[0] && got[1] == s[1] && got[2] == s[0] && got[3] == NULL &&
           got[4] == s[2] && got[5] == NULL);
+}
+
+/* ---- 2.2: the service kind and api->query -------------------------------- */
+static json_t *fake_query(void *arg, json_t *req)
+{
+    ++*(int *)arg;
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    return cmd && !strcmp(cmd, "status") ? json_pack("{s:b, s:s}", "ok", 1, "role", "hub")
+                                         : NULL;
+}
+
+TEST(plugin_service_kind_and_query)
+{
+    struct loaded l;
+    CHECK(load(__FILE__, __LINE__, &l, AUTH
+               "  { name = \"admin_http\"; file = \"@P@/admin_http.so\"; listen = \"127.0.0.1:1\"; }\n")
+          == 0);
+    struct ri_inst *svc = l.pl ? l.pl->service : NULL;
+    int kind_ok = svc && svc->mod->desc.kind == RI_KIND_SERVICE &&
+                  !strcmp(ri_kind_name(RI_KIND_SERVICE), "service");
+    char why[1024];
+    snprintf(why, sizeof why, "%s", u_errs_str(&l.errs));
+    char *ans = (char *)"untouched";
+    /* not attached to a role yet */
+    int rc_detached = svc ? ri_core_api.query(svc, "{\"cmd\":\"status\"}", &ans) : 0;
+    int null_after = ans == NULL;
+    int calls = 0, rc_ok = -1, rc_other = 0, rc_bad = 0;
+    if (svc) {
+        svc->query = fake_query;
+        svc->query_arg = &calls;
+        rc_ok = ri_core_api.query(svc, "{\"cmd\":\"status\"}", &ans);
+    }
+    int ans_ok = rc_ok == 0 && ans && !strcmp(ans, "{\"ok\":true,\"role\":\"hub\"}");
+    ri_core_api.query_free(ans);
+    ri_core_api.query_free(NULL);
+    if (svc) {
+        rc_other = ri_core_api.query(svc, "{\"cmd\":\"reload\"}", &ans);
+        rc_bad = ri_core_api.query(svc, "[1, 2", &ans);
+    }
+    unload(&l);
+    CHECK_MSG(kind_ok, "%s", why);
+    CHECK(rc_detached == -ENOTCONN && null_after);
+    CHECK(ans_ok);
+    CHECK(rc_other == -EINVAL && rc_bad == -EINVAL && calls == 2);
 }
