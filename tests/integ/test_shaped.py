@@ -3,8 +3,8 @@
 upstreams on the far side. Which scheduler runs decides how long an
 interactive round trip waits behind bulk downloads; this test asserts the
 ordering measured in one run (never an absolute time): sched_3tier (with
-the elephant classifier) and sched_drr keep the tail (p99) and mean of
-round trips shorter than the built-in round robin when four bulk
+the elephant classifier) and sched_drr keep the tail (p99) of round
+trips shorter than the built-in round robin when four bulk
 downloads share the tunnel. The full table, with raw TCP and ssh beside
 ri, is `make bench` (tests/bench/)."""
 import os
@@ -71,7 +71,8 @@ def test_schedulers_ordered_on_a_shaped_link(env):
     env.debug(f"round trips beside 4 bulk downloads, 100 Mbit/s: {res}")
     for name in ("3tier", "drr"):
         # The median is the link's own queue (tbf), the same for every
-        # policy; what a scheduler changes is the wait behind ri's queue:
-        # the tail and the mean.
-        check(res[name]["p99"] < res["fifo"]["p99"] and res[name]["mean"] < res["fifo"]["mean"],
-              f"{name} did not beat round robin: {res}")
+        # policy; what a scheduler changes is the wait behind ri's queue,
+        # which shows in the tail. (The mean also carries the CPU's own
+        # delays -- several times larger under SAN=1 -- and was seen to
+        # order either way there, so it is reported, not asserted.)
+        check(res[name]["p99"] < res["fifo"]["p99"], f"{name} did not beat round robin: {res}")
