@@ -1,4 +1,5 @@
 /* ctlinfo.c -- see ctlinfo.h */
+#include "worker.h"
 #include "ctlinfo.h"
 
 #include <stdio.h>
@@ -54,4 +55,15 @@ json_t *ri_ctlinfo_plugins(const struct ri_plugins *pl)
     if (l)
         json_object_set_new(o, "listener", json_string(l->desc.name));
     return o;
+}
+
+void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k)
+{
+    json_object_set_new(a, "tunnelsOpened", json_integer((json_int_t)k->tunnels_opened));
+    json_object_set_new(a, "tunnelsClosed", json_integer((json_int_t)k->tunnels_closed));
+    json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
+    json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
+    json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
+    json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
+    json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
 }

@@ -16,6 +16,9 @@ void ri_ctlinfo_streams(json_t *arr, const struct ri_mux *m, const char *edge_id
                         uint64_t tunnel_id, int up_is_rx);
 /* {"scheduler": name|"fifo (built-in)", "classifier": name|null, ...} */
 json_t *ri_ctlinfo_plugins(const struct ri_plugins *pl);
+/* The loop's counters (worker.h) as members of a `metrics` answer. */
+struct ri_counters;
+void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k);
 /* A monotonic ri_now_ns() time as RFC 3339 wall-clock text. */
 void ri_ctlinfo_mono_time(uint64_t mono_ns, char *out, size_t cap);
 

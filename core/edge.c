@@ -941,13 +941,7 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
                           (double)(ri_now_ns() - e->started_ns) / 1e9);
     if (!a)
         return ri_ctl_error("out of memory");
-    json_object_set_new(a, "tunnelsOpened", json_integer((json_int_t)k->tunnels_opened));
-    json_object_set_new(a, "tunnelsClosed", json_integer((json_int_t)k->tunnels_closed));
-    json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
-    json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
-    json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
-    json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
-    json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
+    ri_ctlinfo_counters(a, k);
     json_object_set_new(a, "activeStreams", json_integer(active));
     json_object_set_new(a, "heldClients", json_integer(e->n_held));
     json_object_set_new(a, "reconnects", json_integer((json_int_t)e->reconnects));

@@ -1038,13 +1038,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
         json_decref(edges);
         return ri_ctl_error("out of memory");
     }
-    json_object_set_new(a, "tunnelsOpened", json_integer((json_int_t)k->tunnels_opened));
-    json_object_set_new(a, "tunnelsClosed", json_integer((json_int_t)k->tunnels_closed));
-    json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
-    json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
-    json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
-    json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
-    json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
+    ri_ctlinfo_counters(a, k);
     json_object_set_new(a, "handshaking", json_integer(h->handshaking));
     json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)h->handshake_failures));
     json_object_set_new(a, "edges", edges);
