@@ -486,6 +486,17 @@ void ri_ctl_close(struct ri_ctl *ctl)
 {
     if (!ctl)
         return;
+    /* answers given last (a reload abandoned by a stop) go out if the
+     * socket takes them now; nothing waits for a client that does not read */
+    for (struct client *c = ctl->clients; c; c = c->next)
+        while (c->out_off < c->out_len) {
+            ssize_t r = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (r <= 0 && !(r < 0 && errno == EINTR))
+                break;
+            if (r > 0)
+                c->out_off += (size_t)r;
+        }
     while (ctl->clients)
         client_free(ctl->clients);
     ev_io_stop(ctl->loop, &ctl->lio);

@@ -47,8 +47,9 @@ struct ri_ctl_cmd {
 struct ri_ctl *ri_ctl_open(struct ev_loop *loop, struct ri_event_bus *bus, const char *path,
                            unsigned mode, const struct ri_ctl_cmd *cmds, void *arg, char *err,
                            size_t errlen);
-/* Closes every client and the socket; removes the socket file if it is
- * still ours. NULL is fine. */
+/* Closes every client (after writing what answers wait for it, as far
+ * as its socket takes them without blocking) and the socket; removes the
+ * socket file if it is still ours. NULL is fine. */
 void ri_ctl_close(struct ri_ctl *ctl);
 /* Runs req through cmds in-process, as the socket would, for the commands
  * that only read (status, streams, metrics; ctl is NULL for them): the

@@ -165,6 +165,48 @@ static void print_event(const json_t *ev)
     printf("\n");
 }
 
+/* The metrics answer: its totals one per line, then the classes, STUN (edge)
+ * and the edges (hub) as tables. */
+static void print_metrics(const json_t *a)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a, k, v) {
+        if (!strcmp(k, "ok") || json_is_array(v) || json_is_object(v))
+            continue;
+        if (json_is_real(v))
+            printf("%-22s %.1f\n", k, json_real_value(v));
+        else if (json_is_integer(v))
+            printf("%-22s %lld\n", k, (long long)json_integer_value(v));
+        else if (json_is_boolean(v))
+            printf("%-22s %s\n", k, json_is_true(v) ? "yes" : "no");
+        else
+            printf("%-22s %s\n", k, json_is_string(v) ? json_string_value(v) : "-");
+    }
+    json_t *stun = json_object_get(a, "stun");
+    if (stun)
+        printf("%-22s requests %lld, ok %lld, timeout %lld, error %lld, malformed %lld\n",
+               "stun", num(stun, "requests"), num(stun, "ok"), num(stun, "timeout"),
+               num(stun, "error"), num(stun, "malformed"));
+    size_t i;
+    printf("\n%-10s %12s %12s %15s %15s\n", "CLASS", "FRAMES_SENT", "FRAMES_RECV",
+           "BYTES_SENT", "BYTES_RECV");
+    json_array_foreach(json_object_get(a, "classes"), i, v)
+        printf("%-10s %12lld %12lld %15lld %15lld\n", str(v, "class"), num(v, "framesSent"),
+               num(v, "framesReceived"), num(v, "bytesSent"), num(v, "bytesReceived"));
+    json_t *edges = json_object_get(a, "edges");
+    if (!json_is_array(edges))
+        return;
+    printf("\n%-24s %-9s %7s %9s %9s %12s %12s %6s %s\n", "EDGE", "CONNECTED", "STREAMS",
+           "OPENED", "CLOSED", "BYTES_UP", "BYTES_DOWN", "QUEUED", "PUBLIC_IP");
+    json_array_foreach(edges, i, v)
+        printf("%-24s %-9s %7lld %9lld %9lld %12lld %12lld %6lld %s\n", str(v, "id"),
+               json_is_true(json_object_get(v, "connected")) ? "yes" : "no",
+               num(v, "activeStreams"), num(v, "streamsOpened"), num(v, "streamsClosed"),
+               num(v, "bytesUp"), num(v, "bytesDown"), num(v, "schedQueued"),
+               str(v, "publicIp"));
+}
+
 static void print_generic(const json_t *a)
 {
     const char *k;
@@ -292,6 +334,8 @@ int ri_ctl_main(int argc, char **argv)
         print_status(a);
     else if (!strcmp(cmd, "streams"))
         print_streams(a);
+    else if (!strcmp(cmd, "metrics"))
+        print_metrics(a);
     else
         print_generic(a);
     json_decref(a);

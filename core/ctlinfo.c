@@ -3,11 +3,13 @@
 #include "ctlinfo.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "clock.h"
 #include "control.h"
 #include "netutil.h"
+#include "tunnel.h"
 
 void ri_ctlinfo_mono_time(uint64_t mono_ns, char *out, size_t cap)
 {
@@ -66,4 +68,46 @@ void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k)
     json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
     json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
     json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
+    json_object_set_new(a, "controlFramesSent", json_integer((json_int_t)k->ctrl_frames_out));
+    json_object_set_new(a, "controlFramesReceived", json_integer((json_int_t)k->ctrl_frames_in));
+    json_object_set_new(a, "windowStalls", json_integer((json_int_t)k->window_stalls));
+    json_object_set_new(a, "paceStalls", json_integer((json_int_t)k->pace_stalls));
+    /* normal and sustained always; a classifier's further classes once used */
+    json_t *cl = json_array();
+    for (unsigned i = 0; cl && i < RI_CTR_CLASSES; i++) {
+        if (i > RI_CLASS_SUSTAINED && !k->data_frames_out[i] && !k->data_frames_in[i])
+            continue;
+        char name[16];
+        snprintf(name, sizeof name, "class%u", i);
+        json_array_append_new(
+            cl, json_pack("{s:s, s:I, s:I, s:I, s:I}", "class",
+                          i == RI_CLASS_DATA ? "normal" : i == RI_CLASS_SUSTAINED ? "sustained"
+                                                                                   : name,
+                          "framesSent", (json_int_t)k->data_frames_out[i], "framesReceived",
+                          (json_int_t)k->data_frames_in[i], "bytesSent",
+                          (json_int_t)k->data_bytes_out[i], "bytesReceived",
+                          (json_int_t)k->data_bytes_in[i]));
+    }
+    json_object_set_new(a, "classes", cl ? cl : json_null());
+}
+
+void ri_ctlinfo_queues(json_t *a, const struct ri_tunnel *list, const char *edge_id)
+{
+    uint64_t streams = 0, bytes = 0;
+    for (const struct ri_tunnel *t = list; t; t = t->next) {
+        if (edge_id && (t->state != RI_T_READY || strcmp(t->edge_id, edge_id) != 0))
+            continue;
+        streams += t->mux.queued;
+        bytes += t->ctrl.bytes;
+    }
+    json_object_set_new(a, "schedQueued", json_integer((json_int_t)streams));
+    json_object_set_new(a, "controlQueuedBytes", json_integer((json_int_t)bytes));
+}
+
+json_t *ri_ctlinfo_ip(const struct sockaddr_storage *a)
+{
+    char ip[64];
+    if (!a || !a->ss_family)
+        return json_null();
+    return json_string(ri_ip_str((const struct sockaddr *)a, ip, sizeof ip));
 }

@@ -888,6 +888,7 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
             json_object_set_new(a, "hubAddress", json_string(e->t->peer));
         }
         json_object_set_new(a, "heldClients", json_integer(e->n_held));
+        json_object_set_new(a, "publicIp", ri_ctlinfo_ip(&e->public_addr));
     }
     return a;
 }
@@ -942,6 +943,14 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
     if (!a)
         return ri_ctl_error("out of memory");
     ri_ctlinfo_counters(a, k);
+    ri_ctlinfo_queues(a, e->tunnels, NULL);
+    json_object_set_new(a, "stun", json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests",
+                                             (json_int_t)k->stun.requests, "ok",
+                                             (json_int_t)k->stun.ok, "timeout",
+                                             (json_int_t)k->stun.timeouts, "error",
+                                             (json_int_t)k->stun.errors, "malformed",
+                                             (json_int_t)k->stun.malformed));
+    json_object_set_new(a, "publicIp", ri_ctlinfo_ip(&e->public_addr));
     json_object_set_new(a, "activeStreams", json_integer(active));
     json_object_set_new(a, "heldClients", json_integer(e->n_held));
     json_object_set_new(a, "reconnects", json_integer((json_int_t)e->reconnects));
@@ -1109,7 +1118,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("edge: cannot start the resolver");
         goto out;
     }
-    if (!(e->stun = ri_stunc_new(e->loop, e->res, stun_found, e))) {
+    if (!(e->stun = ri_stunc_new(e->loop, e->res, &e->w.ctr.stun, stun_found, e))) {
         log_err("edge: out of memory");
         goto out;
     }

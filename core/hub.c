@@ -481,6 +481,15 @@ int ri_hub_check(const struct ri_config *c, struct ri_errs *errs)
                     "an ephemeral certificate whose fingerprint changes at every start (set "
                     "hub.state_dir)\n", c->path, c->state_dir, err);
     }
+    if (c->edges_file) { /* loaded as the hub loads it at start */
+        struct ri_edge_store *st = ri_edge_store_file(c->edges_file);
+        struct ri_edge_set *rt = st ? ri_edge_store_load(st, err, sizeof err) : NULL;
+        if (!rt)
+            ri_errs_add(errs, c->path, c->edges_file_line, "edges_file: %s",
+                        st ? err : "out of memory");
+        ri_edge_set_unref(rt);
+        ri_edge_store_free(st);
+    }
     return errs->n > before ? -1 : 0;
 }
 
@@ -774,9 +783,12 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
         json_t *tun = json_array();
         uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
         uint32_t active = 0;
+        const struct sockaddr_storage *pub = NULL;
         for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
             if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
                 continue;
+            if (t->public_addr.ss_family)
+                pub = &t->public_addr;
             char since[40];
             ri_ctlinfo_mono_time(t->connected_ns, since, sizeof since);
             for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
@@ -804,8 +816,10 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
             json_object_set(o, "remote", json_object_get(t0, "remote"));
             json_object_set(o, "connectedSince", json_object_get(t0, "connectedSince"));
         }
-        if (o)
+        if (o) {
+            json_object_set_new(o, "publicIp", ri_ctlinfo_ip(pub));
             json_array_append_new(edges, o);
+        }
     }
     json_t *a = json_pack("{s:b, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:o, s:o}", "ok", 1,
                           "role", "hub", "version", RI_VERSION, "listen", c->listen,
@@ -1008,6 +1022,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
         uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
         uint32_t active = 0, tunnels = 0;
+        const struct sockaddr_storage *pub = NULL;
         for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
             if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
                 continue;
@@ -1017,18 +1032,25 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
             }
             active += t->mux.n;
             tunnels++;
+            if (t->public_addr.ss_family)
+                pub = &t->public_addr;
         }
-        json_array_append_new(
-            edges, json_pack("{s:s, s:b, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                             "id", d->id, "connected", tunnels > 0, "tunnels", (int)tunnels,
-                             "activeStreams", (int)active, "streamsOpened",
-                             (json_int_t)(st ? st->streams_opened : 0), "streamsClosed",
-                             (json_int_t)(st ? st->streams_closed : 0), "bytesUp",
-                             (json_int_t)up, "bytesDown", (json_int_t)down, "connects",
-                             (json_int_t)(st ? st->connects : 0), "authFailures",
-                             (json_int_t)(st ? st->auth_failures : 0), "badOpens",
-                             (json_int_t)(st ? st->bad_opens : 0), "portsFailed",
-                             (json_int_t)(st ? st->ports_failed : 0)));
+        json_t *o = json_pack(
+            "{s:s, s:b, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
+            "connected", tunnels > 0, "tunnels", (int)tunnels,
+            "activeStreams", (int)active, "streamsOpened",
+            (json_int_t)(st ? st->streams_opened : 0), "streamsClosed",
+            (json_int_t)(st ? st->streams_closed : 0), "bytesUp",
+            (json_int_t)up, "bytesDown", (json_int_t)down, "connects",
+            (json_int_t)(st ? st->connects : 0), "authFailures",
+            (json_int_t)(st ? st->auth_failures : 0), "badOpens",
+            (json_int_t)(st ? st->bad_opens : 0), "portsFailed",
+            (json_int_t)(st ? st->ports_failed : 0));
+        if (o) {
+            ri_ctlinfo_queues(o, h->tunnels, d->id);
+            json_object_set_new(o, "publicIp", ri_ctlinfo_ip(pub));
+            json_array_append_new(edges, o);
+        }
     }
     json_t *a = json_pack("{s:b, s:s, s:b, s:f}", "ok", 1, "role", "hub", "ready",
                           h->lfd >= 0 && !h->stopping, "uptime",
@@ -1039,6 +1061,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
         return ri_ctl_error("out of memory");
     }
     ri_ctlinfo_counters(a, k);
+    ri_ctlinfo_queues(a, h->tunnels, NULL);
     json_object_set_new(a, "handshaking", json_integer(h->handshaking));
     json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)h->handshake_failures));
     json_object_set_new(a, "edges", edges);
@@ -1078,6 +1101,24 @@ static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
     close_all(h, "drain timeout");
 }
 
+/* Stopping: a reload still resolving its target_host will not be applied;
+ * whoever asked for it over the control socket hears so now, not a closed
+ * connection. */
+static void abandon_reload(struct hub *h)
+{
+    if (h->pending) {
+        ri_resolve_cancel(h->pending_req);
+        ri_cycle_unref(h->pending);
+        ri_tls_creds_unref(h->pending_creds);
+        h->pending = NULL;
+        h->pending_creds = NULL;
+        h->pending_req = NULL;
+        log_info("hub: stopping: the reload waiting for target_host is abandoned");
+    }
+    if (h->n_waiters)
+        reload_answer(h, NULL, json_pack("[s]", "shutting down: reload abandoned"));
+}
+
 /* why: NULL for a stop signal, else the reason edges are told */
 static void hub_stop(struct hub *h, const char *why)
 {
@@ -1091,6 +1132,7 @@ static void hub_stop(struct hub *h, const char *why)
         return;
     }
     h->stopping = 1;
+    abandon_reload(h);
     ri_handover_close(h->ho);
     h->ho = NULL;
     if (!why)
@@ -1293,6 +1335,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     ev_signal_stop(h->loop, &h->sig_hup);
     log_info("hub: stopped");
 out:
+    abandon_reload(h);
     ri_ctl_close(h->ctl);
     free(h->reload_waiters);
     ri_edge_set_unref(h->runtime);
@@ -1300,9 +1343,6 @@ out:
     ri_handover_close(h->ho);
     if (h->lfd >= 0)
         close(h->lfd);
-    if (h->pending)
-        ri_cycle_unref(h->pending);
-    ri_tls_creds_unref(h->pending_creds);
     ri_resolver_free(h->res);
     ri_tls_creds_unref(h->creds);
     ri_registry_free(&h->reg);

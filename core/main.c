@@ -42,7 +42,8 @@ static void usage(FILE *f)
             "\n"
             "  -c, --config FILE   the config file (libconfig syntax; see conf/)\n"
             "  -t, --test          check the config, load its plugins and files (certificates,\n"
-            "                      keys, hub_ca, state_dir), resolve its names; exit 0 or 1\n"
+            "                      keys, hub_ca, state_dir, edges_file), resolve its names;\n"
+            "                      exit 0 or 1\n"
             "  -d, --debug         log at debug level whatever the config says\n"
             "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the config.\n");
 }

@@ -370,6 +370,11 @@ size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target
             s->tx_bytes += (uint64_t)n;
             m->tx_bytes += (uint64_t)n;
             m->w->ctr.bytes_to_peer += (uint64_t)n;
+            m->w->ctr.data_frames_out[s->klass]++;
+            m->w->ctr.data_bytes_out[s->klass] += (uint64_t)n;
+            /* it read all its credit allowed: more is likely waiting */
+            if ((size_t)n == room && s->tx_credit == 0)
+                m->w->ctr.window_stalls++;
             added += (size_t)n;
             ri_sched_sent(m->sched, s, s->sp, (size_t)n, &ctx);
             /* stay in line while there is credit: by our next turn more has
@@ -382,6 +387,7 @@ size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target
             s->rd_eof = 1;
             ri_frame_hdr_put(buf + *len, RI_F_FIN, s->id, 0);
             *len += RI_FRAME_HDR;
+            m->w->ctr.ctrl_frames_out++;
             s->fin_sent = 1;
             update_reading(s);
             stream_done(s);
@@ -477,6 +483,8 @@ static void on_data(struct ri_stream *s, const uint8_t *p, size_t n)
     s->rx_bytes += n;
     s->m->rx_bytes += n;
     s->m->w->ctr.bytes_from_peer += n;
+    s->m->w->ctr.data_frames_in[s->klass]++;
+    s->m->w->ctr.data_bytes_in[s->klass] += n;
     if (!s->outq.bytes && !s->connecting) {
         ssize_t w;
         do

@@ -16,10 +16,12 @@
 #include "ratelimit.h"
 #include "resolve.h"
 #include "stun.h"
+#include "worker.h"
 
 struct ri_stunc {
     struct ev_loop *loop;
     struct ri_resolver *res;
+    struct ri_stun_counters *ctr;
     ri_stunc_cb *cb;
     void *arg;
     char *servers[RI_STUNC_SERVERS_MAX];
@@ -92,13 +94,16 @@ static void send_request(struct ri_stunc *s)
     uint8_t req[RI_STUN_HDR];
     if (s->tries == 0 && gnutls_rnd(GNUTLS_RND_NONCE, s->txid, sizeof s->txid) < 0) {
         log_warn("edge: STUN: no random transaction id");
+        s->ctr->errors++;
         next_server(s);
         return;
     }
     /* a retransmission repeats the transaction (RFC 5389 7.2.1) */
     ri_stun_request(req, s->txid);
+    s->ctr->requests++;
     if (send(s->fd, req, sizeof req, 0) < 0 && errno != EAGAIN && errno != EINTR) {
         log_info("edge: STUN server %s: %s", s->servers[s->idx], strerror(errno));
+        s->ctr->errors++;
         next_server(s);
         return;
     }
@@ -119,6 +124,7 @@ static void timer_cb(EV_P_ ev_timer *w, int revents)
     } else {
         log_info("edge: STUN server %s: no answer after %d tries", s->servers[s->idx],
                  s->tries);
+        s->ctr->timeouts++;
         next_server(s);
     }
 }
@@ -134,6 +140,7 @@ static void read_cb(EV_P_ ev_io *w, int revents)
                 return;
             /* ICMP port unreachable (ECONNREFUSED) and the like: the next server */
             log_info("edge: STUN server %s: %s", s->servers[s->idx], strerror(errno));
+            s->ctr->errors++;
             next_server(s);
             return;
         }
@@ -141,12 +148,14 @@ static void read_cb(EV_P_ ev_io *w, int revents)
         enum ri_stun_src src;
         char err[128];
         if ((size_t)r > sizeof buf) {
+            s->ctr->malformed++;
             ri_log_rl(&s->rl, RI_LOG_WARN, "edge: STUN server %s: bad response: %zd bytes",
                       s->servers[s->idx], r);
             continue;
         }
         if (ri_stun_parse(buf, (size_t)r, s->txid, &a, &src, err, sizeof err) < 0) {
             /* not fatal: the server's real answer may still come */
+            s->ctr->malformed++;
             ri_log_rl(&s->rl, RI_LOG_WARN, "edge: STUN server %s: bad response: %s",
                       s->servers[s->idx], err);
             continue;
@@ -154,6 +163,7 @@ static void read_cb(EV_P_ ev_io *w, int revents)
         char server[300];
         snprintf(server, sizeof server, "%s", s->servers[s->idx]);
         close_sock(s);
+        s->ctr->ok++;
         s->backoff = 0;
         log_debug("edge: STUN server %s: mapped address from %s", server,
                   src == RI_STUN_FROM_XOR ? "XOR-MAPPED-ADDRESS" : "MAPPED-ADDRESS");
@@ -170,6 +180,7 @@ static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_
     s->rq = NULL;
     if (n <= 0) {
         log_info("edge: STUN server %s: %s", s->servers[s->idx], err);
+        s->ctr->errors++;
         next_server(s);
         return;
     }
@@ -177,6 +188,7 @@ static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_
     /* connected: the kernel passes us only datagrams from that address */
     if (s->fd < 0 || connect(s->fd, (const struct sockaddr *)&a[0], l[0]) < 0) {
         log_info("edge: STUN server %s: %s", s->servers[s->idx], strerror(errno));
+        s->ctr->errors++;
         next_server(s);
         return;
     }
@@ -197,19 +209,21 @@ static void try_server(struct ri_stunc *s)
     if (ri_parse_hostport(s->servers[s->idx], host, sizeof host, &port) < 0 ||
         !(s->rq = ri_resolve_async(s->res, host, port, resolved, s))) {
         log_info("edge: STUN server %s: cannot resolve it", s->servers[s->idx]);
+        s->ctr->errors++;
         s->idx++;
         try_server(s);
     }
 }
 
-struct ri_stunc *ri_stunc_new(struct ev_loop *loop, struct ri_resolver *res, ri_stunc_cb *cb,
-                              void *arg)
+struct ri_stunc *ri_stunc_new(struct ev_loop *loop, struct ri_resolver *res,
+                              struct ri_stun_counters *ctr, ri_stunc_cb *cb, void *arg)
 {
     struct ri_stunc *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->loop = loop;
     s->res = res;
+    s->ctr = ctr;
     s->cb = cb;
     s->arg = arg;
     s->fd = -1;

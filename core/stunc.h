@@ -21,13 +21,16 @@
 
 struct ri_resolver;
 struct ri_stunc;
+struct ri_stun_counters;
 
 /* A round's answer: the address (with the port the server saw) and which
  * server ("host:port") gave it. */
 typedef void ri_stunc_cb(void *arg, const struct sockaddr *addr, const char *server);
 
-struct ri_stunc *ri_stunc_new(struct ev_loop *loop, struct ri_resolver *res, ri_stunc_cb *cb,
-                              void *arg);
+/* ctr (worker.h: requests sent, how attempts ended) is the caller's and
+ * outlives the client; only incremented here. */
+struct ri_stunc *ri_stunc_new(struct ev_loop *loop, struct ri_resolver *res,
+                              struct ri_stun_counters *ctr, ri_stunc_cb *cb, void *arg);
 /* The servers ("host:port", copied) and the interval (s; 0 stops asking).
  * A first call, new servers or an interval that was 0 start a round now; a
  * new interval otherwise takes effect from now. */

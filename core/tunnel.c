@@ -405,6 +405,7 @@ int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const voi
         ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory queueing a control frame");
         return -1;
     }
+    t->w->ctr.ctrl_frames_out++;
     ri_tunnel_kick(t);
     return 0;
 }
@@ -447,8 +448,14 @@ static void compose(struct ri_tunnel *t)
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     size_t room = (size_t)ri_pace_room(&t->pace);
-    if (!room)
+    if (!room) {
+        if (t->mux.queued && !t->pace_stalled) { /* counted once per stall */
+            t->pace_stalled = 1;
+            t->w->ctr.pace_stalls++;
+        }
         return; /* in-flight cap reached: the peer's ACK kicks us again */
+    }
+    t->pace_stalled = 0;
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
                               &t->pace);
     if (n)
@@ -692,6 +699,8 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
 static int dispatch(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uint8_t *p)
 {
     char err[256];
+    if (h->type != RI_F_DATA)
+        t->w->ctr.ctrl_frames_in++; /* DATA: counted by its stream's class (mux.c) */
     if (h->type == RI_F_PING) /* in any state: the peer may measure us */
         return ri_tunnel_ctrl(t, RI_F_PONG, 0, p, 8);
     if (h->type == RI_F_PONG)

@@ -141,6 +141,7 @@ struct ri_tunnel {
     int draining;             /* GOAWAY sent or received: no new streams */
     int sent_drained, peer_drained; /* the closing handshake (GOAWAY code 0) */
     int was_ready;            /* reached RI_T_READY once */
+    int pace_stalled;         /* streams wait for the in-flight cap (counted once) */
     uint32_t bad_opens;       /* hub: OPENs for ports not assigned to this edge */
     /* hub: the public address the edge reported (ADDR frames, from STUN);
      * family 0 while none */

@@ -9,8 +9,21 @@
 #include <stdint.h>
 
 #include "bq.h"
+#include "ri_plugin.h"
 
 struct ri_event_bus;
+
+#define RI_CTR_CLASSES (RI_CLASS_MAX_ + 1)
+
+/* The STUN client's work (edge): Binding requests sent (retransmissions
+ * included) and how each attempt ended. */
+struct ri_stun_counters {
+    uint64_t requests;
+    uint64_t ok;        /* an answer with our address */
+    uint64_t timeouts;  /* a server that gave no answer to all its tries */
+    uint64_t errors;    /* a name that did not resolve, a socket error, ICMP */
+    uint64_t malformed; /* datagrams that were no valid answer (ignored) */
+};
 
 /* Totals of one worker since it started (read on demand, e.g. for status
  * and metrics; the data path only increments). */
@@ -18,7 +31,14 @@ struct ri_counters {
     uint64_t tunnels_opened, tunnels_closed;
     uint64_t streams_opened, streams_closed, streams_refused;
     uint64_t bytes_to_peer, bytes_from_peer; /* DATA payload through tunnels */
-    uint64_t frames_out, frames_in;
+    /* DATA frames and their payload by the stream's class in force when
+     * they were sent or received (RI_CLASS_DATA, RI_CLASS_SUSTAINED, ...) */
+    uint64_t data_frames_out[RI_CTR_CLASSES], data_frames_in[RI_CTR_CLASSES];
+    uint64_t data_bytes_out[RI_CTR_CLASSES], data_bytes_in[RI_CTR_CLASSES];
+    uint64_t ctrl_frames_out, ctrl_frames_in; /* every frame that is not DATA */
+    uint64_t window_stalls; /* a stream read its last send credit: it waits for WINDOW */
+    uint64_t pace_stalls;   /* a tunnel with streams queued reached its in-flight cap */
+    struct ri_stun_counters stun;
 };
 
 struct ri_worker {

@@ -141,26 +141,55 @@ static void sample(struct buf *b, const char *name, uint64_t v)
     bprintf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
-/* one value per edge, labelled edge="<id>" (escaped as the format says) */
-static void per_edge(struct buf *b, const json_t *edges, const char *name, const char *type,
-                     const char *help, const char *key)
+/* a label's value, escaped as the format says */
+static void label_value(struct buf *b, const char *v)
+{
+    for (const char *c = v ? v : ""; *c; c++) {
+        if (*c == '\\' || *c == '"')
+            bput(b, "\\", 1);
+        if (*c == '\n')
+            bputs(b, "\\n");
+        else
+            bput(b, c, 1);
+    }
+}
+
+/* one value per element of arr, labelled label="<its member lkey>" */
+static void per_label(struct buf *b, const json_t *arr, const char *name, const char *type,
+                      const char *help, const char *label, const char *lkey, const char *key)
 {
     family(b, name, type, help);
     size_t i;
     json_t *e;
-    json_array_foreach(edges, i, e) {
-        const char *id = json_string_value(json_object_get(e, "id"));
-        bprintf(b, "%s{edge=\"", name);
-        for (const char *c = id ? id : ""; *c; c++) {
-            if (*c == '\\' || *c == '"')
-                bput(b, "\\", 1);
-            if (*c == '\n')
-                bputs(b, "\\n");
-            else
-                bput(b, c, 1);
-        }
+    json_array_foreach(arr, i, e) {
+        bprintf(b, "%s{%s=\"", name, label);
+        label_value(b, json_string_value(json_object_get(e, lkey)));
         bprintf(b, "\"} %llu\n", (unsigned long long)num(e, key));
     }
+}
+
+/* one value per edge, labelled edge="<id>" */
+static void per_edge(struct buf *b, const json_t *edges, const char *name, const char *type,
+                     const char *help, const char *key)
+{
+    per_label(b, edges, name, type, help, "edge", "id", key);
+}
+
+/* an info sample, name{[edge="<edge>",]address="<o's publicIp>"} 1, when o has one */
+static void public_ip_info(struct buf *b, const char *name, const char *edge, const json_t *o)
+{
+    const char *ip = json_string_value(json_object_get(o, "publicIp"));
+    if (!ip)
+        return;
+    bprintf(b, "%s{", name);
+    if (edge) {
+        bputs(b, "edge=\"");
+        label_value(b, edge);
+        bputs(b, "\",");
+    }
+    bputs(b, "address=\"");
+    label_value(b, ip);
+    bputs(b, "\"} 1\n");
 }
 
 static struct {
@@ -179,6 +208,31 @@ static struct {
     {"ri_handshake_failures_total", "counter",
      "Tunnels that closed before they were ready (TLS or authentication).",
      "handshakeFailures"},
+    {"ri_control_frames_sent_total", "counter", "Frames other than DATA sent into tunnels.",
+     "controlFramesSent"},
+    {"ri_control_frames_received_total", "counter",
+     "Frames other than DATA received from tunnels.", "controlFramesReceived"},
+    {"ri_window_stalls_total", "counter",
+     "Times a stream used up its peer's window and waited for WINDOW to send more.",
+     "windowStalls"},
+    {"ri_pace_stalls_total", "counter",
+     "Times a tunnel with streams waiting reached its in-flight cap and waited for ACK.",
+     "paceStalls"},
+    {"ri_sched_queued_streams", "gauge",
+     "Streams with data waiting in the scheduler for their turn now.", "schedQueued"},
+    {"ri_control_queued_bytes", "gauge", "Control frame bytes waiting to be written now.",
+     "controlQueuedBytes"},
+};
+
+static struct {
+    const char *name, *help, *key;
+} const per_class[] = {
+    {"ri_data_frames_sent_total", "DATA frames sent, by the stream's class.", "framesSent"},
+    {"ri_data_frames_received_total", "DATA frames received, by the stream's class.",
+     "framesReceived"},
+    {"ri_data_sent_bytes_total", "DATA payload bytes sent, by the stream's class.", "bytesSent"},
+    {"ri_data_received_bytes_total", "DATA payload bytes received, by the stream's class.",
+     "bytesReceived"},
 };
 
 static void metrics_text(struct inst *in, struct buf *b, const json_t *m)
@@ -193,6 +247,9 @@ static void metrics_text(struct inst *in, struct buf *b, const json_t *m)
         family(b, common[i].name, common[i].type, common[i].help);
         sample(b, common[i].name, num(m, common[i].key));
     }
+    for (size_t i = 0; i < sizeof per_class / sizeof per_class[0]; i++)
+        per_label(b, json_object_get(m, "classes"), per_class[i].name, "counter",
+                  per_class[i].help, "class", "class", per_class[i].key);
     if (hub) {
         const json_t *edges = json_object_get(m, "edges");
         uint64_t connected = 0, active = 0, auth = 0;
@@ -231,6 +288,13 @@ static void metrics_text(struct inst *in, struct buf *b, const json_t *m)
                  "Failed authentications, per edge.", "authFailures");
         per_edge(b, edges, "ri_edge_ports_failed", "gauge",
                  "Assigned ports the edge reports it cannot open.", "portsFailed");
+        per_edge(b, edges, "ri_edge_sched_queued_streams", "gauge",
+                 "Streams with data waiting in the scheduler now, per edge.", "schedQueued");
+        family(b, "ri_edge_public_ip_info", "gauge",
+               "The public IP each edge reported (STUN), per edge.");
+        json_array_foreach(edges, i, e)
+            public_ip_info(b, "ri_edge_public_ip_info",
+                           json_string_value(json_object_get(e, "id")), e);
     } else {
         family(b, "ri_edges_connected", "gauge", "1 when the tunnel to the hub is ready.");
         sample(b, "ri_edges_connected", num(m, "connected"));
@@ -246,6 +310,19 @@ static void metrics_text(struct inst *in, struct buf *b, const json_t *m)
         sample(b, "ri_ports_failed", num(m, "portsFailed"));
         family(b, "ri_held_clients", "gauge", "Clients waiting for a tunnel.");
         sample(b, "ri_held_clients", num(m, "heldClients"));
+        const json_t *stun = json_object_get(m, "stun");
+        family(b, "ri_stun_requests_total", "counter",
+               "STUN Binding requests sent (retransmissions included).");
+        sample(b, "ri_stun_requests_total", num(stun, "requests"));
+        family(b, "ri_stun_results_total", "counter",
+               "How STUN attempts ended: ok (an answer), timeout (a server that never "
+               "answered), error, malformed (a datagram that was no valid answer).");
+        static const char *const results[] = {"ok", "timeout", "error", "malformed"};
+        for (size_t i = 0; i < sizeof results / sizeof results[0]; i++)
+            bprintf(b, "ri_stun_results_total{result=\"%s\"} %llu\n", results[i],
+                    (unsigned long long)num(stun, results[i]));
+        family(b, "ri_public_ip_info", "gauge", "The public IP STUN found (absent until then).");
+        public_ip_info(b, "ri_public_ip_info", NULL, m);
     }
 }
 

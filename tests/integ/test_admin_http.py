@@ -4,53 +4,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
-import urllib.error
-import urllib.request
+import time
 
 from harness import T, EdgeSpec, check, echo_check, fail, wait_until
-
-
-def _plugin(port):
-    return '{ name = "admin_http"; listen = "127.0.0.1:%d"; }' % port
-
-
-def _get(port, path):
-    """(status, body text) of GET http://127.0.0.1:port/path"""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=T(10)) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def _wait_http(port, path="/ready", proc=None):
-    def up():
-        try:
-            _get(port, path)
-            return True
-        except OSError:
-            return False
-    wait_until(up, T(20), f"admin_http answering on port {port}")
-
-
-def _samples(text):
-    """{'name{labels}': value} of a Prometheus text page"""
-    out = {}
-    for ln in text.splitlines():
-        if ln and not ln.startswith("#"):
-            k, v = ln.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
-def _promtool(env, text):
-    exe = shutil.which("promtool")
-    if not exe:
-        fail("promtool not installed (apt-get install prometheus)")
-    r = subprocess.run([exe, "check", "metrics"], input=text, capture_output=True, text=True,
-                       timeout=T(30))
-    check(r.returncode == 0, f"promtool check metrics: {r.stdout}{r.stderr}\n{text}")
+from promhttp import admin_plugin as _plugin, http_get as _get, promtool, samples as _samples
+from promhttp import metrics, wait_http as _wait_http
 
 
 def _pair(env):
@@ -70,7 +30,7 @@ def test_metrics_status_ready_and_404(env):
     hub, edge, spec, p, hp, ep = _pair(env)
     code, text = _get(hp, "/metrics")
     check(code == 200, f"/metrics: {code} {text}")
-    _promtool(env, text)
+    promtool(text)
     m = _samples(text)
     check(m.get("ri_edges_connected") == 1 and m.get('ri_edge_connected{edge="edge-adm"}') == 1,
           f"hub metrics: {text}")
@@ -89,7 +49,7 @@ def test_metrics_status_ready_and_404(env):
 
     code, etext = _get(ep, "/metrics")
     check(code == 200, f"edge /metrics: {code}")
-    _promtool(env, etext)
+    promtool(etext)
     em = _samples(etext)
     check(em["ri_edges_connected"] == 1 and em["ri_streams_opened_total"] >= 1 and
           em["ri_reconnects_total"] == 0 and em["ri_ports_failed"] == 0 and
@@ -173,3 +133,77 @@ def test_reload_keeps_serving_and_bad_settings_refused(env):
     r = env.run_core(["-c", bad, "-t"])
     check(r.returncode != 0 and "admin_http" in r.stderr + r.stdout and
           "listen" in r.stderr + r.stdout, f"bad listen: {r.returncode} {r.stdout}{r.stderr}")
+
+
+def test_metrics_move_with_traffic_stalls_and_stun(env):
+    """The families behind the counters the data path keeps: a download
+    the client does not read at first stalls on the edge's window (the hub
+    counts a window stall); classify_elephant on the hub makes it
+    sustained, so DATA frames and bytes show under both classes, on the hub
+    (sent) and the edge (received, told by a CLASS frame); control frames
+    count both ways; nothing is queued once the transfer is done. The
+    edge's STUN server never answers: requests and a timeout result count,
+    and no public IP is claimed."""
+    p = env.port()
+    hp, ep = env.ports(2, hosts=("127.0.0.1",))
+    size = 40 << 20
+    env.upstream(p, mode="source", source_bytes=size)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never read
+    dead.bind(("127.0.0.1", 0))
+    env.closers.append(dead.close)
+    spec = EdgeSpec("edge-m", [p])
+    hub = env.hub([spec], plugins=['{ name = "auth_secret"; }', '{ name = "header_proxy_v1"; }',
+                                   '{ name = "classify_elephant"; age_secs = 1; rate_mbit = 8; }',
+                                   _plugin(hp)])
+    edge = env.edge(hub, spec, plugins_extra=[_plugin(ep)],
+                    stun_servers=[f"127.0.0.1:{dead.getsockname()[1]}"])
+    _wait_http(hp)
+    _wait_http(ep)
+    h0 = metrics(hp)
+    check(h0['ri_data_sent_bytes_total{class="normal"}'] == 0 and
+          h0['ri_data_sent_bytes_total{class="sustained"}'] == 0 and
+          h0["ri_window_stalls_total"] == 0, f"before any stream: {h0}")
+
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    c.settimeout(T(60))
+    c.connect(("127.0.0.2", p))
+    c.sendall(b"go")
+    # not reading: the edge's window for the stream runs out on the hub
+    wait_until(lambda: metrics(hp)["ri_window_stalls_total"] >= 1, T(20),
+               "a window stall counted on the hub")
+    got = 0
+    while got < size:
+        d = c.recv(1 << 20)
+        check(d, f"the download ended after {got} bytes")
+        got += len(d)
+        time.sleep(0.02)  # about 50 MB/s: the classifier's 1 s tick sees it
+    c.close()
+    hub.wait_log(r"classify_elephant: stream 1 \(port %d\) is sustained" % p, timeout_s=T(10))
+    wait_until(lambda: metrics(hp)["ri_streams_closed_total"] >= 1, T(20), "the stream closed")
+
+    code, htext = _get(hp, "/metrics")
+    promtool(htext)
+    h = _samples(htext)
+    sent = {k: h[f'ri_data_sent_bytes_total{{class="{k}"}}'] for k in ("normal", "sustained")}
+    check(sent["normal"] > 0 and sent["sustained"] > 0 and
+          sent["normal"] + sent["sustained"] == h["ri_tunnel_sent_bytes_total"] >= size,
+          f"hub bytes by class {sent}, total {h['ri_tunnel_sent_bytes_total']}")
+    check(h['ri_data_frames_sent_total{class="normal"}'] > 0 and
+          h['ri_data_frames_sent_total{class="sustained"}'] > 0 and
+          h["ri_control_frames_sent_total"] > 0 and h["ri_control_frames_received_total"] > 0,
+          f"hub frames: {htext}")
+    check(h["ri_sched_queued_streams"] == 0 and h["ri_control_queued_bytes"] == 0 and
+          h['ri_edge_sched_queued_streams{edge="edge-m"}'] == 0, f"hub queues: {htext}")
+    check(not any(k.startswith("ri_edge_public_ip_info") for k in h), "hub: a public IP")
+
+    code, etext = _get(ep, "/metrics")
+    promtool(etext)
+    e = _samples(etext)
+    recv = {k: e[f'ri_data_received_bytes_total{{class="{k}"}}'] for k in ("normal", "sustained")}
+    check(recv["sustained"] > 0 and recv["normal"] + recv["sustained"] >= size and
+          e['ri_data_frames_received_total{class="sustained"}'] > 0 and
+          e["ri_control_frames_received_total"] > 0, f"edge by class: {etext}")
+    check(e["ri_stun_requests_total"] >= 2 and e['ri_stun_results_total{result="timeout"}'] >= 1
+          and e['ri_stun_results_total{result="ok"}'] == 0 and
+          not any(k.startswith("ri_public_ip_info") for k in e), f"edge STUN: {etext}")

@@ -155,6 +155,38 @@ def test_config_check_loads_what_the_daemon_loads(env):
           f"a folder as config: rc {r.returncode}: {r.stderr}")
 
 
+def test_config_check_loads_the_edges_file(env):
+    """-t loads hub.edges_file with the hub's own loader: a missing file is
+    an empty list (OK), a valid one is OK, one that does not parse or holds
+    a bad entry fails -t with the file named -- as the daemon would refuse
+    to start with it."""
+    ef = env.path("edges.json")
+    cfg = env.write("ef.cfg", _hub_cfg(env, extra_hub=f'  edges_file = "{ef}";\n'))
+    r = env.run_core(["-t", "-c", cfg])
+    check(r.returncode == 0 and "configuration OK" in r.stdout, f"no file yet: {r.stderr}")
+    good = {"version": 1, "edges": [{"id": "e2", "secret": "abcdef0123456789abcd",
+                                     "listen_ports": [81]}]}
+    env.write("edges.json", json.dumps(good))
+    r = env.run_core(["-t", "-c", cfg])
+    check(r.returncode == 0 and "configuration OK" in r.stdout, f"a good file: {r.stderr}")
+    cases = [
+        ("not JSON", '{"version": 1, "edges": [\n  {"id": "e2",,}\n]}\n', f"{ef}:2: "),
+        ("a bad port", json.dumps({"version": 1, "edges": [dict(good["edges"][0],
+                                                                listen_ports=[0])]}),
+         f"{ef}: edges[0] (id 'e2'): listen port must be an integer 1-65535"),
+        ("not an object", "[]", f"{ef}: expected"),
+    ]
+    for name, text, words in cases:
+        env.write("edges.json", text)
+        r = env.run_core(["-t", "-c", cfg])
+        check(r.returncode == 1 and re.search(r"%s:\d+: edges_file: " % re.escape(cfg), r.stderr)
+              and words in r.stderr and "configuration test failed" in r.stderr,
+              f"{name}: rc {r.returncode}:\n{r.stdout}{r.stderr}")
+        r2 = env.run_core(["-c", cfg])
+        check(r2.returncode == 1 and words in r2.stderr,
+              f"{name}: the daemon started (rc {r2.returncode}): {r2.stderr}")
+
+
 def test_config_with_secrets_readable_by_others_warns(env):
     loose = env.write("loose.cfg", _hub_cfg(env), mode=0o644)
     r = env.run_core(["-t", "-c", loose])

@@ -112,6 +112,27 @@ def test_status_and_streams_hub_and_edge(env):
           f"ctl streams --json: {r.stdout}{r.stderr}")
     r = env.run_core(["ctl", "--json", "-s", esock, "status"])
     check(r.returncode == 0 and json.loads(r.stdout)["connected"] is True, r.stdout)
+
+    # metrics: the echo's frames and bytes, all in the normal class; no STUN
+    hm = _ok(Ctl(env, hsock).request("metrics"), "hub metrics")
+    em = _ok(Ctl(env, esock).request("metrics"), "edge metrics")
+    for who, m in (("hub", hm), ("edge", em)):
+        cl = {x["class"]: x for x in m["classes"]}
+        check(list(cl) == ["normal", "sustained"] and cl["normal"]["bytesSent"] >= 5000 and
+              cl["normal"]["bytesReceived"] >= 5000 and cl["normal"]["framesSent"] >= 1 and
+              cl["sustained"]["bytesSent"] == 0 and m["controlFramesSent"] > 0 and
+              m["controlFramesReceived"] > 0 and m["schedQueued"] == 0 and
+              m["windowStalls"] == 0, f"{who} metrics: {m}")
+    check(hm["edges"][0]["schedQueued"] == 0 and hm["edges"][0]["publicIp"] is None and
+          em["publicIp"] is None and em["stun"]["requests"] == 0, f"{hm} {em}")
+    r = _ctl(env, hsock, "metrics")
+    check(r.returncode == 0 and re.search(r"^normal\s+[1-9]\d*\s+[1-9]\d*\s+\d{4,}\s+\d{4,}$",
+                                           r.stdout, re.M) and
+          re.search(r"^edge-st\s+yes\s+1\s", r.stdout, re.M) and
+          re.search(r"^windowStalls\s+0$", r.stdout, re.M), f"ctl metrics: {r.stdout}")
+    r = _ctl(env, esock, "metrics")
+    check(r.returncode == 0 and re.search(r"^stun\s+requests 0, ok 0,", r.stdout, re.M),
+          f"edge ctl metrics: {r.stdout}")
     c.close()
     # exit codes: 1 for ok:false, 2 for usage
     r = _ctl(env, esock, "update_edges", '{"edges": []}')
@@ -373,3 +394,41 @@ def test_reload_over_the_socket(env):
         f.write(egood)
     check(_ctl(env, esock, "reload").returncode == 0, "edge reload after the fix")
     _ok(Ctl(env, esock).request("status"), "edge status")
+
+
+def test_stop_answers_a_reload_still_resolving(env):
+    """A reload over the socket answers once target_host resolves; a hub
+    told to stop meanwhile abandons it and says so to the waiting client
+    ({"ok": false, "error": "shutting down: ..."}) rather than closing on
+    it: at once while it drains an open stream, and also when it has
+    nothing to drain and exits straight away."""
+    slow = os.path.join(env.build, "slowdns.so")
+    check(os.path.exists(slow), f"{slow} not built")
+    extra = {"LD_PRELOAD": slow, "RI_SLOWDNS_SECS": "8",
+             "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    for draining in (True, False):
+        p = env.port()
+        env.upstream(p)
+        spec = EdgeSpec(f"edge-ab{int(draining)}", [p])
+        sock = env.path(f"hub{int(draining)}.sock")
+        hub = env.hub([spec], name=f"hub{int(draining)}", control_socket=sock, extra_env=extra,
+                      drain_timeout_secs=30)
+        if draining:
+            env.edge(hub, spec)
+            c = env.connect("127.0.0.2", p)
+            echo_check(c, b"open during the stop")
+        env.rewrite_hub(hub, target_host="127-0-0-1.slow.ri.test")
+        ctl = Ctl(env, sock)
+        m = hub.mark()
+        ctl.send_raw(b'{"cmd": "reload"}\n')
+        hub.wait_log(r"hub: control socket: reloading", since=m)
+        hub.signal(__import__("signal").SIGTERM)
+        a = ctl.line()
+        check(a == {"ok": False, "error": "shutting down: reload abandoned",
+                    "errors": ["shutting down: reload abandoned"]}, f"the answer: {a}")
+        if draining:
+            check(hub.alive(), "the answer waited for the drain")
+            hub.wait_log(r"reload waiting for target_host is abandoned", since=m)
+            c.close()
+        hub.wait_exit(20, "stopping with a reload abandoned")
+        check(hub.count(r"hub: reloaded", since=m) == 0, "the abandoned reload was applied")

@@ -5,6 +5,7 @@ reached the edge on is private. Against a real STUN server (coturn's
 turnserver --stun-only on loopback) and a small Python responder for the
 answers a real server would not give: none, malformed ones, MAPPED-ADDRESS
 only. Whatever STUN does, the tunnel keeps serving."""
+import json
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import struct
 import threading
 
 from harness import EdgeSpec, check, echo_check, wait_until
+from promhttp import admin_plugin, http_get, promtool, samples, wait_http
 
 COOKIE = 0x2112A442
 
@@ -115,6 +117,12 @@ def _turnserver(env):
     check(False, "no free UDP port for turnserver")
 
 
+def _ctl_json(env, sock, cmd):
+    r = env.run_core(["ctl", "-s", sock, "--json", cmd])
+    check(r.returncode == 0, f"ctl {cmd}: {r.returncode} {r.stdout}{r.stderr}")
+    return json.loads(r.stdout)
+
+
 def _proxy_dest(env, up, port, n):
     """Connects a client to the edge's port, echoes, returns the PROXY line
     the upstream got (the n-th connection) and the client's port."""
@@ -131,20 +139,63 @@ def test_stun_real_server_sets_proxy_destination(env):
     (coturn) answers with XOR-MAPPED-ADDRESS: the edge's address as seen on
     loopback, 127.0.0.1. The edge logs it, tells the hub, the hub logs it,
     and since 127.0.0.2 -- where the client reached the edge -- is private,
-    the PROXY line names 127.0.0.1 as the destination, with the edge's port."""
+    the PROXY line names 127.0.0.1 as the destination, with the edge's port.
+    The counts follow: three requests, a timeout and an ok result; the
+    address shows in both roles' status and metrics (control socket,
+    `ctl metrics`, and admin_http's /metrics as info metrics)."""
     turn = _turnserver(env)
     dead = _udp_socket()  # bound, never read: no answer, no ICMP
     env.closers.append(dead.close)
     dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
     p = env.port()
+    hp, ep = env.ports(2, hosts=("127.0.0.1",))
+    hsock, esock = env.path("hub.sock"), env.path("edge.sock")
     up = env.upstream(p)
-    hub, edge, _ = env.pair([p], edge_opts={"stun_servers": [dead_addr, turn]})
+    hub, edge, _ = env.pair(
+        [p], hub_opts={"control_socket": hsock,
+                       "plugins": ['{ name = "auth_secret"; }', '{ name = "header_proxy_v1"; }',
+                                   admin_plugin(hp)]},
+        edge_opts={"stun_servers": [dead_addr, turn], "control_socket": esock,
+                   "plugins_extra": [admin_plugin(ep)]})
     edge.wait_log(r"STUN server %s: no answer after 2 tries" % dead_addr)
     edge.wait_log(r"edge edge-1: public address is 127\.0\.0\.1 \(STUN server %s\)" % turn)
     hub.wait_log(r"edge edge-1: public address is 127\.0\.0\.1 \(STUN, from the edge\)")
     line, cport = _proxy_dest(env, up, p, 1)
     check(line == f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {p}\r\n".encode(),
           f"PROXY line {line!r}: want the STUN address as the destination")
+
+    m = _ctl_json(env, esock, "metrics")
+    st = m["stun"]
+    check(st["requests"] >= 3 and st["timeout"] == 1 and st["ok"] == 1 and
+          st["error"] == 0 and st["malformed"] == 0 and m["publicIp"] == "127.0.0.1",
+          f"edge metrics: {m}")
+    check(_ctl_json(env, esock, "status")["publicIp"] == "127.0.0.1", "edge status publicIp")
+    hm = _ctl_json(env, hsock, "metrics")
+    check([e["publicIp"] for e in hm["edges"]] == ["127.0.0.1"], f"hub metrics: {hm}")
+    hs = _ctl_json(env, hsock, "status")
+    check([e["publicIp"] for e in hs["edges"]] == ["127.0.0.1"], f"hub status: {hs}")
+    r = env.run_core(["ctl", "-s", esock, "metrics"])
+    check(r.returncode == 0 and "timeout 1" in r.stdout and "ok 1," in r.stdout and
+          "publicIp" in r.stdout and "127.0.0.1" in r.stdout, f"ctl metrics: {r.stdout}")
+    r = env.run_core(["ctl", "-s", hsock, "metrics"])
+    check(r.returncode == 0 and "PUBLIC_IP" in r.stdout and
+          any(ln.startswith("edge-1 ") and ln.rstrip().endswith("127.0.0.1")
+              for ln in r.stdout.splitlines()), f"hub ctl metrics: {r.stdout}")
+
+    wait_http(hp)
+    wait_http(ep)
+    for port in (hp, ep):
+        code, text = http_get(port, "/metrics")
+        check(code == 200, f"/metrics {code}")
+        promtool(text)
+    h = samples(http_get(hp, "/metrics")[1])
+    check(h.get('ri_edge_public_ip_info{edge="edge-1",address="127.0.0.1"}') == 1,
+          f"hub info metric: {h}")
+    e = samples(http_get(ep, "/metrics")[1])
+    check(e.get('ri_public_ip_info{address="127.0.0.1"}') == 1 and
+          e['ri_stun_results_total{result="ok"}'] == 1 and
+          e['ri_stun_results_total{result="timeout"}'] == 1 and e["ri_stun_requests_total"] >= 3,
+          f"edge STUN metrics: {e}")
 
 
 def test_stun_mapped_address_only(env):
@@ -218,10 +269,13 @@ def test_stun_malformed_responses(env):
     r = Responder(env, bad)
     p = env.port()
     up = env.upstream(p)
-    hub, edge, _ = env.pair([p], edge_opts={"stun_servers": [r.addr]})
+    esock = env.path("edge.sock")
+    hub, edge, _ = env.pair([p], edge_opts={"stun_servers": [r.addr], "control_socket": esock})
     for what in ("wrong magic cookie", "not our transaction", "overruns the message"):
         edge.wait_log(r"STUN server %s: bad response: .*%s" % (r.addr, what))
     edge.wait_log(r"STUN: no answer from %s; retrying in 2 s" % r.addr)
+    st = _ctl_json(env, esock, "metrics")["stun"]
+    check(st["malformed"] >= 3 and st["timeout"] >= 1 and st["ok"] == 0, f"counts: {st}")
     line, cport = _proxy_dest(env, up, p, 1)
     check(line == f"PROXY TCP4 127.0.0.1 127.0.0.2 {cport} {p}\r\n".encode(), repr(line))
     check("public address" not in hub.log(), "the hub took an address from a bad answer")
