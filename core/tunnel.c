@@ -428,11 +428,23 @@ static void flusher_cb(EV_P_ ev_prepare *w, int revents)
         flush(t);
 }
 
-/* Fill wbuf with the next batch: every queued control byte first (whole
- * frames are never split by data), then data from the scheduler. */
+/* Moves what is left of the batch (less than a record) to the front of
+ * wbuf, where the next batch is composed behind it. */
+static void carry_tail(struct ri_tunnel *t)
+{
+    size_t tail = t->wlen - t->woff;
+    if (tail && t->woff)
+        memmove(t->wbuf, t->wbuf + t->woff, tail);
+    t->wlen = tail;
+    t->woff = 0;
+}
+
+/* Tops wbuf up with the next batch, behind what is left of the last one:
+ * every queued control byte first (whole frames are never split by data),
+ * then data from the scheduler. */
 static void compose(struct ri_tunnel *t)
 {
-    t->wlen = t->woff = 0;
+    carry_tail(t);
     while (t->ctrl.bytes && t->wlen < RI_WBUF_BATCH) {
         struct iovec iov[1];
         if (ri_bq_iov(&t->ctrl, iov, 1) < 1)
@@ -447,34 +459,48 @@ static void compose(struct ri_tunnel *t)
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     size_t room = (size_t)ri_pace_room(&t->pace);
-    if (!room)
-        return; /* in-flight cap reached: the peer's ACK kicks us again */
+    /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
+     * room (full records leave them) waits for that ACK too, as TCP avoids
+     * silly windows: spent now, it costs a read and a record of its own */
+    if (!room || (room < RI_TLS_RECORD && t->pace.sent != t->pace.acked))
+        return;
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
-                              &t->pace);
+                              RI_TLS_RECORD, &t->pace);
     if (n)
         ri_pace_on_send(&t->pace, n, ri_now_ns());
+}
+
+/* Encrypts wbuf into obuf while a whole record fits there. Whenever less
+ * than a full record is left, wbuf is topped up first, so records go out
+ * full and the last part-full one only when nothing else is ready (never
+ * held back). 1: obuf is full, 0: nothing left to send, -1: failed. */
+static int encrypt(struct ri_tunnel *t)
+{
+    char err[256];
+    while (ri_tlsio_room(&t->io)) {
+        if (t->wlen - t->woff < RI_TLS_RECORD) {
+            compose(t);
+            if (t->state == RI_T_DEAD)
+                return -1;
+            if (t->woff == t->wlen)
+                return 0;
+        }
+        ssize_t n = ri_tlsio_send(&t->io, t->wbuf + t->woff, t->wlen - t->woff, err, sizeof err);
+        if (n < 0) {
+            ri_tunnel_fail(t, RI_E_NONE, "%s", err);
+            return -1;
+        }
+        t->woff += (size_t)n;
+    }
+    return 1;
 }
 
 static void flush(struct ri_tunnel *t)
 {
     char err[256];
     for (;;) {
-        /* encrypt while a full record still fits in obuf */
-        while (ri_tlsio_room(&t->io)) {
-            if (t->woff == t->wlen) {
-                compose(t);
-                if (t->wlen == 0 || t->state == RI_T_DEAD)
-                    break;
-            }
-            ssize_t n = ri_tlsio_send(&t->io, t->wbuf + t->woff, t->wlen - t->woff, err,
-                                      sizeof err);
-            if (n < 0) {
-                ri_tunnel_fail(t, RI_E_NONE, "%s", err);
-                return;
-            }
-            t->woff += (size_t)n;
-        }
-        if (t->state == RI_T_DEAD)
+        int more = encrypt(t);
+        if (more < 0)
             return;
         int rc = ri_tlsio_flush(&t->io, err, sizeof err);
         if (rc == RI_TLSIO_ERROR) {
@@ -486,17 +512,14 @@ static void flush(struct ri_tunnel *t)
                 ev_io_start(LOOP, &t->wio);
             return;
         }
-        if (t->woff == t->wlen) {
-            compose(t);
-            if (t->wlen == 0) {
-                ev_io_stop(LOOP, &t->wio);
-                if (t->closing == RI_CLOSE_FLUSH && t->state != RI_T_DEAD) {
-                    /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
-                    shutdown(t->io.fd, SHUT_WR);
-                    t->closing = RI_CLOSE_SHUT;
-                }
-                return;
+        if (!more) {
+            ev_io_stop(LOOP, &t->wio);
+            if (t->closing == RI_CLOSE_FLUSH && t->state != RI_T_DEAD) {
+                /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
+                shutdown(t->io.fd, SHUT_WR);
+                t->closing = RI_CLOSE_SHUT;
             }
+            return;
         }
     }
 }
