@@ -28,8 +28,10 @@ static void keepalive_cb(EV_P_ ev_timer *w, int revents);
 static void linger_cb(EV_P_ ev_timer *w, int revents);
 static void deadline_cb(EV_P_ ev_timer *w, int revents);
 static void reaper_cb(EV_P_ ev_timer *w, int revents);
+static void ack_delay_cb(EV_P_ ev_timer *w, int revents);
 static void flush(struct ri_tunnel *t);
 static void drained_check(struct ri_tunnel *t);
+static int send_ack(struct ri_tunnel *t);
 
 /* ---- the mux's environment ---------------------------------------------------- */
 static int env_ctrl(void *o, uint8_t type, uint32_t stream, const void *p, size_t n)
@@ -134,6 +136,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
     ev_init(&t->linger, linger_cb);
     ev_init(&t->deadline, deadline_cb);
     ev_timer_init(&t->reaper, reaper_cb, 0, 0);
+    ev_init(&t->ack_delay, ack_delay_cb);
     t->last_rx = ev_now(LOOP);
     ev_timer_start(LOOP, &t->keepalive);
     ev_io_start(LOOP, &t->rio);
@@ -189,6 +192,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ev_timer_stop(LOOP, &t->linger);
     ev_timer_stop(LOOP, &t->deadline);
     ev_timer_stop(LOOP, &t->reaper);
+    ev_timer_stop(LOOP, &t->ack_delay);
     int fd = t->io.fd;
     ri_tlsio_free(&t->io);
     ri_tls_creds_unref(t->creds); /* after the session that used them */
@@ -237,6 +241,7 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     ev_timer_stop(LOOP, &t->keepalive);
     ev_timer_stop(LOOP, &t->linger);
     ev_timer_stop(LOOP, &t->deadline);
+    ev_timer_stop(LOOP, &t->ack_delay);
     for (struct ri_stream *s = t->mux.all; s; s = s->next) {
         ev_io_stop(LOOP, &s->rio);
         ev_io_stop(LOOP, &s->wio);
@@ -445,6 +450,8 @@ static void carry_tail(struct ri_tunnel *t)
 static void compose(struct ri_tunnel *t)
 {
     carry_tail(t);
+    if (t->rx_unacked && (t->ctrl.bytes || t->mux.queued))
+        send_ack(t); /* a deferred ACK rides along (ack_when_dry) */
     while (t->ctrl.bytes && t->wlen < RI_WBUF_BATCH) {
         struct iovec iov[1];
         if (ri_bq_iov(&t->ctrl, iov, 1) < 1)
@@ -621,7 +628,30 @@ static int send_ack(struct ri_tunnel *t)
     uint8_t p[4];
     ri_put32(p, (uint32_t)t->rx_unacked);
     t->rx_unacked = 0;
+    ev_timer_stop(LOOP, &t->ack_delay);
     return ri_tunnel_ctrl(t, RI_F_ACK, 0, p, 4);
+}
+
+/* The socket ran dry. A sizeable ACK goes now: the sender's in-flight cap
+ * may be waiting for it. A small one (a few interactive messages) may wait
+ * RI_ACK_DELAY for a record going out anyway -- typically the answer to
+ * the message it acknowledges (compose) -- instead of costing a record of
+ * its own and a wakeup of the peer. It is far below any sender's floor
+ * (RI_PACE_MIN), so it never holds a sender back. */
+static int ack_when_dry(struct ri_tunnel *t)
+{
+    if (t->rx_unacked >= RI_ACK_DEFER)
+        return send_ack(t);
+    if (t->rx_unacked && !ev_is_active(&t->ack_delay)) {
+        ev_timer_set(&t->ack_delay, RI_ACK_DELAY, 0); /* a fired timer keeps no delay */
+        ev_timer_start(LOOP, &t->ack_delay);
+    }
+    return 0;
+}
+
+static void ack_delay_cb(EV_P_ ev_timer *w, int revents)
+{
+    send_ack(TUNNEL_OF(w, ack_delay));
 }
 
 /* Connection-level frames once authenticated. */
@@ -796,7 +826,7 @@ static void tunnel_read(struct ri_tunnel *t)
         size_t cost = got;
         switch (rc) {
         case RI_TLSIO_AGAIN:
-            send_ack(t);
+            ack_when_dry(t);
             return; /* socket drained and nothing left decrypted in GnuTLS */
         case RI_TLSIO_RETRY:
             cost = 64; /* a post-handshake message: read on; charged, so a flood yields */
