@@ -339,8 +339,20 @@ static void fill_ctx(const struct ri_mux *m, struct ri_sched_ctx *ctx, const str
     }
 }
 
+/* The read size for a frame at buf offset `at`, shortened so the frame ends
+ * on a multiple of align, when that still leaves more than one record's
+ * worth: a 64 KiB DATA frame with its 10-byte header would otherwise take
+ * four full TLS records and a fifth for the last 10 bytes. */
+static size_t aligned_room(size_t at, size_t room, size_t align)
+{
+    if (!align || room <= align)
+        return room;
+    size_t over = (at + RI_FRAME_HDR + room) % align;
+    return over < room ? room - over : room;
+}
+
 size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target, size_t cap,
-                      size_t budget, const struct ri_pace *pace)
+                      size_t budget, size_t align, const struct ri_pace *pace)
 {
     size_t added = 0;
     while (*len < target && m->queued && added < budget) {
@@ -358,6 +370,9 @@ size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target
             room = RI_DATA_CHUNK;
         if (max && room > max)
             room = max;
+        /* aligned before credit and the in-flight budget cut it: a frame
+         * they cut is the batch's last anyway */
+        room = aligned_room(*len, room, align);
         if (room > s->tx_credit)
             room = (size_t)s->tx_credit;
         if (room > budget - added)

@@ -128,9 +128,12 @@ void ri_mux_stream_reset(struct ri_stream *s, unsigned code, const char *reason)
 int ri_mux_on_frame(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t *p,
                     char *err, size_t errlen);
 /* Appends DATA/FIN frames of ready streams to buf until *len >= target or
- * `budget` payload bytes went in; returns the payload bytes added. */
+ * `budget` payload bytes went in; returns the payload bytes added. A read
+ * that may take more than `align` bytes (0: no alignment) is shortened so
+ * that its frame ends at a multiple of `align` in buf: the caller cuts buf
+ * into TLS records of that size, so none goes out part-full. */
 size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target, size_t cap,
-                      size_t budget, const struct ri_pace *pace);
+                      size_t budget, size_t align, const struct ri_pace *pace);
 
 int ri_mux_stream_stats(const ri_stream *s, struct ri_stream_stats *out);
 /* The public port of a stream's edge address in an OPEN. */

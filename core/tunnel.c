@@ -28,8 +28,10 @@ static void keepalive_cb(EV_P_ ev_timer *w, int revents);
 static void linger_cb(EV_P_ ev_timer *w, int revents);
 static void deadline_cb(EV_P_ ev_timer *w, int revents);
 static void reaper_cb(EV_P_ ev_timer *w, int revents);
+static void ack_delay_cb(EV_P_ ev_timer *w, int revents);
 static void flush(struct ri_tunnel *t);
 static void drained_check(struct ri_tunnel *t);
+static int send_ack(struct ri_tunnel *t);
 
 /* ---- the mux's environment ---------------------------------------------------- */
 static int env_ctrl(void *o, uint8_t type, uint32_t stream, const void *p, size_t n)
@@ -134,6 +136,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
     ev_init(&t->linger, linger_cb);
     ev_init(&t->deadline, deadline_cb);
     ev_timer_init(&t->reaper, reaper_cb, 0, 0);
+    ev_init(&t->ack_delay, ack_delay_cb);
     t->last_rx = ev_now(LOOP);
     ev_timer_start(LOOP, &t->keepalive);
     ev_io_start(LOOP, &t->rio);
@@ -189,6 +192,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ev_timer_stop(LOOP, &t->linger);
     ev_timer_stop(LOOP, &t->deadline);
     ev_timer_stop(LOOP, &t->reaper);
+    ev_timer_stop(LOOP, &t->ack_delay);
     int fd = t->io.fd;
     ri_tlsio_free(&t->io);
     ri_tls_creds_unref(t->creds); /* after the session that used them */
@@ -237,6 +241,7 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     ev_timer_stop(LOOP, &t->keepalive);
     ev_timer_stop(LOOP, &t->linger);
     ev_timer_stop(LOOP, &t->deadline);
+    ev_timer_stop(LOOP, &t->ack_delay);
     for (struct ri_stream *s = t->mux.all; s; s = s->next) {
         ev_io_stop(LOOP, &s->rio);
         ev_io_stop(LOOP, &s->wio);
@@ -429,11 +434,25 @@ static void flusher_cb(EV_P_ ev_prepare *w, int revents)
         flush(t);
 }
 
-/* Fill wbuf with the next batch: every queued control byte first (whole
- * frames are never split by data), then data from the scheduler. */
+/* Moves what is left of the batch (less than a record) to the front of
+ * wbuf, where the next batch is composed behind it. */
+static void carry_tail(struct ri_tunnel *t)
+{
+    size_t tail = t->wlen - t->woff;
+    if (tail && t->woff)
+        memmove(t->wbuf, t->wbuf + t->woff, tail);
+    t->wlen = tail;
+    t->woff = 0;
+}
+
+/* Tops wbuf up with the next batch, behind what is left of the last one:
+ * every queued control byte first (whole frames are never split by data),
+ * then data from the scheduler. */
 static void compose(struct ri_tunnel *t)
 {
-    t->wlen = t->woff = 0;
+    carry_tail(t);
+    if (t->rx_unacked && (t->ctrl.bytes || t->mux.queued))
+        send_ack(t); /* a deferred ACK rides along (ack_when_dry) */
     while (t->ctrl.bytes && t->wlen < RI_WBUF_BATCH) {
         struct iovec iov[1];
         if (ri_bq_iov(&t->ctrl, iov, 1) < 1)
@@ -448,40 +467,54 @@ static void compose(struct ri_tunnel *t)
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     size_t room = (size_t)ri_pace_room(&t->pace);
-    if (!room) {
+    /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
+     * room (full records leave them) waits for that ACK too, as TCP avoids
+     * silly windows: spent now, it costs a read and a record of its own */
+    if (!room || (room < RI_TLS_RECORD && t->pace.sent != t->pace.acked)) {
         if (t->mux.queued && !t->pace_stalled) { /* counted once per stall */
             t->pace_stalled = 1;
             t->w->ctr.pace_stalls++;
         }
-        return; /* in-flight cap reached: the peer's ACK kicks us again */
+        return;
     }
     t->pace_stalled = 0;
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
-                              &t->pace);
+                              RI_TLS_RECORD, &t->pace);
     if (n)
         ri_pace_on_send(&t->pace, n, ri_now_ns());
+}
+
+/* Encrypts wbuf into obuf while a whole record fits there. Whenever less
+ * than a full record is left, wbuf is topped up first, so records go out
+ * full and the last part-full one only when nothing else is ready (never
+ * held back). 1: obuf is full, 0: nothing left to send, -1: failed. */
+static int encrypt(struct ri_tunnel *t)
+{
+    char err[256];
+    while (ri_tlsio_room(&t->io)) {
+        if (t->wlen - t->woff < RI_TLS_RECORD) {
+            compose(t);
+            if (t->state == RI_T_DEAD)
+                return -1;
+            if (t->woff == t->wlen)
+                return 0;
+        }
+        ssize_t n = ri_tlsio_send(&t->io, t->wbuf + t->woff, t->wlen - t->woff, err, sizeof err);
+        if (n < 0) {
+            ri_tunnel_fail(t, RI_E_NONE, "%s", err);
+            return -1;
+        }
+        t->woff += (size_t)n;
+    }
+    return 1;
 }
 
 static void flush(struct ri_tunnel *t)
 {
     char err[256];
     for (;;) {
-        /* encrypt while a full record still fits in obuf */
-        while (ri_tlsio_room(&t->io)) {
-            if (t->woff == t->wlen) {
-                compose(t);
-                if (t->wlen == 0 || t->state == RI_T_DEAD)
-                    break;
-            }
-            ssize_t n = ri_tlsio_send(&t->io, t->wbuf + t->woff, t->wlen - t->woff, err,
-                                      sizeof err);
-            if (n < 0) {
-                ri_tunnel_fail(t, RI_E_NONE, "%s", err);
-                return;
-            }
-            t->woff += (size_t)n;
-        }
-        if (t->state == RI_T_DEAD)
+        int more = encrypt(t);
+        if (more < 0)
             return;
         int rc = ri_tlsio_flush(&t->io, err, sizeof err);
         if (rc == RI_TLSIO_ERROR) {
@@ -493,17 +526,14 @@ static void flush(struct ri_tunnel *t)
                 ev_io_start(LOOP, &t->wio);
             return;
         }
-        if (t->woff == t->wlen) {
-            compose(t);
-            if (t->wlen == 0) {
-                ev_io_stop(LOOP, &t->wio);
-                if (t->closing == RI_CLOSE_FLUSH && t->state != RI_T_DEAD) {
-                    /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
-                    shutdown(t->io.fd, SHUT_WR);
-                    t->closing = RI_CLOSE_SHUT;
-                }
-                return;
+        if (!more) {
+            ev_io_stop(LOOP, &t->wio);
+            if (t->closing == RI_CLOSE_FLUSH && t->state != RI_T_DEAD) {
+                /* all written: our FIN; the peer's EOF ends it (tunnel_read) */
+                shutdown(t->io.fd, SHUT_WR);
+                t->closing = RI_CLOSE_SHUT;
             }
+            return;
         }
     }
 }
@@ -605,7 +635,30 @@ static int send_ack(struct ri_tunnel *t)
     uint8_t p[4];
     ri_put32(p, (uint32_t)t->rx_unacked);
     t->rx_unacked = 0;
+    ev_timer_stop(LOOP, &t->ack_delay);
     return ri_tunnel_ctrl(t, RI_F_ACK, 0, p, 4);
+}
+
+/* The socket ran dry. A sizeable ACK goes now: the sender's in-flight cap
+ * may be waiting for it. A small one (a few interactive messages) may wait
+ * RI_ACK_DELAY for a record going out anyway -- typically the answer to
+ * the message it acknowledges (compose) -- instead of costing a record of
+ * its own and a wakeup of the peer. It is far below any sender's floor
+ * (RI_PACE_MIN), so it never holds a sender back. */
+static int ack_when_dry(struct ri_tunnel *t)
+{
+    if (t->rx_unacked >= RI_ACK_DEFER)
+        return send_ack(t);
+    if (t->rx_unacked && !ev_is_active(&t->ack_delay)) {
+        ev_timer_set(&t->ack_delay, RI_ACK_DELAY, 0); /* a fired timer keeps no delay */
+        ev_timer_start(LOOP, &t->ack_delay);
+    }
+    return 0;
+}
+
+static void ack_delay_cb(EV_P_ ev_timer *w, int revents)
+{
+    send_ack(TUNNEL_OF(w, ack_delay));
 }
 
 /* Connection-level frames once authenticated. */
@@ -782,7 +835,7 @@ static void tunnel_read(struct ri_tunnel *t)
         size_t cost = got;
         switch (rc) {
         case RI_TLSIO_AGAIN:
-            send_ack(t);
+            ack_when_dry(t);
             return; /* socket drained and nothing left decrypted in GnuTLS */
         case RI_TLSIO_RETRY:
             cost = 64; /* a post-handshake message: read on; charged, so a flood yields */

@@ -25,6 +25,8 @@
 #define RI_CTRL_MAX (8u * 1024u * 1024u)  /* queued control bytes: peer not reading */
 #define RI_CTRL_PREAUTH_MAX (64u * 1024u) /* the same before authentication */
 #define RI_ACK_EVERY (64u * 1024u)        /* ACK at least this often */
+#define RI_ACK_DEFER (8u * 1024u)         /* less, when the socket runs dry, may wait... */
+#define RI_ACK_DELAY 0.002                /* ...this long (s) for a record to ride on */
 #define RI_BAD_OPENS_MAX 64u  /* hub: OPENs for unassigned ports before GOAWAY */
 #define RI_LINGER_SECS 2.0    /* a closing side waits this long for the peer */
 #ifndef RI_TCP_NOTSENT_LOWAT
@@ -118,6 +120,7 @@ struct ri_tunnel {
     ev_timer linger;          /* bounds the close sequence */
     ev_timer deadline;        /* bounds a drain (ri_tunnel_drain) */
     ev_timer reaper;          /* frees a dead tunnel outside its own callbacks */
+    ev_timer ack_delay;       /* sends a small ACK nothing else carried */
     ev_tstamp last_rx;
     double ping_interval, ping_timeout;
     uint64_t connected_ns;    /* monotonic, when it became READY */

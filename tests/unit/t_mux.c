@@ -95,7 +95,7 @@ static size_t drain(struct fake *f, size_t per_stream[8], int fins[8], uint32_t 
     for (int round = 0; round < 10000; round++) {
         spin();
         size_t len = 0;
-        size_t added = ri_mux_compose(&f->m, buf, &len, 128 * 1024, sizeof buf, SIZE_MAX, NULL);
+        size_t added = ri_mux_compose(&f->m, buf, &len, 128 * 1024, sizeof buf, SIZE_MAX, 0, NULL);
         if (!len)
             break;
         total += added;
@@ -377,7 +377,7 @@ TEST(mux_scheduler_order_and_chunk_cap)
     for (int round = 0; round < 1000 && total < 50000; round++) {
         spin();
         size_t len = 0;
-        total += ri_mux_compose(&f->m, buf, &len, 128 * 1024, sizeof buf, SIZE_MAX, NULL);
+        total += ri_mux_compose(&f->m, buf, &len, 128 * 1024, sizeof buf, SIZE_MAX, 0, NULL);
         for (size_t off = 0; off < len;) {
             struct ri_frame_hdr h;
             ri_frame_hdr_get(buf + off, len - off, RI_FRAME_MAX_PAYLOAD, &h);
