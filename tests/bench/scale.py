@@ -30,8 +30,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
-from harness import Edge, EdgeSpec, Env, Hub, Proc, check, raise_nofile, wait_until  # noqa: E402
-from scale import NEAR_LIMIT, REFUSING, cpu_secs, many_edges, rss_kib, try_client  # noqa: E402
+from harness import EdgeSpec, Env, Hub, Proc, check, raise_nofile, wait_until  # noqa: E402
+from scale import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, many_edges,  # noqa: E402
+                   rss_kib, served_again, try_client)
 
 
 def say(msg):
@@ -72,10 +73,7 @@ def bench_fdlimit(env, a):
     hub = env.start_core("hub", hcfg, cls=Hub, wrap=big)
     hub.port = hub_port
     hub.wait_log(r"hub: listening on \S+:%d " % hub_port)
-    ecfg = env.write("edge.cfg", env.edge_config(hub_port, spec.id, spec.secret))
-    edge = env.start_core("edge", ecfg, cls=Edge, wrap=["prlimit", f"--nofile={nofile}"])
-    edge.bind = "127.0.0.2"
-    env.wait_edge_ready(edge, [p])
+    edge = edge_under_nofile(env, hub_port, spec, nofile)
     time.sleep(0.5)
     e0, h0, k0 = rss_kib(edge.pid), rss_kib(hub.pid), kernel_tcp_kib()
     say(f"edge under nofile {nofile}: filling it with streams")
@@ -119,9 +117,7 @@ def bench_fdlimit(env, a):
         wait_until(lambda: len(os.listdir(f"/proc/{edge.pid}/fd")) < 64, 120,
                    "the edge to close its streams")
         close_s = time.monotonic() - c1
-        c = try_client(env, "127.0.0.2", p, b"after\n")
-        check(c is not None, "a client was refused after the streams closed")
-        c.close()
+        served_again(env, "127.0.0.2", p)
         return {
             "nofile": nofile,
             "streams_held": held,

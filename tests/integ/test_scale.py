@@ -5,12 +5,12 @@ kill -9 and a restart of the hub; an edge under a small open-file limit
 warns once as it nears it, refuses the clients past it with a reset
 without spinning, and serves again once clients leave. Full size:
 tests/bench/scale.py (make bench-scale)."""
-import os
 import re
 import time
 
-from harness import EdgeSpec, Edge, Hub, check, timeout, wait_until
-from scale import NEAR_LIMIT, REFUSING, cpu_secs, many_edges, try_client
+from harness import EdgeSpec, Hub, check, timeout
+from scale import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, fill_until_refused,
+                   many_edges, served_again, try_client)
 
 
 @timeout(240)
@@ -34,19 +34,10 @@ def test_edge_at_descriptor_limit_refuses_with_reset_and_recovers(env):
     env.upstream(p)
     spec = EdgeSpec("edge-fd", [p])
     hub = env.hub([spec])
-    cfg = env.write("edge.cfg", env.edge_config(hub.port, spec.id, spec.secret))
-    edge = env.start_core("edge", cfg, cls=Edge, wrap=["prlimit", f"--nofile={NOFILE}"])
-    edge.bind = "127.0.0.2"
-    env.wait_edge_ready(edge, [p])
-    held = []
-    refused_at = None
-    for i in range(NOFILE + 10):  # more than the limit could ever allow
-        c = try_client(env, "127.0.0.2", p, b"stream %d\n" % i)
-        if c is None:
-            refused_at = i
-            break
-        held.append(c)
-    check(refused_at is not None, f"{len(held)} streams held under a limit of {NOFILE}")
+    edge = edge_under_nofile(env, hub.port, spec, NOFILE)
+    # more than the limit could ever allow
+    held, refused = fill_until_refused(env, "127.0.0.2", p, NOFILE + 10)
+    check(refused, f"{len(held)} streams held under a limit of {NOFILE}")
     env.debug(f"{len(held)} streams held at nofile {NOFILE}")
     check(len(held) >= NOFILE * 3 // 4, f"only {len(held)} streams held under a limit of "
                                          f"{NOFILE} before the first refusal")
@@ -78,8 +69,7 @@ def test_edge_at_descriptor_limit_refuses_with_reset_and_recovers(env):
     for c in held[:40]:
         c.close()
     held = held[40:]
-    wait_until(lambda: (lambda c: c is not None and (c.close() or True))(
-        try_client(env, "127.0.0.2", p, b"again\n")), 20, "a client to be served again")
+    served_again(env, "127.0.0.2", p)
     for i in range(10):
         c = try_client(env, "127.0.0.2", p, b"served again %d\n" % i)
         check(c is not None, f"client {i} refused after clients left")
@@ -104,15 +94,8 @@ def test_hub_at_descriptor_limit_refuses_opens_with_code_10(env):
     hub.port = hub_port
     hub.wait_log(r"hub: listening on \S+:%d " % hub_port)
     edge = env.edge(hub, spec)
-    held = []
-    refused_at = None
-    for i in range(NOFILE + 10):
-        c = try_client(env, "127.0.0.2", p, b"stream %d\n" % i)
-        if c is None:
-            refused_at = i
-            break
-        held.append(c)
-    check(refused_at is not None, f"{len(held)} streams held under a hub limit of {NOFILE}")
+    held, refused = fill_until_refused(env, "127.0.0.2", p, NOFILE + 10)
+    check(refused, f"{len(held)} streams held under a hub limit of {NOFILE}")
     check(len(held) >= NOFILE * 3 // 4, f"only {len(held)} streams before the first refusal")
     hub.wait_log(r"hub: near the descriptor limit: \d+ of %d descriptors in use" % NOFILE)
     hub.wait_log(r"hub: refusing new streams with a reset")
@@ -123,8 +106,7 @@ def test_hub_at_descriptor_limit_refuses_opens_with_code_10(env):
           f"metrics do not count the refusal: {r.stdout}")
     for c in held[:40]:
         c.close()
-    wait_until(lambda: (lambda c: c is not None and (c.close() or True))(
-        try_client(env, "127.0.0.2", p, b"again\n")), 20, "a client to be served again")
+    served_again(env, "127.0.0.2", p)
     check(hub.alive() and edge.alive(), "a process died")
     for c in held[40:]:
         c.close()

@@ -14,13 +14,11 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import signal
 import socket
 import time
 
-from harness import (EdgeSpec, Edge, Hub, Proc, T, check, echo_check, expect_closed, fail,
-                     rss_mib, wait_until)
+from harness import EdgeSpec, Edge, Hub, Proc, T, check, fail, rss_mib, wait_until
 
 NEAR_LIMIT = r"edge: near the descriptor limit: (\d+) of (\d+) descriptors in use"
 REFUSING = r"edge: refusing new clients with a reset"
@@ -201,3 +199,36 @@ def try_client(env, host, port, payload):
         return None
     check(got == payload, f"echo differs: {got[:40]!r}")
     return c
+
+
+def edge_under_nofile(env, hub_port, spec, nofile, bind="127.0.0.2"):
+    """A real edge for `spec` under an open-file limit of `nofile` (soft and
+    hard: ri-core cannot raise it), connected and listening."""
+    cfg = env.write("edge.cfg", env.edge_config(hub_port, spec.id, spec.secret, bind=bind))
+    edge = env.start_core("edge", cfg, cls=Edge, wrap=["prlimit", f"--nofile={nofile}"])
+    edge.bind = bind
+    env.wait_edge_ready(edge, spec.ports)
+    return edge
+
+
+def fill_until_refused(env, host, port, at_most):
+    """Clients, one echo each, until one is refused (or at_most are held):
+    returns the held sockets and whether a refusal came."""
+    held = []
+    for i in range(at_most):
+        c = try_client(env, host, port, b"stream %d\n" % i)
+        if c is None:
+            return held, True
+        held.append(c)
+    return held, False
+
+
+def served_again(env, host, port, timeout_s=20):
+    """Waits until a new client is served (echo) again."""
+    def ok():
+        c = try_client(env, host, port, b"again\n")
+        if c is None:
+            return False
+        c.close()
+        return True
+    wait_until(ok, timeout_s, f"a client on {host}:{port} to be served again")
