@@ -59,7 +59,7 @@ TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 
 
-.PHONY: all deps test-deps test unit demo install clean fuzz bench soak FORCE
+.PHONY: all deps test-deps test unit demo install clean fuzz bench bench-scale soak FORCE
 
 all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
 
@@ -178,12 +178,23 @@ $(BUILD)/ri-peer: $(BUILD)/obj/tools/ri_peer.o $(CORE_LIB_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
 
+# ri-edgesim: many simulated edges on the real tunnel code, one event loop
+# (tests/bench/edgesim.c; the scale tests and make bench-scale)
+$(BUILD)/obj/tools/edgesim.o: tests/bench/edgesim.c $(wildcard core/*.h) | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/ri-edgesim: $(BUILD)/obj/tools/edgesim.o $(CORE_LIB_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_CORE)
+
 $(BUILD)/test-plugins/%.so: tests/plugins/%.c $(wildcard tests/plugins/*.h) sdk/ri_plugin.h | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(CSTD) $(OPT) $(WARN) -Wno-missing-field-initializers $(SANFLAGS) -fPIC -shared -Isdk -o $@ $< $(LDFLAGS_ALL)
 
-test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer $(BUILD)/slowdns.so fuzz
+test: test-deps all $(BUILD)/unit-tests $(TPLUG_SO) $(BUILD)/ri-peer $(BUILD)/ri-edgesim $(BUILD)/slowdns.so fuzz
 	@python3 tests/run.py --build $(BUILD)
 
 unit: all $(BUILD)/unit-tests $(TPLUG_SO)
@@ -230,6 +241,12 @@ $(BUILD)/ri-loadgen: tests/bench/loadgen.c | $(BUILD)/.deps
 # BENCH_ARGS="--link 1gbit --ri-policies fifo,3tier,drr" and so on.
 bench: all $(BUILD)/ri-loadgen
 	@tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-scale
+
+# 1000 simulated edges on one hub (connect, hub kill -9 and restart) and one
+# edge filled with streams up to its open-file limit (tests/bench/scale.py)
+bench-scale: all $(BUILD)/ri-loadgen $(BUILD)/ri-edgesim
+	@python3 tests/bench/scale.py --build $(BUILD) --json $(BUILD)/scale.json $(SCALE_ARGS)
 
 # 30 minutes of mixed traffic through an ASan+UBSan pair (tests/bench/soak.py);
 # SOAK_MINUTES=5 for a shorter run.

@@ -66,6 +66,8 @@ void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k)
     json_object_set_new(a, "streamsOpened", json_integer((json_int_t)k->streams_opened));
     json_object_set_new(a, "streamsClosed", json_integer((json_int_t)k->streams_closed));
     json_object_set_new(a, "streamsRefused", json_integer((json_int_t)k->streams_refused));
+    json_object_set_new(a, "streamsRefusedFdLimit",
+                        json_integer((json_int_t)k->streams_refused_fdlimit));
     json_object_set_new(a, "bytesToPeer", json_integer((json_int_t)k->bytes_to_peer));
     json_object_set_new(a, "bytesFromPeer", json_integer((json_int_t)k->bytes_from_peer));
     json_object_set_new(a, "controlFramesSent", json_integer((json_int_t)k->ctrl_frames_out));

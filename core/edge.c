@@ -573,6 +573,13 @@ static int edge_accept(void *arg, int fd, uint16_t port)
         ri_close_abort(fd);
         return -1;
     }
+    /* near the open-file limit: one warning; at it, the client gets a reset
+     * and the last descriptors stay free for the edge itself */
+    if (ri_worker_fd_room(&e->w, fd, "edge", "clients") < 0) {
+        e->w.ctr.streams_refused++;
+        ri_close_abort(fd);
+        return -1;
+    }
     if (!e->t || !e->configured || e->t->state != RI_T_READY || e->t->draining) {
         hold_client(e, fd, port);
         return 0;

@@ -731,8 +731,24 @@ int ri_mux_connect(struct ri_mux *m, uint32_t id, const struct ri_open *o,
                    const struct sockaddr *dst, socklen_t dl, const void *hdr, size_t hl,
                    double timeout)
 {
+    int fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "socket: %s", strerror(errno));
+        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u: %s", m->label, id, why);
+        ri_mux_refuse(m, id, RI_RST_INTERNAL, why);
+        return -1;
+    }
+    /* near the open-file limit: one warning; at it, RST code 10 (limit) and
+     * the last descriptors stay free for the hub itself */
+    if (ri_worker_fd_room(m->w, fd, "hub", "streams") < 0) {
+        close(fd);
+        ri_mux_refuse(m, id, RI_RST_LIMIT, "descriptor limit");
+        return -1;
+    }
     struct ri_stream *s = stream_alloc(m, id, ri_open_edge_port(o));
     if (!s) {
+        close(fd);
         ri_mux_refuse(m, id, RI_RST_INTERNAL, "out of memory");
         return -1;
     }
@@ -742,18 +758,11 @@ int ri_mux_connect(struct ri_mux *m, uint32_t id, const struct ri_open *o,
     emit_stream(s, RI_EVT_STREAM_OPENED, 0, "");
     /* the header goes before any stream data: appending now is prepending */
     if (hl && ri_bq_append(&s->outq, hdr, hl) < 0) {
+        close(fd);
         ri_mux_stream_reset(s, RI_RST_INTERNAL, "out of memory");
         return -1;
     }
     s->hdr_left = (uint32_t)hl;
-    int fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        char why[96];
-        snprintf(why, sizeof why, "socket: %s", strerror(errno));
-        ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u: %s", m->label, id, why);
-        ri_mux_stream_reset(s, RI_RST_INTERNAL, why);
-        return -1;
-    }
     int rc = connect(fd, dst, dl);
     int e = rc == 0 ? 0 : errno;
     attach(s, fd, 1);

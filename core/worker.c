@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 static void trim_cb(EV_P_ ev_timer *t, int revents)
@@ -23,6 +24,28 @@ void ri_worker_init(struct ri_worker *w, struct ev_loop *loop, int index,
     ev_timer_init(&w->trim, trim_cb, 2.0, 2.0);
     ev_timer_start(loop, &w->trim);
     ev_unref(loop); /* the housekeeping timer alone does not keep the loop running */
+    ri_fdlimit_init(&w->fdl);
+}
+
+int ri_worker_fd_room(struct ri_worker *w, int fd, const char *role, const char *what)
+{
+    struct ri_fdlimit *f = &w->fdl;
+    int rc = ri_fdlimit_check(f, fd, ri_now_ns());
+    if (rc == RI_FDLIMIT_WARN) {
+        char m[400];
+        ri_fdlimit_warn_text(f, fd, what, m, sizeof m);
+        log_warn("%s: %s", role, m);
+    } else if (rc == RI_FDLIMIT_REFUSE) {
+        w->ctr.streams_refused_fdlimit++;
+        ri_log_rl(&f->rl, RI_LOG_WARN,
+                  "%s: refusing new %s with a reset: %d of %llu descriptors in use, the last "
+                  "%llu kept for the process itself (%llu refused so far)",
+                  role, what, fd + 1, (unsigned long long)f->limit,
+                  (unsigned long long)ri_fdlimit_reserve(f->limit),
+                  (unsigned long long)f->refused);
+        return -1;
+    }
+    return 0;
 }
 
 void ri_worker_destroy(struct ri_worker *w)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "bq.h"
+#include "fdlimit.h"
 #include "ri_plugin.h"
 
 struct ri_event_bus;
@@ -30,6 +31,7 @@ struct ri_stun_counters {
 struct ri_counters {
     uint64_t tunnels_opened, tunnels_closed;
     uint64_t streams_opened, streams_closed, streams_refused;
+    uint64_t streams_refused_fdlimit; /* of those: at the descriptor limit (fdlimit.h) */
     uint64_t bytes_to_peer, bytes_from_peer; /* DATA payload through tunnels */
     /* DATA frames and their payload by the stream's class in force when
      * they were sent or received (RI_CLASS_DATA, RI_CLASS_SUSTAINED, ...) */
@@ -49,6 +51,7 @@ struct ri_worker {
     struct ri_event_bus *bus; /* where this worker's events go (may be NULL) */
     uint64_t next_tunnel_id;  /* stable ids: index in the top 8 bits */
     ev_timer trim;            /* gives memory back after a burst */
+    struct ri_fdlimit fdl;    /* the open-file limit, as new connections near it */
 };
 
 void ri_worker_init(struct ri_worker *w, struct ev_loop *loop, int index,
@@ -56,5 +59,11 @@ void ri_worker_init(struct ri_worker *w, struct ev_loop *loop, int index,
 void ri_worker_destroy(struct ri_worker *w);
 /* A new tunnel id, unique in the process (never 0). */
 uint64_t ri_worker_tunnel_id(struct ri_worker *w);
+/* A new client (edge) or upstream (hub) connection got descriptor fd:
+ * 0 to go on, -1 to refuse it with a reset (the caller closes fd) because
+ * the open-file limit is near (fdlimit.h). Logs the near-limit warning and
+ * the refusals (rate-limited) naming role and what is refused, and counts
+ * the refusal in streams_refused_fdlimit (the caller counts streams_refused). */
+int ri_worker_fd_room(struct ri_worker *w, int fd, const char *role, const char *what);
 
 #endif

@@ -201,6 +201,8 @@ static struct {
     {"ri_streams_opened_total", "counter", "Streams opened.", "streamsOpened"},
     {"ri_streams_closed_total", "counter", "Streams closed.", "streamsClosed"},
     {"ri_streams_refused_total", "counter", "Streams refused.", "streamsRefused"},
+    {"ri_streams_refused_fdlimit_total", "counter",
+     "Streams refused at the descriptor limit.", "streamsRefusedFdLimit"},
     {"ri_tunnel_sent_bytes_total", "counter", "Stream payload bytes sent into tunnels.",
      "bytesToPeer"},
     {"ri_tunnel_received_bytes_total", "counter", "Stream payload bytes received from tunnels.",
