@@ -237,10 +237,19 @@ $(BUILD)/ri-loadgen: tests/bench/loadgen.c | $(BUILD)/.deps
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CSTD) -O2 $(WARN) -o $@ $< -lpthread
 
-# ri beside raw TCP, HAProxy, ssh -L and stunnel (tests/bench/bench.py);
-# BENCH_ARGS="--link 1gbit --ri-policies fifo,3tier,drr" and so on.
-bench: all $(BUILD)/ri-loadgen
+# ri-delayline: the long-link mode's TUN delay line (tests/bench/delayline.c)
+$(BUILD)/ri-delayline: tests/bench/delayline.c | $(BUILD)/.deps
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CSTD) -O2 $(WARN) -o $@ $< -lpthread
+
+# ri beside raw TCP, HAProxy, ssh -L and stunnel (tests/bench/bench.py): the
+# loopback table (BENCH_ARGS, e.g. "--link 1gbit --ri-policies fifo,3tier,drr"),
+# then the long-link table (BENCH_LONG_ARGS; empty skips it). JSON in $(BUILD)/.
+BENCH_ARGS ?= --runs 3
+BENCH_LONG_ARGS ?= --delay 50,200 --runs 3
+bench: all $(BUILD)/ri-loadgen $(BUILD)/ri-delayline
 	@tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+	$(if $(strip $(BENCH_LONG_ARGS)),@tests/bench/run.sh $(BUILD) --json $(BUILD)/bench-long.json $(BENCH_LONG_ARGS))
 	@$(MAKE) --no-print-directory bench-scale
 
 # 1000 simulated edges on one hub (connect, hub kill -9 and restart) and one

@@ -27,13 +27,32 @@ one connection per stream) and ri (hub + edge, PROXY v1 header on: the
 targets skip it). --ri-policies fifo,3tier,drr runs ri once per scheduling
 policy ("ri", "ri-3tier", "ri-drr").
 
+--runs N goes over all peers N times, the order rotated by one each
+round (no peer always first); the table shows each figure's median, a
+column of the same-run ratio to ssh (single, parallel: median of the
+per-run ratios), and below it ri's run-to-run spread (largest and smallest
+run, % off the median) and its per-run ratios. The JSON keeps every run.
+A peer that fails to start is stopped and started once more, then left
+out of that round with a note; the others go on.
+
 --link RATE (1gbit, 100mbit) puts the targets and each tunnel's far half
 (hub, sshd, stunnel server) in a network namespace behind a veth pair
 shaped with tc tbf (tests/lib/netns.py; 198.18.0.0/15 addresses, root
 needed), as an edge sits behind its uplink.
 
-Output: a table, then the JSON (also written to --json, default
-build/bench.json). Needs ri-loadgen (make bench builds it); peers whose
+--delay MS[,MS...] (long-link mode) puts them behind ri-delayline instead
+(tests/bench/delayline.c, netns.DelayLink): two TUN devices, every packet
+held for half the round trip, so the tunnel's own TCP sees the delay and
+its send buffer bounds it as on a real long path. Per round trip: single
+and --parallel stream Gbit/s (peers raw, ssh, ri unless --peers), the
+round trip measured through no tunnel, ri's window/RTT (core/window.h) and
+its share of it, `ss -tinm` of ri's tunnel mid-way through the single
+stream (both sides), the delay line's packet and drop counts.
+
+Output: a table (also into README.md between the bench markers with
+--update-readme; bench-long markers in long-link mode) and the JSON in
+--json (default build/bench.json, build/bench-long.json with --delay).
+Needs ri-loadgen (make bench builds it, and ri-delayline); peers whose
 programs are missing are skipped with a note (make bench installs them as
 root)."""
 import argparse
@@ -138,6 +157,22 @@ def wait_ready(entry, what, timeout=20, proc=None):
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what}: no round trip through {entry} within {timeout}s")
+
+
+def wait_port(host, port, what, timeout=20, proc=None):
+    """Until host:port accepts a connection (from this namespace: the near
+    side, where the peer's client half connects from)."""
+    import socket
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection((host, port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what}: {host}:{port} not accepting within {timeout}s")
 
 
 def descendants(pids):
@@ -291,15 +326,8 @@ class Ssh(Peer):
                 "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={t}/known_hosts",
                 "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", *fwd,
                 f"{os.environ.get('USER', 'root')}@{self.far_host()}"]
-        end = time.monotonic() + 20
-        while True:  # sshd may not listen yet
-            c = self.spawn(argv, "ssh.log")
-            time.sleep(0.3)
-            if c.poll() is None:
-                break
-            self.procs.remove(c)
-            if time.monotonic() > end:
-                raise RuntimeError("ssh did not connect (see ssh.log, sshd.log)")
+        wait_port(self.far_host(), port, "sshd", proc=d)  # ssh gives up at once (255)
+        c = self.spawn(argv, "ssh.log")
         wait_ready(self.entries["echo"], "ssh", proc=c)
         self.sshd = d
 
@@ -315,9 +343,11 @@ class Stunnel(Peer):
                        check=True, capture_output=True)
         srv = [f"pid = {t}/srv.pid", "foreground = yes", "debug = 3"]
         cli = [f"pid = {t}/cli.pid", "foreground = yes", "debug = 3"]
+        tls_ports = []
         for k, p in self.targets.items():
             tls, e = free_port(), free_port()
             self.entries[k] = f"127.0.0.3:{e}"
+            tls_ports.append(tls)
             srv += [f"[{k}]", f"accept = {self.far_host()}:{tls}", f"connect = 127.0.0.1:{p}",
                     f"cert = {t}/cert.pem", f"key = {t}/key.pem"]
             cli += [f"[{k}]", "client = yes", f"accept = 127.0.0.3:{e}",
@@ -325,7 +355,9 @@ class Stunnel(Peer):
         for n, lines in (("srv", srv), ("cli", cli)):
             with open(f"{t}/{n}.conf", "w") as f:
                 f.write("\n".join(lines) + "\n")
-        self.spawn(far(["stunnel4", f"{t}/srv.conf"]), "stunnel-srv.log")
+        s = self.spawn(far(["stunnel4", f"{t}/srv.conf"]), "stunnel-srv.log")
+        for tls in tls_ports:
+            wait_port(self.far_host(), tls, "stunnel server", proc=s)
         c = self.spawn(["stunnel4", f"{t}/cli.conf"], "stunnel-cli.log")
         wait_ready(self.entries["echo"], "stunnel", proc=c)
 
@@ -367,7 +399,9 @@ class Ri(Peer):
             fd = os.open(os.path.join(t, n), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-        self.spawn(far([core, "-c", f"{t}/hub.cfg"]), "hub.log")
+        self.hub_port = hp
+        h = self.spawn(far([core, "-c", f"{t}/hub.cfg"]), "hub.log")
+        wait_port(self.far_host(), hp, "ri hub", proc=h)  # saves the edge a backoff step
         e = self.spawn([core, "-c", f"{t}/edge.cfg"], "edge.log")
         self.entries = {k: f"127.0.0.2:{p}" for k, p in self.targets.items()}
         wait_ready(self.entries["echo"], "ri", proc=e)
@@ -395,15 +429,51 @@ def bulk_error(r):
     return None
 
 
+SS_FIELDS = ("cwnd", "rtt", "delivery_rate", "pacing_rate", "unacked", "notsent", "busy",
+             "rwnd_limited", "sndbuf_limited", "skmem")
+
+
+def tunnel_ss(peer):
+    """`ss -tinm` of ri's tunnel connection on both sides (the hub sends a
+    download, the edge an upload), with the fields that say what bounds it:
+    cwnd, send buffer (skmem tb), time rwnd- and sndbuf-limited."""
+    out = {}
+    for side, prefix in (("hub", far([])), ("edge", [])):
+        r = subprocess.run([*prefix, "ss", "-tinm", "state", "established",
+                            f"( sport = :{peer.hub_port} or dport = :{peer.hub_port} )"],
+                           capture_output=True, text=True)
+        text = r.stdout.strip()
+        fields, toks = {}, text.split()
+        for i, tok in enumerate(toks):
+            k, _, v = tok.partition(":")
+            if k in SS_FIELDS and v:
+                fields[k] = v
+            elif tok in SS_FIELDS and i + 1 < len(toks):  # "pacing_rate 1.2Gbps"
+                fields[tok] = toks[i + 1]
+        out[side] = {"fields": fields, "text": text}
+    return out
+
+
 def fig_single(peer, a):
-    r = loadgen("bulk", *bulk_args(peer, a), "--streams", "1", "--secs", str(a.seconds),
-                "--warmup", "1")
-    return {"gbps": r.get("gbps"), "error": bulk_error(r)}
+    args = [*bulk_args(peer, a), "--streams", "1", "--secs", str(a.seconds), "--warmup",
+            str(a.warmup)]
+    if not (DELAY and isinstance(peer, Ri)):
+        r = loadgen("bulk", *args, timeout=a.warmup + a.seconds + 60)
+        return {"gbps": r.get("gbps"), "error": bulk_error(r)}
+    bulk = subprocess.Popen([LOADGEN, "bulk", *args], stdout=subprocess.PIPE, text=True)
+    time.sleep(a.warmup + a.seconds / 2)
+    ss = tunnel_ss(peer)
+    out, _ = bulk.communicate(timeout=a.seconds + 60)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        r = {"error": "bulk client gave no result"}
+    return {"gbps": r.get("gbps"), "error": bulk_error(r), "ss": ss}
 
 
 def fig_parallel(peer, a):
     r = loadgen("bulk", *bulk_args(peer, a), "--streams", str(a.parallel), "--secs",
-                str(a.seconds), "--warmup", "1")
+                str(a.seconds), "--warmup", str(a.warmup), timeout=a.warmup + a.seconds + 60)
     return {"gbps": r.get("gbps"), "jain": r.get("jain"), "error": bulk_error(r)}
 
 
@@ -525,12 +595,153 @@ def fmt(v, spec):
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+# ---- runs, medians, ratios -----------------------------------------------------
+MAIN = {"single": "gbps", "parallel": "gbps", "cost": "cpu_ms_per_gb", "rtt": "p99_us",
+        "rtt_bulk": "p99_us", "conns": "per_sec", "idle_mem": "user_bytes"}
+
+
+def num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def median_of(dicts):
+    """One figure's runs -> its medians: every number that the runs have;
+    the first run's value for anything else (the ss text, for one)."""
+    import statistics
+    out = {}
+    for k in dict.fromkeys(k for d in dicts for k in d):
+        vals = [d[k] for d in dicts if k in d]
+        if vals and all(num(v) for v in vals):
+            m = statistics.median(vals)
+            out[k] = round(m) if all(isinstance(v, int) for v in vals) else round(m, 4)
+        elif k == "error":
+            errs = [v for v in vals if v]
+            out[k] = "; ".join(dict.fromkeys(errs)) if errs else None
+        else:
+            out[k] = vals[0]
+    return out
+
+
+def aggregate(runs, figures):
+    """runs: [{peer: {figure: {...}}}] -> {peer: medians + spread + vs_ssh}.
+    spread: each figure's main number, its largest and smallest run as %
+    off the median. vs_ssh: the peer's single and parallel Gbit/s over
+    ssh's in the same run, every run and their median."""
+    import statistics
+    names = list(dict.fromkeys(n for r in runs for n in r))
+    res = {}
+    for n in names:
+        res[n] = agg = {}
+        for f in figures:
+            got = [r[n][f] for r in runs if f in r.get(n, {})]
+            if not got:
+                continue
+            agg[f] = median_of(got)
+            vals = [g.get(MAIN[f]) for g in got if num(g.get(MAIN[f]))]
+            med = agg[f].get(MAIN[f])
+            if len(vals) > 1 and num(med) and med:
+                agg.setdefault("spread", {})[f] = {
+                    "max_pct": round((max(vals) - med) * 100 / med, 1),
+                    "min_pct": round((min(vals) - med) * 100 / med, 1), "n": len(vals)}
+        for f in ("single", "parallel"):
+            ratios = []
+            for r in runs:
+                mine = r.get(n, {}).get(f, {}).get("gbps")
+                ssh = r.get("ssh", {}).get(f, {}).get("gbps")
+                if num(mine) and num(ssh) and ssh > 0:
+                    ratios.append(round(mine / ssh, 3))
+            if ratios and n != "ssh":
+                agg.setdefault("vs_ssh", {})[f] = {"runs": ratios,
+                                                   "median": round(statistics.median(ratios), 3)}
+    return res
+
+
+def start_peer(cls, tmp, tport, notes):
+    """Starts a peer; one that fails to start is stopped and tried once
+    more, then reported. Returns the started peer or None."""
+    d = os.path.join(tmp, cls.name)
+    for attempt in (1, 2):
+        os.makedirs(d, exist_ok=True)
+        peer = cls(d, tport)
+        try:
+            peer.start()
+            return peer
+        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+            peer.stop()
+            notes.append(f"{cls.name}: start failed{' again' if attempt == 2 else ', retried'}:"
+                         f" {e} (logs in {d})")
+            d = os.path.join(tmp, f"{cls.name}-retry")
+    return None
+
+
+def run_peers(order, tmp, tport, figures, a, notes):
+    results = {}
+    for cls in order:
+        peer = start_peer(cls, tmp, tport, notes)
+        if peer is None:
+            results[cls.name] = {"error": "did not start"}
+            continue
+        res = results[cls.name] = {}
+        try:
+            for f in figures:
+                print(f"  {cls.name}: {f} ...", file=sys.stderr, flush=True)
+                res[f] = FIGURES[f](peer, a)
+                if res[f].get("error"):
+                    notes.append(f"{cls.name} {f}: {res[f]['error']}")
+        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+            notes.append(f"{cls.name}: {e} (logs in {peer.tmp})")
+        finally:
+            peer.stop()
+    base = results.get("raw", {}).get("idle_mem", {}).get("kernel_bytes")
+    for r in results.values():
+        m = r.get("idle_mem")
+        if m and base is not None and m.get("kernel_bytes") is not None:
+            m["kernel_over_raw"] = m["kernel_bytes"] - base
+    return results
+
+
+def session(peers, figures, a, tmp, notes):
+    """Targets up, then --runs rounds over the peers, the order rotated by
+    one each round so that no peer always runs first. Returns (every run, behind a delay line the round trip
+    measured through no tunnel, in ms)."""
+    tport = {k: free_port() for k in ("echo", "source", "sink")}
+    os.makedirs(tmp, exist_ok=True)
+    log = os.path.join(tmp, "targets.log")
+    srv = spawn(far([LOADGEN, "serve", "--host", "0.0.0.0" if LINK else "127.0.0.1",
+                     "--echo", str(tport["echo"]), "--source", str(tport["source"]),
+                     "--sink", str(tport["sink"])]), log)
+    try:
+        wait_port(LINK.far_addr if LINK else "127.0.0.1", tport["echo"], "ri-loadgen serve",
+                  proc=srv)
+        rtt_ms = None
+        if DELAY:  # the round trip TCP sees through no tunnel: idle 64-byte echoes
+            r = loadgen("rtt", "--to", f"{LINK.far_addr}:{tport['echo']}", "--count", "20",
+                        "--interval-us", "10000", timeout=60)
+            rtt_ms = r["p50_us"] / 1000 if num(r.get("p50_us")) else None
+        runs = []
+        for i in range(a.runs):
+            k = i % len(peers)
+            order = peers[k:] + peers[:k]
+            if a.runs > 1:
+                print(f"run {i + 1}/{a.runs}: {' '.join(c.name for c in order)}",
+                      file=sys.stderr, flush=True)
+            runs.append({"order": [c.name for c in order],
+                         "results": run_peers(order, os.path.join(tmp, f"run{i + 1}"), tport,
+                                              figures, a, notes)})
+        return runs, rtt_ms
+    finally:
+        stop(srv)
+
+
+# ---- tables --------------------------------------------------------------------
 def table(results, figures):
     cols = [("peer", 10)]
     if "single" in figures:
         cols.append(("single Gb/s", 11))
     if "parallel" in figures:
         cols.append(("par Gb/s (jain)", 16))
+    if "single" in figures or "parallel" in figures:
+        cols.append(("×ssh single, par", 16))
     if "cost" in figures:
         cols.append(("per GB: CPU ms, ctxsw, syscalls", 31))
     if "rtt" in figures:
@@ -551,6 +762,11 @@ def table(results, figures):
         if "parallel" in figures:
             p = r.get("parallel", {})
             row.append(f"{fmt(p.get('gbps'), '.2f')} ({fmt(p.get('jain'), '.3f')})")
+        if "single" in figures or "parallel" in figures:
+            v = r.get("vs_ssh", {})
+            row.append("1" if name == "ssh" else
+                       f"{fmt(v.get('single', {}).get('median'), '.2f')}, "
+                       f"{fmt(v.get('parallel', {}).get('median'), '.2f')}")
         if "cost" in figures:
             p = r.get("cost", {})
             row.append(f"{fmt(p.get('cpu_ms_per_gb'), '.0f')}, {fmt(p.get('ctxsw_per_gb'), 'd')}, "
@@ -572,13 +788,81 @@ def table(results, figures):
     return "\n".join(lines)
 
 
-def update_readme(head, text, args):
+def spread_lines(results):
+    """ri's (and its policy variants') run-to-run spread, one line each."""
+    out = []
+    for name, r in results.items():
+        sp = r.get("spread")
+        if not name.startswith("ri") or not sp:
+            continue
+        parts = [f"{f} {v['max_pct']:+.1f}/{v['min_pct']:+.1f}" for f, v in sp.items()]
+        vs = r.get("vs_ssh", {})
+        per = "; ".join(f"{f} {', '.join(format(x, '.2f') for x in v['runs'])}"
+                        for f, v in vs.items())
+        out.append(f"{name}: medians of {max(v['n'] for v in sp.values())} runs; run-to-run "
+                   f"spread, max/min off the median, % (main figure of each column): "
+                   f"{', '.join(parts)}" + (f"; ×ssh per run: {per}" if per else "") + ".")
+    return out
+
+
+def window_theory(streams, rtt_s):
+    """ri's window/RTT for `streams` active streams, Gbit/s: each stream's
+    window is clamp(budget / streams, min, max) (core/window.h, read here so
+    the figure follows the code)."""
+    import re
+    val = {"BUDGET": 200 << 20, "MIN": 1 << 20, "MAX": 4 << 20}
+    try:
+        with open(os.path.join(ROOT, "core", "window.h")) as f:
+            for k, a, b in re.findall(r"#define RI_WINDOW_(BUDGET|MIN|MAX) \((\d+)u << (\d+)\)",
+                                      f.read()):
+                val[k] = int(a) << int(b)
+    except OSError:
+        pass
+    w = min(max(val["BUDGET"] // streams, val["MIN"]), val["MAX"])
+    return {"window_bytes": w, "gbps": round(streams * w * 8 / rtt_s / 1e9, 4)}
+
+
+def long_table(sessions, names):
+    """One row per round trip: each peer's 1 / N streams, ri against ssh,
+    raw and its window/RTT."""
+    cols = ["round trip (p50 measured)"] + [f"{n} 1 / {sessions[0]['parallel']} Gb/s"
+                                            for n in names]
+    has_ri = "ri" in names
+    if has_ri:
+        cols += ["ri ×ssh", "ri ×raw", "ri window/RTT", "ri of window/RTT"]
+    lines = ["| " + " | ".join(cols) + " |", "|---" + "|---:" * (len(cols) - 1) + "|"]
+
+    def pair(r, f="gbps"):
+        return (f"{fmt(r.get('single', {}).get(f), '.2f')} / "
+                f"{fmt(r.get('parallel', {}).get(f), '.2f')}")
+    for s in sessions:
+        res = s["results"]
+        row = [f"{s['rtt_ms']:g} ms ({fmt(s['rtt_measured_ms'], '.1f')} ms)"]
+        row += [pair(res.get(n, {})) for n in names]
+        if has_ri:
+            ri = res.get("ri", {})
+
+            def ratio(other, f):
+                a, b = ri.get(f, {}).get("gbps"), res.get(other, {}).get(f, {}).get("gbps")
+                return a / b if num(a) and num(b) and b else None
+            row.append(f"{fmt(ratio('ssh', 'single'), '.2f')} / {fmt(ratio('ssh', 'parallel'), '.2f')}")
+            row.append(f"{fmt(ratio('raw', 'single'), '.2f')} / {fmt(ratio('raw', 'parallel'), '.2f')}")
+            th = s.get("ri_window", {})
+            row.append(f"{fmt(th.get('single', {}).get('gbps'), '.2f')} / "
+                       f"{fmt(th.get('parallel', {}).get('gbps'), '.2f')}")
+            row.append(f"{fmt(th.get('single', {}).get('of_window'), '.2f')} / "
+                       f"{fmt(th.get('parallel', {}).get('of_window'), '.2f')}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(head, text, args, marker="bench"):
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         readme = f.read()
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     if begin not in readme or end not in readme:
-        print("README.md has no bench markers: not updated", file=sys.stderr)
+        print(f"README.md has no {marker} markers: not updated", file=sys.stderr)
         return
     block = (f"{begin}\n`tests/bench/bench.py {args}`: {head}.\n\n{text}\n{end}")
     readme = readme[:readme.index(begin)] + block + readme[readme.index(end) + len(end):]
@@ -600,15 +884,134 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
+def sysctl(name):
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as f:
+            return " ".join(f.read().split())
+    except OSError:
+        return "?"
+
+
+# ---- modes ---------------------------------------------------------------------
+def main_loopback(a, peers, figures, tmp, notes):
+    global LINK
+    if a.link:
+        ok, why = netns.available()
+        if not ok:
+            sys.exit(f"--link: {why}")
+        rate = a.link.lower()
+        mbit = float(rate[:-4]) * 1000 if rate.endswith("gbit") else float(rate[:-4])
+        LINK = netns.Link(mbit, a.link_queue)
+    try:
+        runs, _ = session(peers, figures, a, tmp, notes)
+    finally:
+        if LINK:
+            LINK.close()
+    results = aggregate([r["results"] for r in runs], figures)
+    out = {"machine": machine(), "link": a.link, "link_queue_ms": a.link_queue if a.link else None,
+           "args": vars(a), "results": results, "runs": runs, "notes": notes}
+    where = f"behind a {a.link} link ({a.link_queue:g} ms queue)" if a.link else "loopback"
+    head = (f"{out['machine']['date']}, {out['machine']['cpu']}, {out['machine']['cores']} cores, "
+            f"kernel {out['machine']['kernel']}, {where}; "
+            + (f"medians of {a.runs} runs (peer order rotated per run); " if a.runs > 1 else "")
+            + f"{'uploads' if a.up else 'downloads'}; under bulk: beside "
+            f"{a.bulk_streams} bulk stream(s)"
+            + (f" at {a.bulk_rate * 8 / 1e9:g} Gbit/s each" if a.bulk_rate else "")
+            + f" after {a.bulk_warmup:g} s; {a.parallel} parallel streams; "
+            f"{a.idle_streams} idle streams")
+    text = table(results, figures)
+    extra = spread_lines(results)
+    if extra:
+        text += "\n\n" + "\n".join("- " + x for x in extra)
+    return out, head, text, "bench"
+
+
+def main_long(a, peers, figures, tmp, notes):
+    """--delay: one session per round trip behind the TUN delay line."""
+    global LINK, DELAY
+    ok, why = netns.available()
+    if not ok:
+        sys.exit(f"--delay: {why}")
+    delayline = os.path.join(ROOT, a.build, "ri-delayline")
+    if not os.access(delayline, os.X_OK):
+        sys.exit(f"{delayline} is missing: run `make bench` (or make {a.build}/ri-delayline)")
+    sessions = []
+    for rtt in a.delay:
+        DELAY = rtt
+        print(f"long link: {rtt:g} ms round trip", file=sys.stderr, flush=True)
+        LINK = netns.DelayLink(rtt, delayline, mtu=a.delay_mtu)
+        s = {"rtt_ms": rtt, "parallel": a.parallel, "mtu": a.delay_mtu}
+        try:
+            runs, s["rtt_measured_ms"] = session(peers, figures, a,
+                                                 os.path.join(tmp, f"rtt{rtt:g}"), notes)
+        finally:
+            LINK.close()
+        s["delayline"] = LINK.stats
+        s["runs"] = runs
+        s["results"] = res = aggregate([r["results"] for r in runs], figures)
+        ri = res.get("ri")
+        if ri:
+            rtt_s = (s["rtt_measured_ms"] or rtt) / 1000
+            s["ri_window"] = {}
+            for f, n in (("single", 1), ("parallel", a.parallel)):
+                th = window_theory(n, rtt_s)
+                got = ri.get(f, {}).get("gbps")
+                th["of_window"] = round(got / th["gbps"], 3) if num(got) else None
+                s["ri_window"][f] = th
+        sessions.append(s)
+    LINK = None
+    out = {"machine": machine(), "mode": "long-link", "args": vars(a),
+           "tcp_wmem": sysctl("net.ipv4.tcp_wmem"), "wmem_max": sysctl("net.core.wmem_max"),
+           "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control"),
+           "sessions": sessions, "notes": notes}
+    m = out["machine"]
+    head = (f"{m['date']}, {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}; TUN delay line "
+            f"(ri-delayline, MTU {a.delay_mtu}), "
+            + (f"medians of {a.runs} runs; " if a.runs > 1 else "")
+            + f"{'uploads' if a.up else 'downloads'}, {a.seconds:g} s after {a.warmup:g} s "
+            f"warm-up; tcp_wmem {out['tcp_wmem']}, congestion control "
+            f"{out['tcp_congestion_control']}")
+    names = [n for n in dict.fromkeys(c.name for c in peers)]
+    text = long_table(sessions, names)
+    ss_lines = []
+    for s in sessions:
+        f = s["results"].get("ri", {}).get("single", {}).get("ss", {})
+        side = f.get("edge" if a.up else "hub", {}).get("fields")
+        if side:
+            ss_lines.append(f"{s['rtt_ms']:g} ms, ri's tunnel at its sender mid-run (ss -ti): "
+                            + " ".join(f"{k}:{v}" for k, v in side.items()))
+        dl = s.get("delayline") or {}
+        if dl:
+            ss_lines.append(f"{s['rtt_ms']:g} ms, the delay line: {dl.get('cpu_s')} CPU s, "
+                            + ", ".join(f"{k} {v['packets']} packets (largest {v['max_packet']} "
+                                        f"B), {v['drops']} dropped" for k, v in dl.items()
+                                        if isinstance(v, dict)))
+    if ss_lines:
+        text += "\n\n" + "\n".join("- " + x for x in ss_lines)
+    return out, head, text, "bench-long"
+
+
+DELAY = None
+
+
 def main():
-    global LOADGEN, LINK
+    global LOADGEN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
-    ap.add_argument("--peers", default="raw,haproxy,ssh,stunnel,ri")
+    ap.add_argument("--peers", default=None,
+                    help="default raw,haproxy,ssh,stunnel,ri (raw,ssh,ri with --delay)")
     ap.add_argument("--ri-policies", default="fifo",
                     help="comma-separated: fifo, 3tier (+ classify_elephant), drr")
-    ap.add_argument("--figures", default="single,parallel,cost,rtt,rtt_bulk,conns,idle_mem")
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--figures", default=None,
+                    help="default single,parallel,cost,rtt,rtt_bulk,conns,idle_mem "
+                    "(single,parallel with --delay)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="rounds over all peers (order rotated per round); the table shows "
+                    "medians")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="bulk measuring window (5; with --delay at least 25 round trips)")
+    ap.add_argument("--warmup", type=float, default=None,
+                    help="bulk warm-up before the window (1; with --delay 2 s or 15 round trips)")
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--up", action="store_true",
                     help="bulk figures upload (client to target) instead of download")
@@ -619,10 +1022,27 @@ def main():
     ap.add_argument("--idle-streams", type=int, default=2000)
     ap.add_argument("--link", help="shaped link rate for tc tbf, e.g. 1gbit, 100mbit")
     ap.add_argument("--link-queue", type=float, default=20, help="link queue, ms at the rate")
+    ap.add_argument("--delay", default=None,
+                    help="long-link mode: round trips in ms, comma-separated (e.g. 50,200), "
+                    "through the TUN delay line")
+    ap.add_argument("--delay-mtu", type=int, default=9000, help="MTU of the delay line's TUNs")
     ap.add_argument("--json", default=None)
     ap.add_argument("--update-readme", action="store_true",
-                    help="put the table into README.md between the bench markers")
+                    help="put the table into README.md between the bench markers "
+                    "(bench-long with --delay)")
     a = ap.parse_args()
+    if a.delay:
+        a.delay = [float(x) for x in a.delay.split(",") if x]
+        if a.link:
+            sys.exit("--delay and --link do not combine")
+    longest = max(a.delay) / 1000 if a.delay else 0
+    a.peers = a.peers or ("raw,ssh,ri" if a.delay else "raw,haproxy,ssh,stunnel,ri")
+    a.figures = a.figures or ("single,parallel" if a.delay else
+                              "single,parallel,cost,rtt,rtt_bulk,conns,idle_mem")
+    a.seconds = a.seconds if a.seconds is not None else max(5.0, 25 * longest)
+    a.warmup = a.warmup if a.warmup is not None else (max(2.0, 15 * longest) if a.delay else 1.0)
+    if a.runs < 1:
+        sys.exit("--runs must be 1 or more")
 
     LOADGEN = os.path.join(ROOT, a.build, "ri-loadgen")
     if not os.access(LOADGEN, os.X_OK):
@@ -632,7 +1052,7 @@ def main():
     for f in figures:
         if f not in FIGURES:
             sys.exit(f"unknown figure {f}; known: {', '.join(FIGURES)}")
-    peers = []
+    peers, notes = [], []
     for n in a.peers.split(","):
         if n == "ri":
             for pol in a.ri_policies.split(","):
@@ -643,73 +1063,26 @@ def main():
             peers.append(PEERS[n])
         else:
             sys.exit(f"unknown peer {n}; known: {', '.join(PEERS)}")
-
-    if a.link:
-        ok, why = netns.available()
-        if not ok:
-            sys.exit(f"--link: {why}")
-        rate = a.link.lower()
-        mbit = float(rate[:-4]) * 1000 if rate.endswith("gbit") else float(rate[:-4])
-        LINK = netns.Link(mbit, a.link_queue)
-
-    tmp = tempfile.mkdtemp(prefix="ri-bench-")
-    tport = {k: free_port() for k in ("echo", "source", "sink")}
-    srv = spawn(far([LOADGEN, "serve", "--host", "0.0.0.0" if LINK else "127.0.0.1",
-                     "--echo", str(tport["echo"]), "--source", str(tport["source"]),
-                     "--sink", str(tport["sink"])]), os.path.join(tmp, "targets.log"))
-    time.sleep(0.2)
-    if srv.poll() is not None:
-        sys.exit("ri-loadgen serve failed: " + open(os.path.join(tmp, "targets.log")).read())
-
-    results, notes = {}, []
+    ready = []
     for cls in peers:
         miss = cls.missing()
         if miss:
             notes.append(f"{cls.name}: skipped, {' '.join(miss)} not installed")
-            continue
-        d = os.path.join(tmp, cls.name)
-        os.makedirs(d, exist_ok=True)
-        peer = cls(d, tport)
-        res = results[cls.name] = {}
-        try:
-            peer.start()
-            for f in figures:
-                print(f"  {cls.name}: {f} ...", file=sys.stderr, flush=True)
-                res[f] = FIGURES[f](peer, a)
-                if res[f].get("error"):
-                    notes.append(f"{cls.name} {f}: {res[f]['error']}")
-        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
-            notes.append(f"{cls.name}: {e} (logs in {d})")
-        finally:
-            peer.stop()
-    stop(srv)
-    if LINK:
-        LINK.close()
-    base = results.get("raw", {}).get("idle_mem", {}).get("kernel_bytes")
-    for r in results.values():
-        m = r.get("idle_mem")
-        if m and base is not None and m.get("kernel_bytes") is not None:
-            m["kernel_over_raw"] = m["kernel_bytes"] - base
+        else:
+            ready.append(cls)
 
-    out = {"machine": machine(), "link": a.link, "link_queue_ms": a.link_queue if a.link else None,
-           "args": vars(a), "results": results, "notes": notes}
-    where = f"behind a {a.link} link ({a.link_queue:g} ms queue)" if a.link else "loopback"
-    head = (f"{out['machine']['date']}, {out['machine']['cpu']}, {out['machine']['cores']} cores, "
-            f"kernel {out['machine']['kernel']}, {where}; {'uploads' if a.up else 'downloads'}; under bulk: beside "
-            f"{a.bulk_streams} bulk stream(s)"
-            + (f" at {a.bulk_rate * 8 / 1e9:g} Gbit/s each" if a.bulk_rate else "")
-            + f" after {a.bulk_warmup:g} s; {a.parallel} parallel streams; "
-            f"{a.idle_streams} idle streams")
-    text = table(results, figures)
+    tmp = tempfile.mkdtemp(prefix="ri-bench-")
+    mode = main_long if a.delay else main_loopback
+    out, head, text, marker = mode(a, ready, figures, tmp, notes)
     print(f"\n{head}\n\n{text}")
     if a.update_readme:
-        update_readme(head, text, " ".join(sys.argv[1:]))
+        update_readme(head, text, " ".join(sys.argv[1:]), marker)
     for n in notes:
         print(f"note: {n}")
-    path = a.json or os.path.join(ROOT, a.build, "bench.json")
+    path = a.json or os.path.join(ROOT, a.build, "bench-long.json" if a.delay else "bench.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
-    print(json.dumps(out))
+    print(f"JSON: {path}")
     if notes:
         print(f"logs kept in {tmp}", file=sys.stderr)
     else:

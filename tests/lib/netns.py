@@ -13,12 +13,22 @@ delay of its own, only a rate and a queue, like an edge's uplink.
     ...
     link.close()                                                   # always
 
+DelayLink(rtt_ms, delayline) is a long link instead: the far namespace is
+joined to this one by two TUN devices and ri-delayline (tests/bench/
+delayline.c) between them, which holds every packet for half the round
+trip, so TCP itself sees the delay (a relay that terminated TCP would hide
+it: the tunnel's own connection would see a loopback round trip). Near
+198.19.N.1, far 198.19.N.2; no rate limit beyond the CPU. Same far() and
+close().
+
 The namespace is removed by close(), and at interpreter exit if close was
 never reached.
 """
 import atexit
+import json
 import os
 import subprocess
+import time
 
 _open = []
 
@@ -40,18 +50,42 @@ def available():
     return True, ""
 
 
-class Link:
+class _FarSide:
+    """A far namespace and a near device: names, addresses, far(), close()."""
+
+    def _names(self, ns, near, far, net, tag):
+        tag = tag or f"{os.getpid() % 100000}"
+        n = (os.getpid() + len(_open) * 7) % 250 + 1
+        self.ns = f"{ns}{tag}"
+        self.near_dev, self.far_dev = f"{near}{tag}"[:15], f"{far}{tag}"[:15]
+        self.near_addr, self.far_addr = f"{net}.{n}.1", f"{net}.{n}.2"
+        self.closed = False
+        _open.append(self)
+
+    def far(self, argv):
+        """argv to run a program on the far side."""
+        return ["ip", "netns", "exec", self.ns, *argv]
+
+    def _stop(self):
+        pass
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self._stop()
+        _ip("netns", "del", self.ns, check=False)  # takes a veth pair or a TUN with it
+        _ip("link", "del", self.near_dev, check=False)
+        if self in _open:
+            _open.remove(self)
+
+
+class Link(_FarSide):
     def __init__(self, rate_mbit, queue_ms=20, tag=None, burst=64 * 1024):
         self.rate_mbit = rate_mbit
         self.queue_ms = queue_ms
         self.burst = burst  # bytes the bucket holds: a line sends no bursts of its own
-        tag = tag or f"{os.getpid() % 100000}"
-        n = (os.getpid() + len(_open) * 7) % 250 + 1
-        self.ns = f"rifar{tag}"
-        self.near_dev, self.far_dev = f"rin{tag}"[:15], f"rif{tag}"[:15]
-        self.near_addr, self.far_addr = f"198.18.{n}.1", f"198.18.{n}.2"
-        self.closed = False
-        _open.append(self)
+        self._names("rifar", "rin", "rif", "198.18", tag)
         try:
             self._up()
         except subprocess.CalledProcessError as e:
@@ -82,18 +116,46 @@ class Link:
         self._shape([], self.near_dev)
         self._shape(far, self.far_dev)
 
-    def far(self, argv):
-        """argv to run a program on the far side."""
-        return ["ip", "netns", "exec", self.ns, *argv]
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        _ip("netns", "del", self.ns, check=False)  # takes the veth pair with it
-        _ip("link", "del", self.near_dev, check=False)
-        if self in _open:
-            _open.remove(self)
+class DelayLink(_FarSide):
+    def __init__(self, rtt_ms, delayline, mtu=9000, buffer_mib=64, tag=None):
+        self.rtt_ms, self.mtu, self.buffer_mib = rtt_ms, mtu, buffer_mib
+        self.proc, self.stats = None, None
+        self._names("ridly", "rdn", "rdf", "198.19", tag)
+        try:
+            self._up(delayline)
+        except (subprocess.CalledProcessError, RuntimeError) as e:
+            self.close()
+            why = f"{' '.join(e.cmd)}: {e.stderr}" if hasattr(e, "cmd") else str(e)
+            raise RuntimeError(f"cannot make the delay line: {why}") from e
+
+    def _up(self, delayline):
+        _ip("netns", "del", self.ns, check=False)
+        _ip("netns", "add", self.ns)
+        self.proc = subprocess.Popen(
+            [delayline, "--delay-ms", str(self.rtt_ms), "--mtu", str(self.mtu),
+             "--buffer-mib", str(self.buffer_mib), "--a", f":{self.near_dev}",
+             "--b", f"{self.ns}:{self.far_dev}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "READY":
+            raise RuntimeError(f"ri-delayline: {self.proc.stderr.read().strip()}")
+        _ip("addr", "add", f"{self.near_addr}/30", "dev", self.near_dev)
+        _ip("link", "set", self.near_dev, "up")
+        _ip("-n", self.ns, "addr", "add", f"{self.far_addr}/30", "dev", self.far_dev)
+        _ip("-n", self.ns, "link", "set", self.far_dev, "up")
+        _ip("-n", self.ns, "link", "set", "lo", "up")
+        time.sleep(0.1)
+
+    def _stop(self):
+        """Ends the delay line (its TUN devices go with it); keeps its counters."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                out, _ = self.proc.communicate(timeout=5)
+                self.stats = json.loads(out.strip().splitlines()[-1])
+            except (subprocess.TimeoutExpired, ValueError, IndexError):
+                self.proc.kill()
+                self.proc.wait()
 
 
 @atexit.register
