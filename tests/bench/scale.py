@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 from harness import EdgeSpec, Env, Hub, Proc, check, raise_nofile, wait_until  # noqa: E402
-from scale import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, many_edges,  # noqa: E402
+from fleet import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, many_edges,  # noqa: E402
                    rss_kib, served_again, try_client)
 
 

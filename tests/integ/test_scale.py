@@ -9,7 +9,7 @@ import re
 import time
 
 from harness import EdgeSpec, Hub, check, timeout
-from scale import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, fill_until_refused,
+from fleet import (NEAR_LIMIT, REFUSING, cpu_secs, edge_under_nofile, fill_until_refused,
                    many_edges, served_again, try_client)
 
 

@@ -1,4 +1,4 @@
-"""scale.py -- the scale scenarios of issue 10 section 4, shared by the suite
+"""fleet.py -- the scale scenarios of issue 10 section 4, shared by the suite
 (tests/integ/test_scale.py, reduced size) and the benchmark
 (tests/bench/scale.py, full size):
 
