@@ -1096,10 +1096,12 @@ static int take_over(struct edge *e)
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
     struct edge *e = w->data;
-    if (w->signum == SIGHUP)
-        json_decref(edge_reload(e, NULL, 0));
-    else
+    if (w->signum != SIGHUP)
         edge_stop(e);
+    else if (e->stopping) /* a reload now would reopen the listeners the drain closed */
+        log_info("edge: SIGHUP ignored: the edge is stopping");
+    else
+        json_decref(edge_reload(e, NULL, 0));
 }
 
 int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)

@@ -1161,10 +1161,12 @@ static void hub_stop(struct hub *h, const char *why)
 static void signal_cb(EV_P_ ev_signal *w, int revents)
 {
     struct hub *h = w->data;
-    if (w->signum == SIGHUP)
-        hub_reload(h);
-    else
+    if (w->signum != SIGHUP)
         hub_stop(h, NULL);
+    else if (h->stopping) /* a reload now would reopen what the drain closed */
+        log_info("hub: SIGHUP ignored: the hub is stopping");
+    else
+        hub_reload(h);
 }
 
 /* ---- handover to a new process ---------------------------------------------------- */

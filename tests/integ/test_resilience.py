@@ -309,6 +309,11 @@ def test_second_sigterm_stops_at_once(env):
         c.sendall(echo)
         check(recv_exact(u, len(echo)) == echo, "the stream stopped at the first SIGTERM")
         check(proc.alive(), f"{which} exited on the first SIGTERM with a stream open")
+        # a reload now would reopen what the drain closed: it is refused
+        proc.signal(signal.SIGHUP)
+        proc.wait_log(r"SIGHUP ignored: the %s is stopping" % which, since=m)
+        check(proc.count(r"reloading", since=m) == 0, f"{which} reloaded while draining")
+        check(proc.alive(), f"{which} died on SIGHUP while draining")
         proc.signal(signal.SIGTERM)
         rc = proc.wait_exit(20, "a second SIGTERM")
         check(rc == 0, f"{which} exited with {rc}")
