@@ -94,7 +94,8 @@ TEST_DEPS  := "command -v python3=python3" "command -v haproxy=haproxy" \
               "command -v clang=clang" "command -v openssl=openssl" \
               "command -v ip=iproute2" "command -v prlimit=util-linux" \
               "command -v turnserver=coturn" "command -v systemd-analyze=systemd" \
-              "command -v promtool=prometheus" "command -v chromium=chromium"
+              "command -v promtool=prometheus" "command -v chromium=chromium" \
+              "command -v curl=curl"
 
 $(BUILD)/.deps:
 	$(call need_pkg,$(BUILD_DEPS))

@@ -121,15 +121,30 @@ json_t *ri_event_json(const struct ri_event *ev)
         if (ev->type != RI_EVT_EDGE_AUTH_FAILED)
             json_object_set_new(o, "streamsLost", json_integer(ev->count));
         break;
+    case RI_EVT_PUBLIC_IP_DISCOVERED:
+        if (ev->address)
+            json_object_set_new(o, "address", json_string(ev->address));
+        if (ev->server && ev->server[0])
+            json_object_set_new(o, "server", json_string(ev->server));
+        break;
     case RI_EVT_RELOAD_OK:
     case RI_EVT_RELOAD_FAILED:
         json_object_set_new(o, "path", json_string(ev->path ? ev->path : ""));
         if (ev->reason && ev->reason[0])
             json_object_set_new(o, ev->type == RI_EVT_RELOAD_OK ? "changes" : "reason",
-                                json_string(ev->reason));
+                                ev->type == RI_EVT_RELOAD_OK ? ri_ctl_changes(ev->reason)
+                                                             : json_string(ev->reason));
         break;
     }
     return o;
+}
+
+json_t *ri_ctl_changes(const char *what)
+{
+    size_t n = what ? strlen(what) : 0;
+    if (n >= 3 && what[0] == ' ' && what[1] == '(' && what[n - 1] == ')')
+        return json_stringn(what + 2, n - 3);
+    return json_string(what ? what : "");
 }
 
 /* ---- clients ----------------------------------------------------------------------- */

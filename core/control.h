@@ -60,6 +60,9 @@ json_t *ri_ctl_query(const struct ri_ctl_cmd *cmds, void *arg, json_t *req);
 void ri_ctl_reply(struct ri_ctl *ctl, uint64_t client, json_t *ans);
 /* {"ok": false, "error": "<printf>"} */
 json_t *ri_ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* What a reload changed, as its log line ends it (" (3 edges; ...)"), as the
+ * JSON string the control answers and events carry ("3 edges; ..."). */
+json_t *ri_ctl_changes(const char *what);
 /* {"ok": true} */
 json_t *ri_ctl_ok(void);
 /* An event as the subscribe stream shows it ({"event": "streamClosed",

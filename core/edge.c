@@ -917,7 +917,7 @@ static json_t *edge_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, j
     char what[420] = "";
     json_t *errors = edge_reload(e, what, sizeof what);
     if (!errors)
-        return json_pack("{s:b, s:s}", "ok", 1, "changes", what);
+        return json_pack("{s:b, s:o}", "ok", 1, "changes", ri_ctl_changes(what));
     json_t *first = json_array_get(errors, 0);
     json_t *a = json_pack("{s:b, s:s, s:o}", "ok", 0, "error",
                           first ? json_string_value(first) : "reload failed", "errors", errors);

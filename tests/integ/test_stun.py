@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 
-from harness import EdgeSpec, check, echo_check, wait_until
+from harness import EdgeSpec, Proc, check, echo_check, wait_until
 from promhttp import admin_plugin, http_get, promtool, samples, wait_http
 
 COOKIE = 0x2112A442
@@ -151,15 +151,21 @@ def test_stun_real_server_sets_proxy_destination(env):
     hp, ep = env.ports(2, hosts=("127.0.0.1",))
     hsock, esock = env.path("hub.sock"), env.path("edge.sock")
     up = env.upstream(p)
-    hub, edge, _ = env.pair(
-        [p], hub_opts={"control_socket": hsock,
-                       "plugins": ['{ name = "auth_secret"; }', '{ name = "header_proxy_v1"; }',
-                                   admin_plugin(hp)]},
-        edge_opts={"stun_servers": [dead_addr, turn], "control_socket": esock,
-                   "plugins_extra": [admin_plugin(ep)]})
+    spec = EdgeSpec("edge-1", [p])
+    hub = env.hub([spec], control_socket=hsock,
+                  plugins=['{ name = "auth_secret"; }', '{ name = "header_proxy_v1"; }',
+                           admin_plugin(hp)])
+    # a subscriber before the edge comes: publicIpDiscovered carries the address
+    sub = Proc(env, "subscribe", [env.core, "ctl", "-s", hsock, "--json", "subscribe"],
+               kind="core")
+    sub.wait_log(r'(?m)^\{"ok":true,"subscribed":"events"\}$')
+    edge = env.edge(hub, spec, stun_servers=[dead_addr, turn], control_socket=esock,
+                    plugins_extra=[admin_plugin(ep)])
     edge.wait_log(r"STUN server %s: no answer after 2 tries" % dead_addr)
     edge.wait_log(r"edge edge-1: public address is 127\.0\.0\.1 \(STUN server %s\)" % turn)
     hub.wait_log(r"edge edge-1: public address is 127\.0\.0\.1 \(STUN, from the edge\)")
+    ev = json.loads(sub.wait_log(r'(?m)^\{"event":"publicIpDiscovered".*\}$').group(0))
+    check(ev["edge"] == "edge-1" and ev["address"] == "127.0.0.1", f"publicIpDiscovered: {ev}")
     line, cport = _proxy_dest(env, up, p, 1)
     check(line == f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {p}\r\n".encode(),
           f"PROXY line {line!r}: want the STUN address as the destination")
