@@ -96,5 +96,6 @@ def _recv_exact(c, n):
 
 
 def summary(samples):
-    return {"p50": round(percentile(samples, 50)), "p99": round(percentile(samples, 99)),
+    return {"p50": round(percentile(samples, 50)), "p90": round(percentile(samples, 90)),
+            "p99": round(percentile(samples, 99)),
             "mean": round(statistics.mean(samples)) if samples else None, "n": len(samples)}
