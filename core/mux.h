@@ -76,6 +76,15 @@ struct ri_mux_policy {
     const void *sched_settings, *cls_settings; /* config_setting_t */
 };
 
+/* What the lanes of one edge share (each lane is a tunnel with its own
+ * mux): the stream count that max_streams and the window budget (window.h)
+ * apply to, per edge rather than per connection. Reference-counted by the
+ * muxes that joined it (ri_mux_join). */
+struct ri_mux_share {
+    uint32_t refs;
+    uint32_t streams; /* open streams on all lanes */
+};
+
 struct ri_mux {
     struct ri_worker *w;
     const struct ri_mux_env *env;
@@ -98,7 +107,18 @@ struct ri_mux {
     uint32_t queued;
     uint64_t tx_bytes, rx_bytes;
     ev_timer cls_timer;
+    struct ri_mux_share *share; /* the edge's lanes; NULL: this mux alone */
 };
+
+/* Joins the lanes that share sh (NULL: starts a new share, returned), so
+ * max_streams and the window budget count their streams together. NULL:
+ * out of memory (the mux stays alone). Leaves the share at destroy. */
+struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh);
+/* Open streams of the edge: this mux's, or all its lanes'. */
+static inline uint32_t ri_mux_edge_streams(const struct ri_mux *m)
+{
+    return m->share ? m->share->streams : m->n;
+}
 
 int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *env,
                 const struct ri_core_api *api, int role, const struct ri_mux_policy *pol,

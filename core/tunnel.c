@@ -106,7 +106,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
     struct ri_hs_io hio = {.arg = t, .emit = hs_emit, .lookup = hs_lookup};
     if (!(t->rbuf = malloc(RI_RBUF_SIZE)) || !(t->wbuf = malloc(RI_WBUF_SIZE)) ||
         ri_tlsio_init(&t->io, p->fd) < 0 ||
-        ri_hs_init(&t->hs, p->role, p->auth, &hio, RI_CAPS_SUPPORTED) < 0 ||
+        ri_hs_init(&t->hs, p->role, p->auth, &hio, RI_CAPS_SUPPORTED & ~p->caps_off) < 0 ||
         (p->role == RI_ROLE_EDGE &&
          (!(t->my_id = strdup(p->edge_id)) || !(t->my_secret = strdup(p->secret)))))
         goto fail;
@@ -115,6 +115,8 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
         goto fail;
     t->mux.tunnel_id = t->id;
     t->mux.rl = &t->rl;
+    t->group = t->hs.group = p->group;
+    t->lane = t->hs.lane = p->lane;
     set_label(t);
     int rc = ri_tlsio_start(&t->io, p->creds, p->role == RI_ROLE_HUB, p->sni);
     if (rc < 0) {
@@ -544,8 +546,11 @@ static void become_ready(struct ri_tunnel *t)
     t->state = RI_T_READY;
     t->was_ready = 1;
     t->connected_ns = ri_now_ns();
-    if (t->role == RI_ROLE_HUB)
+    if (t->role == RI_ROLE_HUB) {
         snprintf(t->edge_id, sizeof t->edge_id, "%s", t->hs.edge_id);
+        t->group = t->hs.caps & RI_CAP_LANES ? t->hs.group : 0;
+        t->lane = t->hs.caps & RI_CAP_LANES ? t->hs.lane : 0;
+    }
     set_label(t);
     t->mux.caps = t->hs.caps;
     ri_mux_set_phase(&t->mux, t->draining ? RI_MUX_DRAINING : RI_MUX_OPEN);
