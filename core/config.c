@@ -110,6 +110,18 @@ static long long get_int(struct ctx *x, const config_setting_t *grp, const char 
     return v;
 }
 
+static int get_bool(struct ctx *x, const config_setting_t *grp, const char *key, int def)
+{
+    config_setting_t *s = config_setting_get_member(grp, key);
+    if (!s)
+        return def;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        ERR(x, s, "'%s' must be true or false", key);
+        return def;
+    }
+    return config_setting_get_bool(s);
+}
+
 static double get_secs(struct ctx *x, const config_setting_t *grp, const char *key,
                        double def, double min, double max)
 {
@@ -301,7 +313,7 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         "handshake_timeout_secs",
         "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
         "drain_timeout_secs", "max_streams", "control_socket", "control_socket_mode",
-        "edges_file", "public_host", NULL};
+        "edges_file", "public_host", "max_lanes_per_edge", "offer_lanes", NULL};
     check_keys(x, hub, "hub", keys);
     parse_control(x, hub);
     const char *ef = get_str(x, hub, "edges_file", 0);
@@ -350,6 +362,8 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
     c->ping_timeout = get_secs(x, hub, "ping_timeout_secs", 45, 0.2, 7200);
     c->drain_timeout = get_secs(x, hub, "drain_timeout_secs", 30, 0, 3600);
     c->max_streams = (uint32_t)get_int(x, hub, "max_streams", 20000, 1, 1000000);
+    c->max_lanes = (uint32_t)get_int(x, hub, "max_lanes_per_edge", 16, 1, 256);
+    c->offer_lanes = get_bool(x, hub, "offer_lanes", 1);
     parse_edges(x, hub);
 }
 
@@ -370,7 +384,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
         "hold_secs", "hold_max", "control_socket", "control_socket_mode", "stun_servers",
-        NULL};
+        "lanes", "lanes_max", "offer_lanes", NULL};
     check_keys(x, edge, "edge", keys);
     parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
@@ -447,6 +461,13 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->ping_timeout = get_secs(x, edge, "ping_timeout_secs", 45, 0.2, 7200);
     c->drain_timeout = get_secs(x, edge, "drain_timeout_secs", 30, 0, 3600);
     c->max_streams = (uint32_t)get_int(x, edge, "max_streams", 20000, 1, 1000000);
+    c->lanes_max = (uint32_t)get_int(x, edge, "lanes_max", RI_LANES_MAX_DEFAULT, 1,
+                                     RI_LANES_LIMIT);
+    c->lanes = (uint32_t)get_int(x, edge, "lanes", 0, 1, RI_LANES_LIMIT);
+    if (c->lanes > c->lanes_max)
+        ERR(x, config_setting_get_member(edge, "lanes"), "'lanes' = %u is above 'lanes_max' (%u)",
+            c->lanes, c->lanes_max);
+    c->offer_lanes = get_bool(x, edge, "offer_lanes", 1);
     config_setting_t *ss = config_setting_get_member(edge, "stun_servers");
     if (!ss) {
         static const char *const defaults[] = {RI_STUN_DEFAULT_SERVERS};

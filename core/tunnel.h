@@ -132,6 +132,7 @@ struct ri_tunnel {
      * edge's own, or on the hub what its HELLO said */
     uint64_t group;
     uint8_t lane;
+    uint8_t config_sent;      /* hub: carried the edge's latest CONFIG */
 
     char peer[64];            /* address for logs */
     struct sockaddr_storage peer_sa;
