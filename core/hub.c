@@ -189,6 +189,7 @@ static void hub_ready(struct ri_tunnel *t)
      * t reconnects (the edge found it dead before we did): it closes.
      * Draining tunnels of the id (o->draining) were told already. */
     uint32_t replaced = 0, streams = 0;
+    char last[sizeof t->peer] = "";
     for (struct ri_tunnel *o = h->tunnels, *nx; o; o = nx) {
         nx = o->next;
         if (o == t || !live(o) || strcmp(o->edge_id, t->edge_id) != 0)
@@ -205,14 +206,18 @@ static void hub_ready(struct ri_tunnel *t)
         }
         replaced++;
         streams += o->mux.n;
+        snprintf(last, sizeof last, "%s", o->peer);
         ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
                         h->cy->cfg->drain_timeout);
     }
-    if (replaced)
-        ri_log_rl(&h->rl_replace, RI_LOG_WARN,
-                  "edge %s: new connection from %s replaces %u older one%s (%u open "
-                  "stream%s finish there)", t->edge_id, t->peer, replaced,
-                  replaced == 1 ? "" : "s", streams, streams == 1 ? "" : "s");
+    if (replaced == 1)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces the "
+                  "one from %s (%u open stream%s finish there)", t->edge_id, t->peer, last,
+                  streams, streams == 1 ? "" : "s");
+    else if (replaced)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces %u "
+                  "older ones, the lanes of an older edge process (%u open stream%s finish "
+                  "there)", t->edge_id, t->peer, replaced, streams, streams == 1 ? "" : "s");
     struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
                           .n_ports = e->n_ports};

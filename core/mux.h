@@ -15,6 +15,7 @@
 #include "bq.h"
 #include "frame.h"
 #include "netutil.h"
+#include "pace.h"
 #include "ratelimit.h"
 #include "ri_plugin.h"
 
@@ -83,6 +84,7 @@ struct ri_mux_policy {
 struct ri_mux_share {
     uint32_t refs;
     uint32_t streams; /* open streams on all lanes */
+    struct ri_pace_share pace; /* the in-flight cap across the lanes (pace.h) */
 };
 
 struct ri_mux {

@@ -151,6 +151,39 @@ static void rate(struct ri_pace *p, uint64_t now)
         p->hist_n++;
 }
 
+void ri_pace_share_sent(struct ri_pace_share *s, uint64_t bytes, uint64_t now_ns)
+{
+    if (!s->edge.cwnd) /* a share starts zeroed (calloc) */
+        ri_pace_init(&s->edge);
+    ri_pace_on_send(&s->edge, bytes, now_ns);
+}
+
+void ri_pace_share_acked(struct ri_pace_share *s, uint64_t acked, uint64_t now_ns)
+{
+    if (acked)
+        ri_pace_on_ack(&s->edge, acked, now_ns);
+}
+
+/* What a closed lane had in flight is written off as acknowledged (no
+ * sample: the entries stay in the ring until later ACKs pass them). */
+void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p)
+{
+    uint64_t mine = p->sent - p->acked, left = s->edge.sent - s->edge.acked;
+    s->edge.acked += mine < left ? mine : left;
+}
+
+uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s)
+{
+    uint64_t own = ri_pace_room(p);
+    if (!s || !own)
+        return own;
+    uint64_t edge = s->edge.cwnd ? ri_pace_room(&s->edge) : RI_PACE_MIN;
+    uint64_t inflight = p->sent - p->acked;
+    uint64_t floor = inflight < RI_PACE_MIN ? RI_PACE_MIN - inflight : 0;
+    uint64_t room = own < edge ? own : edge;
+    return room > floor ? room : floor < own ? floor : own;
+}
+
 void ri_pace_on_ack(struct ri_pace *p, uint64_t bytes, uint64_t now_ns)
 {
     uint64_t before = p->acked;

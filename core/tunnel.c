@@ -236,6 +236,8 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
         ri_log(lvl, "%s: closed: %s", t->label, msg);
     t->state = RI_T_DEAD;
     t->close_code = code;
+    if (t->mux.share) /* its bytes in flight no longer count against the edge's cap */
+        ri_pace_share_leave(&t->mux.share->pace, &t->pace);
     ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
     ev_io_stop(LOOP, &t->rio);
     ev_io_stop(LOOP, &t->wio);
@@ -468,7 +470,9 @@ static void compose(struct ri_tunnel *t)
     }
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
-    size_t room = (size_t)ri_pace_room(&t->pace);
+    /* the in-flight cap: this lane's, and its edge's across its lanes */
+    size_t room = (size_t)ri_pace_share_room(&t->pace, t->mux.share ? &t->mux.share->pace
+                                                                     : NULL);
     /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
      * room (full records leave them) waits for that ACK too, as TCP avoids
      * silly windows: spent now, it costs a read and a record of its own */
@@ -482,8 +486,11 @@ static void compose(struct ri_tunnel *t)
     t->pace_stalled = 0;
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
                               RI_TLS_RECORD, &t->pace);
-    if (n)
+    if (n) {
         ri_pace_on_send(&t->pace, n, ri_now_ns());
+        if (t->mux.share)
+            ri_pace_share_sent(&t->mux.share->pace, n, ri_now_ns());
+    }
 }
 
 /* Encrypts wbuf into obuf while a whole record fits there. Whenever less
@@ -729,10 +736,17 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
             t->hooks->addr(t, &a);
         return t->state == RI_T_DEAD ? -1 : 0;
     }
-    case RI_F_ACK:
-        ri_pace_on_ack(&t->pace, ri_get32(p), ri_now_ns());
+    case RI_F_ACK: {
+        uint64_t before = t->pace.acked, now = ri_now_ns();
+        ri_pace_on_ack(&t->pace, ri_get32(p), now);
+        if (t->mux.share) {
+            /* a lane held by the edge's cap has its floor in flight, so its
+             * own ACKs run it again: no lane needs waking here */
+            ri_pace_share_acked(&t->mux.share->pace, t->pace.acked - before, now);
+        }
         ri_tunnel_kick(t);
         return 0;
+    }
     case RI_F_GOAWAY:
         ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
         if (code == RI_E_NONE)
