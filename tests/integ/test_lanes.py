@@ -133,3 +133,128 @@ def test_lost_lane_resets_only_its_streams(env):
         echo_check(c, b"q" * 100)
     per = _lane_streams(hctl, spec.id)
     check(per.get(1, 0) >= 1, f"the lane that came back takes new streams: {per}")
+
+
+def test_newer_edge_process_replaces_the_older_group(env):
+    p = env.port()
+    env.upstream(p)
+    spec = EdgeSpec("edge-grp", [p])
+    hsock = env.path("hub.sock")
+    hub = env.hub([spec], control_socket=hsock)
+    hctl = Ctl(env, hsock)
+    # the older process must not come back during the test: long backoff
+    old = env.edge(hub, spec, name="edge-old", bind="127.0.0.2", lanes=3,
+                   reconnect_min_secs=120, reconnect_max_secs=120)
+    wait_until(lambda: _edge_status(hctl, spec.id)["lanes"] == 3, T(20), "3 old lanes")
+    g_old = {t["group"] for t in _edge_status(hctl, spec.id)["tunnels"]}
+    hm, om = hub.mark(), old.mark()
+    new = env.edge(hub, spec, name="edge-new", bind="127.0.0.3", lanes=3)
+    # the first new lane replaces the old group whole (3 lanes, drained)
+    hub.wait_log(r"edge edge-grp: new connection from \S+ replaces 3 older ones", since=hm)
+    old.wait_log(r"another connection with this edge id replaced ours", since=om)
+
+    def only_new():
+        e = _edge_status(hctl, spec.id)
+        live = [t for t in e["tunnels"] if not t["draining"]]
+        return e["lanes"] == 3 and len(live) == 3 and {t["group"] for t in live}.isdisjoint(g_old)
+    wait_until(only_new, T(20), "3 lanes of the new group, none of the old")
+    c = env.connect("127.0.0.3", p)
+    echo_check(c, b"through the new edge")
+    check(old.alive() and new.alive(), "an edge process died")
+    check(hub.count(r"lane \d+ reconnected") == 0, "the hub took the new group for the old")
+
+
+def test_peer_without_lanes_gets_one_connection(env):
+    """offer_lanes = false makes a side behave as a peer without the lanes
+    capability (an older ri): one connection, as before."""
+    for side in ("hub", "edge"):
+        p = env.port()
+        env.upstream(p)
+        spec = EdgeSpec(f"edge-{side}", [p])
+        hsock, esock = env.path(f"hub-{side}.sock"), env.path(f"edge-{side}.sock")
+        hub_opts = {"offer_lanes": False} if side == "hub" else {}
+        edge_opts = {"offer_lanes": False} if side == "edge" else {}
+        hub = env.hub([spec], name=f"hub-{side}", control_socket=hsock, **hub_opts)
+        edge = env.edge(hub, spec, name=f"e-{side}", lanes=4, control_socket=esock,
+                        **edge_opts)
+        hctl, ectl = Ctl(env, hsock), Ctl(env, esock)
+        conns = [env.connect("127.0.0.2", p) for _ in range(4)]
+        for c in conns:
+            echo_check(c, b"one lane")
+        e = _edge_status(hctl, spec.id)
+        check(e["connected"] and len(e["tunnels"]) == 1 and "lane" not in e["tunnels"][0] and
+              e["activeStreams"] == 4, f"{side} without lanes: hub status {e}")
+        es = ectl("status")
+        check(es["lanesUp"] == 1 and es["hubSpeaksLanes"] is False, f"edge status: {es}")
+        check(hub.count(r"replaces") == 0 and edge.count(r"replaced ours") == 0,
+              f"{side} without lanes: connections displaced each other")
+        for c in conns:
+            c.close()
+        edge.stop()
+        hub.stop()
+
+
+def test_config_change_sent_once_with_lanes(env):
+    p, q = env.ports(2)
+    up = env.upstream(p)
+    env.upstream(q)
+    hub, edge, spec, ups, hctl, ectl = _lanes_setup(env, 3)
+    hm, em = hub.mark(), edge.mark()
+    env.reload_with(hub, edges=[EdgeSpec(spec.id, [spec.ports[0], q], secret=spec.secret)])
+    edge.wait_log(r"listening on 127\.0\.0\.2 port %d\b" % q, 20, since=em)
+    edge.wait_log(r"hub assigns 2 ports", 20, since=em)
+    c = env.connect("127.0.0.2", q)
+    echo_check(c, b"on the new port")
+    # one CONFIG for the change, on one lane: the edge says so once
+    check(edge.count(r"hub assigns 2 ports", since=em) == 1,
+          f"CONFIG arrived {edge.count(r'hub assigns 2 ports', since=em)} times for one change")
+    check(_edge_status(hctl, spec.id)["lanes"] == 3, "lanes lost by the reload")
+    # and the lanes that did not carry it serve the new port too
+    conns = [env.connect("127.0.0.2", q) for _ in range(6)]
+    for c in conns:
+        echo_check(c, b"x" * 100)
+    per = _lane_streams(hctl, spec.id)
+    check(len([v for v in per.values() if v]) == 3, f"streams on the new port, per lane: {per}")
+
+
+def test_sighup_with_lanes(env):
+    hub, edge, spec, ups, hctl, ectl = _lanes_setup(env, 2)
+    p = spec.ports[0]
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"before")
+    # hub reload: the lanes stay
+    env.reload(hub)
+    echo_check(c, b"after the hub's reload")
+    check(_edge_status(hctl, spec.id)["lanes"] == 2, "the hub's reload cost lanes")
+    # edge reload to 4 lanes: two more connect, the open stream stays
+    with open(edge.cfg_path) as f:
+        cfg = f.read()
+    with open(edge.cfg_path, "w") as f:
+        f.write(re.sub(r"lanes = 2;", "lanes = 4;", cfg))
+    env.reload(edge)
+    wait_until(lambda: _edge_status(hctl, spec.id)["lanes"] == 4, T(20), "4 lanes after SIGHUP")
+    echo_check(c, b"after the edge's reload")
+    # and back to 1: the extra lanes drain (their streams finish) and go
+    with open(edge.cfg_path, "w") as f:
+        f.write(re.sub(r"lanes = 2;", "lanes = 1;", cfg))
+    env.reload(edge)
+    wait_until(lambda: _edge_status(hctl, spec.id)["lanes"] == 1, T(20), "1 lane after SIGHUP")
+    echo_check(c, b"still through")
+    c.close()
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"new stream")
+    wait_until(lambda: len(_edge_status(hctl, spec.id)["tunnels"]) == 1, T(20),
+               "the extra lanes gone")
+
+
+def test_excess_lanes_refused(env):
+    hub, edge, spec, ups, hctl, ectl = _lanes_setup(env, 2, hub_opts={"max_lanes_per_edge": 2},
+                                                    edge_opts={"lanes": 4})
+    hub.wait_log(r"edge edge-lanes: lane [23] from \S+ refused: lane index too high "
+                 r"\(max_lanes_per_edge 2\)", 20)
+    edge.wait_log(r"the hub refused lane [23] \(too many lanes\)", 20)
+    check(_edge_status(hctl, spec.id)["lanes"] == 2, "more lanes than the hub allows")
+    c = env.connect("127.0.0.2", spec.ports[0])
+    echo_check(c, b"the allowed lanes serve")
+    es = ectl("status")
+    check(es["lanesUp"] == 2 and es["lanesWanted"] == 4, f"edge status: {es}")
