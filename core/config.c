@@ -384,7 +384,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
         "hold_secs", "hold_max", "control_socket", "control_socket_mode", "stun_servers",
-        "lanes", "lanes_max", "offer_lanes", NULL};
+        "lanes", "lanes_max", "offer_lanes", "hubs", NULL};
     check_keys(x, edge, "edge", keys);
     parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
@@ -468,6 +468,41 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         ERR(x, config_setting_get_member(edge, "lanes"), "'lanes' = %u is above 'lanes_max' (%u)",
             c->lanes, c->lanes_max);
     c->offer_lanes = get_bool(x, edge, "offer_lanes", 1);
+    /* more hubs, with the same edges: the lanes go round them */
+    c->hubs_host[0] = c->hub_host;
+    c->hubs_port[0] = c->hub_port;
+    c->n_hubs = 1;
+    config_setting_t *hs = config_setting_get_member(edge, "hubs");
+    if (hs && !config_setting_is_aggregate(hs)) {
+        ERR(x, hs, "'hubs' must be a list like [ \"hub2.example.net:8443\" ]");
+    } else if (hs && config_setting_length(hs) > RI_HUBS_MAX - 1) {
+        ERR(x, hs, "'hubs' has %d entries, at most %d", config_setting_length(hs),
+            RI_HUBS_MAX - 1);
+    } else if (hs) {
+        for (int i = 0; i < config_setting_length(hs); i++) {
+            config_setting_t *it = config_setting_get_elem(hs, (unsigned)i);
+            const char *v = config_setting_get_string(it);
+            char host[256];
+            int port;
+            if (!v || ri_parse_hostport(v, host, sizeof host, &port) < 0 || !host[0] ||
+                port < 1 || port > 65535) {
+                ERR(x, it, "'hubs' entries are \"host:port\" strings%s%s%s",
+                    v ? ", not \"" : "", v ? v : "", v ? "\"" : "");
+                continue;
+            }
+            c->hubs_extra[c->n_hubs] = strdup(host);
+            c->hubs_host[c->n_hubs] = c->hubs_extra[c->n_hubs];
+            c->hubs_port[c->n_hubs++] = port;
+        }
+        uint32_t want = (uint32_t)c->n_hubs;
+        if (c->lanes && c->lanes < want)
+            ERR(x, config_setting_get_member(edge, "lanes"),
+                "'lanes' = %u is below the number of hubs (%u): every hub gets a lane",
+                c->lanes, want);
+        if (c->lanes_max < want)
+            ERR(x, hs, "'lanes_max' (%u) is below the number of hubs (%u)", c->lanes_max,
+                want);
+    }
     config_setting_t *ss = config_setting_get_member(edge, "stun_servers");
     if (!ss) {
         static const char *const defaults[] = {RI_STUN_DEFAULT_SERVERS};
@@ -734,6 +769,8 @@ void ri_config_free(struct ri_config *c)
     free(c->tls_key);
     free(c->state_dir);
     free(c->hub_host);
+    for (size_t i = 0; i < RI_HUBS_MAX; i++)
+        free(c->hubs_extra[i]);
     free(c->edge_id);
     if (c->secret) {
         gnutls_memset(c->secret, 0, strlen(c->secret));

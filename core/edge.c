@@ -78,7 +78,9 @@ struct edge {
     int configured;               /* a lane is ready and the edge has its ports (CONFIG) */
     int have_config;              /* a CONFIG arrived in this run (lanes: reused by a new lane) */
     uint64_t group;               /* lanes: this process run's group id */
-    int lanes_ok;                 /* the hub speaks lanes (the last lane up said so) */
+    /* per hub (hub_host, then edge.hubs): it speaks lanes (its last lane up
+     * said so) */
+    int lanes_ok[RI_HUBS_MAX];
     unsigned auto_lanes;          /* lanes = auto: what the round trip asks for */
     uint64_t wmem_max;            /* net.ipv4.tcp_wmem's maximum: one lane's send buffer */
     struct ri_ratelimit rl_lane;  /* lanes lost and refused */
@@ -163,18 +165,34 @@ static unsigned lanes_up(const struct edge *e)
     return n;
 }
 
-/* How many lanes the edge keeps now: `lanes`, or auto. */
+/* How many lanes the edge keeps now: `lanes`, or auto; one per hub at
+ * least (config.c makes sure lanes_max allows it). */
 static unsigned lanes_wanted(const struct edge *e)
 {
     const struct ri_config *c = e->cy->cfg;
     unsigned n = c->lanes ? c->lanes : e->auto_lanes;
-    return n < 1 ? 1 : n > c->lanes_max ? c->lanes_max : n;
+    n = n < 1 ? 1 : n > c->lanes_max ? c->lanes_max : n;
+    return n < c->n_hubs ? (unsigned)c->n_hubs : n;
 }
 
-/* Lane 0 always connects; the others once the hub said it speaks lanes. */
+/* The hub lane l connects to: hub_host, then edge.hubs, round robin. */
+static unsigned lane_hub(const struct lane *l) { return l->idx % l->e->cy->cfg->n_hubs; }
+
+/* The first lane of each hub always connects; the others once that hub
+ * said it speaks lanes. */
 static int lane_wanted(const struct lane *l)
 {
-    return !l->e->stopping && l->idx < lanes_wanted(l->e) && (l->idx == 0 || l->e->lanes_ok);
+    const struct edge *e = l->e;
+    return !e->stopping && l->idx < lanes_wanted(e) &&
+           (l->idx < e->cy->cfg->n_hubs || e->lanes_ok[lane_hub(l)]);
+}
+
+static int any_hub_lanes(const struct edge *e)
+{
+    for (size_t i = 0; i < e->cy->cfg->n_hubs; i++)
+        if (e->lanes_ok[i])
+            return 1;
+    return 0;
 }
 
 /* Placement: the ready lane with the least data queued and in flight --
@@ -550,7 +568,9 @@ static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 {
     struct edge *e = t->owner;
     const struct ri_config *c = e->cy->cfg;
-    return ri_tls_check_peer(t->io.s, t->creds, c->hub_fingerprint, c->hub_host, err, errlen);
+    const struct lane *l = t->role_data;
+    return ri_tls_check_peer(t->io.s, t->creds, c->hub_fingerprint,
+                             c->hubs_host[l ? lane_hub(l) : 0], err, errlen);
 }
 
 /* lanes = auto: one lane moves about 70 % of the send buffer's maximum
@@ -606,9 +626,9 @@ static void edge_ready(struct ri_tunnel *t)
         e->reconnects++;
     l->backoff = 0;
     int lanes = (t->mux.caps & RI_CAP_LANES) != 0;
-    if (!lanes && l->idx) {
+    if (!lanes && l->idx >= e->cy->cfg->n_hubs) {
         /* the hub does not speak lanes (any more): one connection it is */
-        e->lanes_ok = 0;
+        e->lanes_ok[lane_hub(l)] = 0;
         ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge: the hub does not speak lanes: using one "
                   "connection");
         l->t = NULL;
@@ -620,10 +640,10 @@ static void edge_ready(struct ri_tunnel *t)
                           .edge_id = t->edge_id, .peer = t->peer};
     emit(e, &ev);
     if (!lanes) {
-        e->lanes_ok = 0;
+        e->lanes_ok[lane_hub(l)] = 0;
         e->configured = 0; /* a hub without lanes sends CONFIG on every connection */
     } else {
-        e->lanes_ok = 1;
+        e->lanes_ok[lane_hub(l)] = 1;
         if (!e->cy->cfg->lanes) {
             double rtt;
             unsigned n = auto_lanes_for(e, t->io.fd, &rtt);
@@ -848,7 +868,7 @@ static void connect_failed(struct lane *l, const char *why)
     const struct ri_config *c = e->cy->cfg;
     char hp[300];
     e->connect_failures++;
-    ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp);
+    ri_hostport_str(c->hubs_host[lane_hub(l)], c->hubs_port[lane_hub(l)], hp, sizeof hp);
     if (l->idx)
         ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge: lane %u: cannot reach hub %s: %s", l->idx,
                   hp, why);
@@ -868,10 +888,11 @@ static void tcp_connected(struct lane *l)
     l->cfd = -1;
     const struct ri_config *c = e->cy->cfg;
     char peer[300];
-    ri_hostport_str(c->hub_host, c->hub_port, peer, sizeof peer);
+    const char *host = c->hubs_host[lane_hub(l)];
+    ri_hostport_str(host, c->hubs_port[lane_hub(l)], peer, sizeof peer);
     struct ri_tunnel_params p = {
         .role = RI_ROLE_EDGE, .fd = fd, .peer = peer, .w = &e->w, .api = &ri_core_api,
-        .creds = e->creds, .sni = ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host,
+        .creds = e->creds, .sni = ri_is_numeric_ip(host) ? NULL : host,
         .auth = e->cy->pl->auth, .policy = ri_cycle_policy(e->cy), .max_streams = c->max_streams,
         .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
         .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
@@ -983,7 +1004,8 @@ static void connect_lane(struct lane *l)
     if (l->cfd >= 0 || l->rq)
         return; /* under way */
     /* the name is resolved off the loop: open streams never wait for DNS */
-    if (!(l->rq = ri_resolve_async(e->res, c->hub_host, c->hub_port, resolved, l)))
+    if (!(l->rq = ri_resolve_async(e->res, c->hubs_host[lane_hub(l)], c->hubs_port[lane_hub(l)],
+                                   resolved, l)))
         connect_failed(l, "cannot start resolving the hub's name");
 }
 
@@ -998,6 +1020,11 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
     if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0)
         ri_errs_add(errs, c->path, c->hub_host_line,
                     "hub_host: %s (a running edge would keep retrying until it resolves)", err);
+    for (size_t i = 1; i < c->n_hubs; i++)
+        if (ri_resolve(c->hubs_host[i], c->hubs_port[i], &ss, &sl, err, sizeof err) < 0)
+            ri_errs_add(errs, c->path, c->hub_host_line,
+                        "hubs: %s: %s (a running edge would keep retrying until it resolves)",
+                        c->hubs_host[i], err);
     struct ri_tls_creds *creds = ri_tls_client_creds(c->hub_ca, err, sizeof err);
     if (!creds)
         ri_errs_add(errs, c->path, c->hub_ca_line, "hub_ca: %s", err);
@@ -1050,7 +1077,12 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
         strcmp(e->creds->fingerprint, creds->fingerprint) != 0)
         log_info("edge: hub_ca %s changed (%u certificate%s): the next connection to the hub "
                  "is verified against it", nc->hub_ca, creds->n_ca, creds->n_ca == 1 ? "" : "s");
-    int reconnect = ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
+    int hubs_changed = oc->n_hubs != nc->n_hubs;
+    for (size_t i = 1; !hubs_changed && i < nc->n_hubs; i++)
+        hubs_changed = strcmp(oc->hubs_host[i], nc->hubs_host[i]) != 0 ||
+                       oc->hubs_port[i] != nc->hubs_port[i];
+    int reconnect = hubs_changed ||
+                    ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
                     ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
                     ri_str_differs(oc->hub_ca, nc->hub_ca) ||
@@ -1105,7 +1137,7 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
         new_group(e);
         e->configured = 0;
         e->have_config = 0;
-        e->lanes_ok = 0;
+        memset(e->lanes_ok, 0, sizeof e->lanes_ok);
         for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
             struct lane *l = &e->lanes[i];
             struct ri_tunnel *t = l->t;
@@ -1164,8 +1196,12 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
             const char *st = !l->t ? (connecting(l) ? "connecting" : "down")
                              : l->t->state == RI_T_READY ? (lane_up(l) ? "up" : "draining")
                              : "handshake";
-            json_t *lj = json_pack("{s:i, s:s, s:i}", "lane", (int)i, "state", st,
-                                   "activeStreams", l->t ? (int)l->t->mux.n : 0);
+            char lhp[300];
+            const struct ri_config *cc = e->cy->cfg;
+            ri_hostport_str(cc->hubs_host[lane_hub(l)], cc->hubs_port[lane_hub(l)], lhp,
+                            sizeof lhp);
+            json_t *lj = json_pack("{s:i, s:s, s:i, s:s}", "lane", (int)i, "state", st,
+                                   "activeStreams", l->t ? (int)l->t->mux.n : 0, "hub", lhp);
             if (lj && l->t)
                 json_object_set_new(lj, "tunnel", json_integer((json_int_t)l->t->id));
             json_array_append_new(lanes, lj);
@@ -1173,7 +1209,7 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
         json_object_set_new(a, "lanes", lanes);
         json_object_set_new(a, "lanesUp", json_integer(lanes_up(e)));
         json_object_set_new(a, "lanesWanted", json_integer(lanes_wanted(e)));
-        json_object_set_new(a, "hubSpeaksLanes", json_boolean(e->lanes_ok));
+        json_object_set_new(a, "hubSpeaksLanes", json_boolean(any_hub_lanes(e)));
         json_object_set_new(a, "heldClients", json_integer(e->n_held));
         json_object_set_new(a, "publicIp", ri_ctlinfo_ip(&e->public_addr));
     }

@@ -258,3 +258,47 @@ def test_excess_lanes_refused(env):
     echo_check(c, b"the allowed lanes serve")
     es = ectl("status")
     check(es["lanesUp"] == 2 and es["lanesWanted"] == 4, f"edge status: {es}")
+
+
+def test_lanes_to_two_hubs_one_killed(env):
+    """edge.hubs: the lanes go round hub_host and the hubs listed (the same
+    edges on each); a hub killed mid-transfer costs only its lanes' streams,
+    and the edge's ports keep serving through the other hub."""
+    import signal
+    p = env.port()
+    env.upstream(p)
+    spec = EdgeSpec("edge-2hubs", [p])
+    sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
+    hub_a = env.hub([spec], name="hub-a", control_socket=sa)
+    hub_b = env.hub([spec], name="hub-b", control_socket=sb)
+    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    esock = env.path("edge.sock")
+    edge = env.edge(hub_a, spec, hubs=[f"127.0.0.1:{hub_b.port}"], control_socket=esock)
+    wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
+               _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each hub")
+    es = Ctl(env, esock)("status")
+    check(es["lanesUp"] == 2 and sorted(x["hub"] for x in es["lanes"]) ==
+          sorted([f"127.0.0.1:{hub_a.port}", f"127.0.0.1:{hub_b.port}"]), f"edge: {es}")
+    payloads = [bytes([70 + i]) * (32 << 20) for i in range(2)]
+    res = {}
+    t = threading.Thread(target=lambda: res.update(r=pump(("127.0.0.2", p), payloads,
+                                                          timeout_s=120)), daemon=True)
+    t.start()
+    wait_until(lambda: _edge_status(ca, spec.id)["activeStreams"] == 1 and
+               _edge_status(cb, spec.id)["activeStreams"] == 1, T(20),
+               "one stream through each hub")
+    m = edge.mark()
+    hub_a.signal(signal.SIGKILL)
+    edge.wait_log(r"lane 0 lost .*1 stream on it reset, 1 other lane up", 20, since=m)
+    t.join(T(120))
+    check(not t.is_alive(), "the transfers did not end")
+    r = res["r"]
+    ok = [x for x in r if not x["error"] and x["recv_sha"] == x["sent_sha"]]
+    check(len(ok) == 1, f"the transfer through the live hub is byte-exact: "
+                        f"{[(x['error'], x['recv_len']) for x in r]}")
+    # the port keeps serving, through hub B
+    for _ in range(3):
+        c = env.connect("127.0.0.2", p)
+        echo_check(c, b"through the hub that is up")
+        c.close()
+    check(Ctl(env, esock)("status")["connected"] is True, "the edge says it is not connected")
