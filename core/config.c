@@ -406,6 +406,16 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
             c->hub_port = t.hub_port;
             c->edge_id = strdup(t.edge_id);
             c->secret = strdup(t.secret);
+            c->n_hubs = 1; /* the token's further hubs (its optional "H") */
+            for (int i = 0; i < t.n_hubs && c->n_hubs < RI_HUBS_MAX; i++) {
+                char host[RI_TOKEN_FIELD_MAX + 1];
+                int port;
+                if (ri_parse_hostport(t.hubs[i], host, sizeof host, &port) < 0)
+                    continue; /* checked by the decoder already */
+                c->hubs_extra[c->n_hubs] = strdup(host);
+                c->hubs_host[c->n_hubs] = c->hubs_extra[c->n_hubs];
+                c->hubs_port[c->n_hubs++] = port;
+            }
         }
         gnutls_memset(&t, 0, sizeof t);
     } else {
@@ -471,9 +481,13 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     /* more hubs, with the same edges: the lanes go round them */
     c->hubs_host[0] = c->hub_host;
     c->hubs_port[0] = c->hub_port;
-    c->n_hubs = 1;
+    if (!c->n_hubs)
+        c->n_hubs = 1;
     config_setting_t *hs = config_setting_get_member(edge, "hubs");
-    if (hs && !config_setting_is_aggregate(hs)) {
+    if (hs && c->n_hubs > 1) {
+        ERR(x, hs, "the token names further hubs already: give them in the token or in "
+                   "'hubs', not both");
+    } else if (hs && !config_setting_is_aggregate(hs)) {
         ERR(x, hs, "'hubs' must be a list like [ \"hub2.example.net:8443\" ]");
     } else if (hs && config_setting_length(hs) > RI_HUBS_MAX - 1) {
         ERR(x, hs, "'hubs' has %d entries, at most %d", config_setting_length(hs),
@@ -494,14 +508,16 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
             c->hubs_host[c->n_hubs] = c->hubs_extra[c->n_hubs];
             c->hubs_port[c->n_hubs++] = port;
         }
+    }
+    if (c->n_hubs > 1) { /* every hub gets a lane */
         uint32_t want = (uint32_t)c->n_hubs;
         if (c->lanes && c->lanes < want)
             ERR(x, config_setting_get_member(edge, "lanes"),
                 "'lanes' = %u is below the number of hubs (%u): every hub gets a lane",
                 c->lanes, want);
         if (c->lanes_max < want)
-            ERR(x, hs, "'lanes_max' (%u) is below the number of hubs (%u)", c->lanes_max,
-                want);
+            ERR(x, hs ? hs : edge, "'lanes_max' (%u) is below the number of hubs (%u)",
+                c->lanes_max, want);
     }
     config_setting_t *ss = config_setting_get_member(edge, "stun_servers");
     if (!ss) {

@@ -261,9 +261,9 @@ def test_excess_lanes_refused(env):
 
 
 def test_lanes_to_two_hubs_one_killed(env):
-    """edge.hubs: the lanes go round hub_host and the hubs listed (the same
-    edges on each); a hub killed mid-transfer costs only its lanes' streams,
-    and the edge's ports keep serving through the other hub."""
+    """Further hubs (a token's "H", or edge.hubs): the lanes go round the
+    hubs (the same edges on each); a hub killed mid-transfer costs only its
+    lanes' streams, and the edge's ports keep serving through the other."""
     import signal
     p = env.port()
     env.upstream(p)
@@ -273,7 +273,12 @@ def test_lanes_to_two_hubs_one_killed(env):
     hub_b = env.hub([spec], name="hub-b", control_socket=sb)
     ca, cb = Ctl(env, sa), Ctl(env, sb)
     esock = env.path("edge.sock")
-    edge = env.edge(hub_a, spec, hubs=[f"127.0.0.1:{hub_b.port}"], control_socket=esock)
+    # the further hub comes in the token ("H"); edge.hubs would do the same
+    tok = env.run_core(["token", "encode", "--hub-host", "127.0.0.1", "--hub-port",
+                        str(hub_a.port), "--edge-id", spec.id, "--secret", spec.secret,
+                        "--also-hub", f"127.0.0.1:{hub_b.port}"]).stdout.strip()
+    env.secrets.add(tok)
+    edge = env.edge(hub_a, spec, token=tok, control_socket=esock)
     wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
                _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each hub")
     es = Ctl(env, esock)("status")
