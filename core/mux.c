@@ -111,7 +111,16 @@ struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh)
     sh->refs++;
     sh->streams += m->n;
     m->share = sh;
+    m->share_next = sh->muxes;
+    sh->muxes = m;
     return sh;
+}
+
+void ri_mux_share_kick(struct ri_mux_share *sh)
+{
+    for (struct ri_mux *m = sh->muxes; m; m = m->share_next)
+        if (m->queued && m->phase != RI_MUX_DEAD)
+            m->env->kick(m->env->owner);
 }
 
 static void leave_share(struct ri_mux *m)
@@ -120,6 +129,12 @@ static void leave_share(struct ri_mux *m)
     if (!sh)
         return;
     sh->streams -= sh->streams >= m->n ? m->n : sh->streams;
+    for (struct ri_mux **pp = &sh->muxes; *pp; pp = &(*pp)->share_next)
+        if (*pp == m) {
+            *pp = m->share_next;
+            break;
+        }
+    m->share_next = NULL;
     if (--sh->refs == 0)
         free(sh);
     m->share = NULL;

@@ -85,6 +85,7 @@ struct ri_mux_share {
     uint32_t refs;
     uint32_t streams; /* open streams on all lanes */
     struct ri_pace_share pace; /* the in-flight cap across the lanes (pace.h) */
+    struct ri_mux *muxes;      /* the lanes (ri_mux.share_next) */
 };
 
 struct ri_mux {
@@ -110,12 +111,16 @@ struct ri_mux {
     uint64_t tx_bytes, rx_bytes;
     ev_timer cls_timer;
     struct ri_mux_share *share; /* the edge's lanes; NULL: this mux alone */
+    struct ri_mux *share_next;
 };
 
 /* Joins the lanes that share sh (NULL: starts a new share, returned), so
  * max_streams and the window budget count their streams together. NULL:
  * out of memory (the mux stays alone). Leaves the share at destroy. */
 struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh);
+/* Runs the writer of every lane of the share with streams waiting (the
+ * edge's in-flight cap freed room). */
+void ri_mux_share_kick(struct ri_mux_share *sh);
 /* Open streams of the edge: this mux's, or all its lanes'. */
 static inline uint32_t ri_mux_edge_streams(const struct ri_mux *m)
 {

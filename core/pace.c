@@ -172,16 +172,25 @@ void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p)
     s->edge.acked += mine < left ? mine : left;
 }
 
-uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s)
+uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s, int *held)
 {
     uint64_t own = ri_pace_room(p);
+    if (held)
+        *held = 0;
     if (!s || !own)
         return own;
     uint64_t edge = s->edge.cwnd ? ri_pace_room(&s->edge) : RI_PACE_MIN;
-    uint64_t inflight = p->sent - p->acked;
-    uint64_t floor = inflight < RI_PACE_MIN ? RI_PACE_MIN - inflight : 0;
-    uint64_t room = own < edge ? own : edge;
-    return room > floor ? room : floor < own ? floor : own;
+    if (edge >= own)
+        return own;
+    /* nothing in flight on this lane: one record, so it always gets an ACK */
+    uint64_t floor = p->sent == p->acked ? RI_PACE_LANE_FLOOR : 0;
+    if (floor > own)
+        floor = own;
+    if (edge < floor)
+        edge = floor;
+    if (held && edge < RI_PACE_LANE_FLOOR)
+        *held = 1;
+    return edge;
 }
 
 void ri_pace_on_ack(struct ri_pace *p, uint64_t bytes, uint64_t now_ns)

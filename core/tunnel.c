@@ -471,8 +471,11 @@ static void compose(struct ri_tunnel *t)
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     /* the in-flight cap: this lane's, and its edge's across its lanes */
+    int held = 0;
     size_t room = (size_t)ri_pace_share_room(&t->pace, t->mux.share ? &t->mux.share->pace
-                                                                     : NULL);
+                                                                     : NULL, &held);
+    if (held && t->mux.queued) /* an ACK on any lane runs us again */
+        t->mux.share->pace.blocked = 1;
     /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
      * room (full records leave them) waits for that ACK too, as TCP avoids
      * silly windows: spent now, it costs a read and a record of its own */
@@ -740,9 +743,12 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         uint64_t before = t->pace.acked, now = ri_now_ns();
         ri_pace_on_ack(&t->pace, ri_get32(p), now);
         if (t->mux.share) {
-            /* a lane held by the edge's cap has its floor in flight, so its
-             * own ACKs run it again: no lane needs waking here */
-            ri_pace_share_acked(&t->mux.share->pace, t->pace.acked - before, now);
+            struct ri_pace_share *ps = &t->mux.share->pace;
+            ri_pace_share_acked(ps, t->pace.acked - before, now);
+            if (ps->blocked && ri_pace_room(&ps->edge) > 0) {
+                ps->blocked = 0; /* the lanes the edge's cap held back */
+                ri_mux_share_kick(t->mux.share);
+            }
         }
         ri_tunnel_kick(t);
         return 0;

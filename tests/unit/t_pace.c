@@ -444,7 +444,7 @@ static uint64_t lanes_run(int shared, uint64_t *delivered_rate, int *stalled)
     while (now < T0 + 10 * SEC) {
         for (int i = 0; i < N; i++) {
             uint64_t room;
-            while ((room = ri_pace_share_room(&p[i], shared ? &sh : NULL)) > 0) {
+            while ((room = ri_pace_share_room(&p[i], shared ? &sh : NULL, NULL)) > 0) {
                 uint64_t n = room < 64 * KiB ? room : 64 * KiB;
                 ri_pace_on_send(&p[i], n, now);
                 ri_pace_share_sent(&sh, n, now);
@@ -494,7 +494,7 @@ TEST(pace_share_leave)
     struct ri_pace_share sh = {0};
     ri_pace_init(&a);
     ri_pace_init(&b);
-    CHECK(ri_pace_share_room(&a, &sh) >= RI_PACE_MIN);
+    CHECK(ri_pace_share_room(&a, &sh, NULL) >= RI_PACE_MIN);
     ri_pace_on_send(&a, 20000, T0);
     ri_pace_share_sent(&sh, 20000, T0);
     ri_pace_on_send(&b, 10000, T0);
