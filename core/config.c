@@ -110,6 +110,18 @@ static long long get_int(struct ctx *x, const config_setting_t *grp, const char 
     return v;
 }
 
+static int get_bool(struct ctx *x, const config_setting_t *grp, const char *key, int def)
+{
+    config_setting_t *s = config_setting_get_member(grp, key);
+    if (!s)
+        return def;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        ERR(x, s, "'%s' must be true or false", key);
+        return def;
+    }
+    return config_setting_get_bool(s);
+}
+
 static double get_secs(struct ctx *x, const config_setting_t *grp, const char *key,
                        double def, double min, double max)
 {
@@ -301,7 +313,7 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         "handshake_timeout_secs",
         "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
         "drain_timeout_secs", "max_streams", "control_socket", "control_socket_mode",
-        "edges_file", "public_host", NULL};
+        "edges_file", "public_host", "max_lanes_per_edge", "offer_lanes", NULL};
     check_keys(x, hub, "hub", keys);
     parse_control(x, hub);
     const char *ef = get_str(x, hub, "edges_file", 0);
@@ -350,6 +362,8 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
     c->ping_timeout = get_secs(x, hub, "ping_timeout_secs", 45, 0.2, 7200);
     c->drain_timeout = get_secs(x, hub, "drain_timeout_secs", 30, 0, 3600);
     c->max_streams = (uint32_t)get_int(x, hub, "max_streams", 20000, 1, 1000000);
+    c->max_lanes = (uint32_t)get_int(x, hub, "max_lanes_per_edge", 16, 1, 256);
+    c->offer_lanes = get_bool(x, hub, "offer_lanes", 1);
     parse_edges(x, hub);
 }
 
@@ -370,7 +384,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
         "hold_secs", "hold_max", "control_socket", "control_socket_mode", "stun_servers",
-        NULL};
+        "lanes", "lanes_max", "offer_lanes", "hubs", NULL};
     check_keys(x, edge, "edge", keys);
     parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
@@ -392,6 +406,16 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
             c->hub_port = t.hub_port;
             c->edge_id = strdup(t.edge_id);
             c->secret = strdup(t.secret);
+            c->n_hubs = 1; /* the token's further hubs (its optional "H") */
+            for (int i = 0; i < t.n_hubs && c->n_hubs < RI_HUBS_MAX; i++) {
+                char host[RI_TOKEN_FIELD_MAX + 1];
+                int port;
+                if (ri_parse_hostport(t.hubs[i], host, sizeof host, &port) < 0)
+                    continue; /* checked by the decoder already */
+                c->hubs_extra[c->n_hubs] = strdup(host);
+                c->hubs_host[c->n_hubs] = c->hubs_extra[c->n_hubs];
+                c->hubs_port[c->n_hubs++] = port;
+            }
         }
         gnutls_memset(&t, 0, sizeof t);
     } else {
@@ -447,6 +471,54 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->ping_timeout = get_secs(x, edge, "ping_timeout_secs", 45, 0.2, 7200);
     c->drain_timeout = get_secs(x, edge, "drain_timeout_secs", 30, 0, 3600);
     c->max_streams = (uint32_t)get_int(x, edge, "max_streams", 20000, 1, 1000000);
+    c->lanes_max = (uint32_t)get_int(x, edge, "lanes_max", RI_LANES_MAX_DEFAULT, 1,
+                                     RI_LANES_LIMIT);
+    c->lanes = (uint32_t)get_int(x, edge, "lanes", 0, 1, RI_LANES_LIMIT);
+    if (c->lanes > c->lanes_max)
+        ERR(x, config_setting_get_member(edge, "lanes"), "'lanes' = %u is above 'lanes_max' (%u)",
+            c->lanes, c->lanes_max);
+    c->offer_lanes = get_bool(x, edge, "offer_lanes", 1);
+    /* more hubs, with the same edges: the lanes go round them */
+    c->hubs_host[0] = c->hub_host;
+    c->hubs_port[0] = c->hub_port;
+    if (!c->n_hubs)
+        c->n_hubs = 1;
+    config_setting_t *hs = config_setting_get_member(edge, "hubs");
+    if (hs && c->n_hubs > 1) {
+        ERR(x, hs, "the token names further hubs already: give them in the token or in "
+                   "'hubs', not both");
+    } else if (hs && !config_setting_is_aggregate(hs)) {
+        ERR(x, hs, "'hubs' must be a list like [ \"hub2.example.net:8443\" ]");
+    } else if (hs && config_setting_length(hs) > RI_HUBS_MAX - 1) {
+        ERR(x, hs, "'hubs' has %d entries, at most %d", config_setting_length(hs),
+            RI_HUBS_MAX - 1);
+    } else if (hs) {
+        for (int i = 0; i < config_setting_length(hs); i++) {
+            config_setting_t *it = config_setting_get_elem(hs, (unsigned)i);
+            const char *v = config_setting_get_string(it);
+            char host[256];
+            int port;
+            if (!v || ri_parse_hostport(v, host, sizeof host, &port) < 0 || !host[0] ||
+                port < 1 || port > 65535) {
+                ERR(x, it, "'hubs' entries are \"host:port\" strings%s%s%s",
+                    v ? ", not \"" : "", v ? v : "", v ? "\"" : "");
+                continue;
+            }
+            c->hubs_extra[c->n_hubs] = strdup(host);
+            c->hubs_host[c->n_hubs] = c->hubs_extra[c->n_hubs];
+            c->hubs_port[c->n_hubs++] = port;
+        }
+    }
+    if (c->n_hubs > 1) { /* every hub gets a lane */
+        uint32_t want = (uint32_t)c->n_hubs;
+        if (c->lanes && c->lanes < want)
+            ERR(x, config_setting_get_member(edge, "lanes"),
+                "'lanes' = %u is below the number of hubs (%u): every hub gets a lane",
+                c->lanes, want);
+        if (c->lanes_max < want)
+            ERR(x, hs ? hs : edge, "'lanes_max' (%u) is below the number of hubs (%u)",
+                c->lanes_max, want);
+    }
     config_setting_t *ss = config_setting_get_member(edge, "stun_servers");
     if (!ss) {
         static const char *const defaults[] = {RI_STUN_DEFAULT_SERVERS};
@@ -713,6 +785,8 @@ void ri_config_free(struct ri_config *c)
     free(c->tls_key);
     free(c->state_dir);
     free(c->hub_host);
+    for (size_t i = 0; i < RI_HUBS_MAX; i++)
+        free(c->hubs_extra[i]);
     free(c->edge_id);
     if (c->secret) {
         gnutls_memset(c->secret, 0, strlen(c->secret));

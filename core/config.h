@@ -10,6 +10,9 @@
 #include "errs.h"
 
 #define RI_CONFIG_STUN_MAX 16 /* edge.stun_servers entries */
+#define RI_LANES_LIMIT 32       /* edge.lanes_max at most */
+#define RI_LANES_MAX_DEFAULT 8  /* edge.lanes_max by default */
+#define RI_HUBS_MAX 8           /* hubs an edge spreads its lanes over (hub_host + edge.hubs) */
 /* edge.stun_servers when the file names none: public servers that answer
  * RFC 5389 Binding requests over UDP */
 #define RI_STUN_DEFAULT_SERVERS "stun.l.google.com:19302", "stun.cloudflare.com:3478"
@@ -54,7 +57,8 @@ struct ri_config {
 
     /* both roles */
     double ping_interval, ping_timeout, drain_timeout;
-    uint32_t max_streams; /* per tunnel */
+    uint32_t max_streams; /* per edge (across its lanes) */
+    int offer_lanes;      /* offer RI_CAP_LANES (false: behave as a peer without lanes) */
 
     /* hub */
     const char *listen;
@@ -69,6 +73,7 @@ struct ri_config {
     uint32_t max_handshakes;
     char *edges_file;        /* the edges changed over the control socket; NULL: memory only */
     const char *public_host; /* the host name provision puts in tokens; NULL: listen's */
+    uint32_t max_lanes;      /* hub.max_lanes_per_edge */
 
     /* edge */
     char *hub_host;
@@ -82,6 +87,14 @@ struct ri_config {
     double reconnect_min, reconnect_max;
     double hold_secs;  /* a client waits this long for a tunnel */
     uint32_t hold_max; /* clients held at once */
+    uint32_t lanes;     /* edge.lanes: connections to the hub; 0: auto (by round trip) */
+    uint32_t lanes_max; /* auto never opens more */
+    /* the hubs lane i connects to: hubs[i % n_hubs]; [0] is hub_host:hub_port,
+     * the rest edge.hubs (strdup'd, freed with the config) */
+    const char *hubs_host[RI_HUBS_MAX];
+    int hubs_port[RI_HUBS_MAX];
+    char *hubs_extra[RI_HUBS_MAX];
+    size_t n_hubs;
     /* STUN servers ("host:port") asked for the public address; pointers
      * into libconfig's memory or static defaults; none: STUN is off */
     const char *stun_servers[RI_CONFIG_STUN_MAX];

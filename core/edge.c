@@ -7,7 +7,14 @@
  * until a tunnel is ready, and only then reset. When the hub says it is
  * going away (GOAWAY: it stops or hands over to a new process), a new
  * tunnel is opened at once and takes the new streams while the old one
- * drains; `tunnels` lists them all, `t` is the one new streams go to. */
+ * drains; `tunnels` lists them all.
+ *
+ * Lanes: with a hub that speaks them (capability bit 3), the edge keeps
+ * several such connections (`lanes`), each connecting, authenticating and
+ * reconnecting on its own; each lane's `t` is where its new streams go, and
+ * a new client goes to the ready lane with the least data queued and in
+ * flight (pick_lane). Ports belong to the edge: the listeners stay while
+ * any lane is up, as they stay while there is none. */
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -38,6 +45,25 @@
 #include "version.h"
 #include "worker.h"
 
+struct edge;
+
+/* One of the edge's connections to the hub, with its own connect state,
+ * backoff and current tunnel. */
+struct lane {
+    struct edge *e;
+    unsigned idx;
+    struct ri_tunnel *t;          /* where this lane's new streams go (connecting .. ready) */
+    int cfd;                      /* TCP connect in progress */
+    struct ri_resolve_req *rq;    /* hub_host being resolved */
+    struct sockaddr_storage addrs[RI_RESOLVE_MAX]; /* the hub's addresses, tried in order */
+    socklen_t addr_lens[RI_RESOLVE_MAX];
+    int n_addrs, next_addr;
+    ev_io cio;
+    ev_timer ctimer, retry;
+    double backoff;
+    uint64_t addr_sent_tid;       /* the tunnel told of the public address */
+};
+
 struct edge {
     struct ev_loop *loop;
     struct ri_worker w;
@@ -47,18 +73,20 @@ struct edge {
     const struct ri_run_opts *opts;
     struct ri_cycle *cy;
     struct ri_tls_creds *creds;   /* for the next connection (hub_ca) */
-    struct ri_tunnel *t;          /* where new streams go (connecting, authenticating, ready) */
-    struct ri_tunnel *tunnels;    /* t and the tunnels still draining */
-    int configured;               /* t is ready and has its ports (CONFIG) */
-    int cfd;                      /* TCP connect in progress */
-    struct ri_resolve_req *rq;    /* hub_host being resolved */
-    struct sockaddr_storage addrs[RI_RESOLVE_MAX]; /* the hub's addresses, tried in order */
-    socklen_t addr_lens[RI_RESOLVE_MAX];
-    int n_addrs, next_addr;
-    ev_io cio;
-    ev_timer ctimer, retry, drain, relisten;
+    struct lane lanes[RI_LANES_LIMIT];
+    struct ri_tunnel *tunnels;    /* the lanes' tunnels and those still draining */
+    int configured;               /* a lane is ready and the edge has its ports (CONFIG) */
+    int have_config;              /* a CONFIG arrived in this run (lanes: reused by a new lane) */
+    uint64_t group;               /* lanes: this process run's group id */
+    /* per hub (hub_host, then edge.hubs): it speaks lanes (its last lane up
+     * said so) */
+    int lanes_ok[RI_HUBS_MAX];
+    unsigned auto_lanes;          /* lanes = auto: what the round trip asks for */
+    uint64_t wmem_max;            /* net.ipv4.tcp_wmem's maximum: one lane's send buffer */
+    struct ri_ratelimit rl_lane;  /* lanes lost and refused */
+    ev_timer drain, relisten;
     ev_signal sig_term, sig_int, sig_hup;
-    double backoff, relisten_backoff;
+    double relisten_backoff;
     uint64_t ports_reported_tid; /* the tunnel told of failed ports (report_ports) */
     int ports_reported_bad;
     int handed_over; /* a new process took the listening sockets */
@@ -82,7 +110,6 @@ struct edge {
      * of it, and the hub's interval (CONFIG) */
     struct ri_stunc *stun;
     struct sockaddr_storage public_addr;
-    uint64_t addr_sent_tid;
     uint32_t stun_interval;
     int sd_ready; /* systemd was told READY=1 (the first ports are open) */
 };
@@ -94,7 +121,106 @@ struct held {
     ev_tstamp since;
 };
 
-static void connect_hub(struct edge *e);
+static void connect_lane(struct lane *l);
+
+/* A new group id (lanes): random per edge process run, and anew when the
+ * edge's identity or hub changes on a reload. */
+static int new_group(struct edge *e)
+{
+    return ri_core_api.random(&e->group, sizeof e->group) < 0 ? -1 : 0;
+}
+
+/* net.ipv4.tcp_wmem's maximum: what one connection's send buffer grows to
+ * (4 MiB by default), so one lane's reach per round trip. */
+static uint64_t read_wmem_max(void)
+{
+    unsigned long a, b, c;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
+    int n = f ? fscanf(f, "%lu %lu %lu", &a, &b, &c) : 0;
+    if (f)
+        fclose(f);
+    return n == 3 && c >= 65536 ? c : 4u << 20;
+}
+
+/* A lane's tunnel that streams may go to. */
+static int lane_up(const struct lane *l)
+{
+    return l->t && l->t->state == RI_T_READY && !l->t->draining && !l->t->closing;
+}
+
+/* Any lane up (ready, not draining); the first such, or NULL. */
+static struct lane *any_lane_up(struct edge *e)
+{
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++)
+        if (lane_up(&e->lanes[i]))
+            return &e->lanes[i];
+    return NULL;
+}
+
+static unsigned lanes_up(const struct edge *e)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++)
+        n += lane_up(&e->lanes[i]);
+    return n;
+}
+
+/* How many lanes the edge keeps now: `lanes`, or auto; one per hub at
+ * least (config.c makes sure lanes_max allows it). */
+static unsigned lanes_wanted(const struct edge *e)
+{
+    const struct ri_config *c = e->cy->cfg;
+    unsigned n = c->lanes ? c->lanes : e->auto_lanes;
+    n = n < 1 ? 1 : n > c->lanes_max ? c->lanes_max : n;
+    return n < c->n_hubs ? (unsigned)c->n_hubs : n;
+}
+
+/* The hub lane l connects to: hub_host, then edge.hubs, round robin. */
+static unsigned lane_hub(const struct lane *l) { return l->idx % l->e->cy->cfg->n_hubs; }
+
+/* The first lane of each hub always connects; the others once that hub
+ * said it speaks lanes. */
+static int lane_wanted(const struct lane *l)
+{
+    const struct edge *e = l->e;
+    return !e->stopping && l->idx < lanes_wanted(e) &&
+           (l->idx < e->cy->cfg->n_hubs || e->lanes_ok[lane_hub(l)]);
+}
+
+static int any_hub_lanes(const struct edge *e)
+{
+    for (size_t i = 0; i < e->cy->cfg->n_hubs; i++)
+        if (e->lanes_ok[i])
+            return 1;
+    return 0;
+}
+
+/* Placement: the ready lane with the least data queued and in flight --
+ * our DATA the hub has not acknowledged, control frames and the batch not
+ * yet written, and a record's worth per stream waiting for the in-flight
+ * cap -- counted in 64 KiB steps, so that lanes near idle tie and the one
+ * with the fewest streams wins. Round robin would give every Nth stream to
+ * a lane stuck behind a slow window or a descheduled peer. */
+static struct lane *pick_lane(struct edge *e)
+{
+    struct lane *best = NULL;
+    uint64_t best_load = 0;
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        struct lane *l = &e->lanes[i];
+        if (!lane_up(l))
+            continue;
+        const struct ri_tunnel *t = l->t;
+        uint64_t load = (t->pace.sent - t->pace.acked) + t->ctrl.bytes +
+                        (t->wlen - t->woff) + (uint64_t)t->mux.queued * 16384;
+        load >>= 16;
+        if (!best || load < best_load ||
+            (load == best_load && t->mux.n < best->t->mux.n)) {
+            best = l;
+            best_load = load;
+        }
+    }
+    return best;
+}
 
 static void emit(struct edge *e, struct ri_event *ev)
 {
@@ -134,8 +260,9 @@ static void schedule_relisten(struct edge *e)
  * Quiet when nothing is wrong, or the hub or the listener cannot say. */
 static void report_ports(struct edge *e, const uint16_t *ports, size_t n, const char *why)
 {
-    struct ri_tunnel *t = e->t;
-    if (!t || t->state != RI_T_READY || !(t->mux.caps & RI_CAP_PORTS) || e->stopping)
+    struct lane *l = any_lane_up(e); /* the edge's news: on one lane */
+    struct ri_tunnel *t = l ? l->t : NULL;
+    if (!t || !(t->mux.caps & RI_CAP_PORTS) || e->stopping)
         return;
     int was_bad = e->ports_reported_tid == t->id && e->ports_reported_bad;
     uint16_t *open = malloc(2 * RI_CONFIG_PORTS_MAX * sizeof *open);
@@ -196,28 +323,33 @@ static void close_listeners(struct edge *e)
  * backoff grows to this however low reconnect_max_secs is. */
 #define REFUSED_BACKOFF_MAX 30.0
 
-static void schedule_retry(struct edge *e, int refused)
+static void schedule_retry(struct lane *l, int refused)
 {
-    if (e->stopping)
+    struct edge *e = l->e;
+    if (!lane_wanted(l))
         return;
     const struct ri_config *c = e->cy->cfg;
     double max = refused && c->reconnect_max < REFUSED_BACKOFF_MAX ? REFUSED_BACKOFF_MAX
                                                                    : c->reconnect_max;
-    if (e->backoff < c->reconnect_min)
-        e->backoff = c->reconnect_min;
-    /* jitter: 75-125% of the current step, so many edges do not stampede */
+    if (l->backoff < c->reconnect_min)
+        l->backoff = c->reconnect_min;
+    /* jitter: 75-125% of the current step, so many edges (and lanes) do not
+     * stampede */
     uint32_t r = 0;
     ri_core_api.random(&r, sizeof r);
-    double delay = e->backoff * (0.75 + 0.5 * (r / 4294967296.0));
+    double delay = l->backoff * (0.75 + 0.5 * (r / 4294967296.0));
     if (delay > max)
         delay = max * (0.75 + 0.25 * (r / 4294967296.0));
-    log_info("edge: reconnecting in %.1f s", delay);
-    ev_timer_stop(e->loop, &e->retry);
-    ev_timer_set(&e->retry, delay, 0);
-    ev_timer_start(e->loop, &e->retry);
-    e->backoff *= 2;
-    if (e->backoff > max)
-        e->backoff = max;
+    if (l->idx)
+        log_info("edge: lane %u: reconnecting in %.1f s", l->idx, delay);
+    else
+        log_info("edge: reconnecting in %.1f s", delay);
+    ev_timer_stop(e->loop, &l->retry);
+    ev_timer_set(&l->retry, delay, 0);
+    ev_timer_start(e->loop, &l->retry);
+    l->backoff *= 2;
+    if (l->backoff > max)
+        l->backoff = max;
 }
 
 /* ---- tunnels and held clients ------------------------------------------------ */
@@ -241,10 +373,10 @@ static void unlink_tunnel(struct edge *e, struct ri_tunnel *t)
     t->next = t->prev = NULL;
 }
 
-/* A connection attempt is under way or scheduled. */
-static int connecting(const struct edge *e)
+/* A connection attempt of the lane is under way or scheduled. */
+static int connecting(const struct lane *l)
 {
-    return e->t || e->cfd >= 0 || e->rq || ev_is_active(&e->retry);
+    return l->t || l->cfd >= 0 || l->rq || ev_is_active(&l->retry);
 }
 
 static int port_assigned(const struct edge *e, uint16_t port)
@@ -329,8 +461,9 @@ static void release_held(struct edge *e)
         struct held *h = e->held;
         e->held = h->next;
         e->n_held--;
-        if (port_assigned(e, h->port)) {
-            ri_mux_open_local(&e->t->mux, h->fd, h->port);
+        struct lane *l = port_assigned(e, h->port) ? pick_lane(e) : NULL;
+        if (l) {
+            ri_mux_open_local(&l->t->mux, h->fd, h->port);
             n++;
         } else {
             ri_close_abort(h->fd);
@@ -359,14 +492,20 @@ static void sd_ready(struct edge *e)
  * again when it changes; only to a hub that understands ADDR. */
 static void send_addr(struct edge *e)
 {
-    struct ri_tunnel *t = e->t;
-    if (!t || t->state != RI_T_READY || !(t->mux.caps & RI_CAP_ADDR) ||
-        !e->public_addr.ss_family || e->addr_sent_tid == t->id)
+    if (!e->public_addr.ss_family)
         return;
     uint8_t p[RI_ADDR_LEN];
     ri_pubaddr_encode(p, (struct sockaddr *)&e->public_addr);
-    if (ri_tunnel_ctrl(t, RI_F_ADDR, 0, p, sizeof p) == 0)
-        e->addr_sent_tid = t->id;
+    /* every lane: the hub keeps it per connection, for the PROXY header of
+     * the streams on it */
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        struct lane *l = &e->lanes[i];
+        struct ri_tunnel *t = l->t;
+        if (!lane_up(l) || !(t->mux.caps & RI_CAP_ADDR) || l->addr_sent_tid == t->id)
+            continue;
+        if (ri_tunnel_ctrl(t, RI_F_ADDR, 0, p, sizeof p) == 0)
+            l->addr_sent_tid = t->id;
+    }
 }
 
 static int same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
@@ -413,7 +552,8 @@ static void stun_found(void *arg, const struct sockaddr *a, const char *server)
     struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .edge_id = e->cy->cfg->edge_id,
                           .peer = "", .address = ip, .server = server};
     emit(e, &ev);
-    e->addr_sent_tid = 0;
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++)
+        e->lanes[i].addr_sent_tid = 0;
     send_addr(e);
 }
 
@@ -428,26 +568,110 @@ static int edge_tls_up(struct ri_tunnel *t, char *err, size_t errlen)
 {
     struct edge *e = t->owner;
     const struct ri_config *c = e->cy->cfg;
-    return ri_tls_check_peer(t->io.s, t->creds, c->hub_fingerprint, c->hub_host, err, errlen);
+    const struct lane *l = t->role_data;
+    return ri_tls_check_peer(t->io.s, t->creds, c->hub_fingerprint,
+                             c->hubs_host[l ? lane_hub(l) : 0], err, errlen);
+}
+
+/* lanes = auto: one lane moves about 70 % of the send buffer's maximum
+ * (net.ipv4.tcp_wmem) per round trip; enough lanes for 10 Gbit/s at the
+ * round trip this lane's TCP measured, within lanes_max. On a LAN or
+ * loopback that is one lane; at 50 ms, eight. */
+#define AUTO_LANES_RATE (10e9 / 8) /* bytes/s the lanes should be able to carry */
+static unsigned auto_lanes_for(const struct edge *e, int fd, double *rtt_ms)
+{
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    *rtt_ms = 0;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 || !ti.tcpi_rtt)
+        return 1;
+    *rtt_ms = ti.tcpi_rtt / 1e3;
+    double per_lane = 0.7 * (double)e->wmem_max / (ti.tcpi_rtt / 1e6); /* bytes/s */
+    double n = AUTO_LANES_RATE / per_lane;
+    unsigned max = e->cy->cfg->lanes_max;
+    return n >= max ? max : n < 1 ? 1 : (unsigned)n + (n > (unsigned)n);
+}
+
+/* Connects the lanes that are wanted and idle; ends those no longer wanted
+ * (fewer lanes after a reload, or a hub without lanes). */
+static void cancel_connect(struct lane *l);
+static void ensure_lanes(struct edge *e)
+{
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        struct lane *l = &e->lanes[i];
+        if (lane_wanted(l)) {
+            if (!connecting(l))
+                connect_lane(l);
+            continue;
+        }
+        if (e->stopping)
+            continue;
+        cancel_connect(l);
+        ev_timer_stop(e->loop, &l->retry);
+        if (l->t) {
+            struct ri_tunnel *t = l->t;
+            l->t = NULL;
+            ri_tunnel_drain(t, RI_E_SHUTDOWN, "the edge keeps fewer lanes",
+                            e->cy->cfg->drain_timeout);
+        }
+    }
 }
 
 static void edge_ready(struct ri_tunnel *t)
 {
     struct edge *e = t->owner;
+    struct lane *l = t->role_data;
     if (e->tunnels_up++)
         e->reconnects++;
-    e->backoff = 0;
-    e->configured = 0;
+    l->backoff = 0;
+    int lanes = (t->mux.caps & RI_CAP_LANES) != 0;
+    if (!lanes && l->idx >= e->cy->cfg->n_hubs) {
+        /* the hub does not speak lanes (any more): one connection it is */
+        e->lanes_ok[lane_hub(l)] = 0;
+        ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge: the hub does not speak lanes: using one "
+                  "connection");
+        l->t = NULL;
+        ri_tunnel_goaway(t, RI_E_SHUTDOWN, "the hub does not speak lanes", 1);
+        ensure_lanes(e);
+        return;
+    }
     struct ri_event ev = {.type = RI_EVT_TUNNEL_CONNECTED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer};
     emit(e, &ev);
+    if (!lanes) {
+        e->lanes_ok[lane_hub(l)] = 0;
+        e->configured = 0; /* a hub without lanes sends CONFIG on every connection */
+    } else {
+        e->lanes_ok[lane_hub(l)] = 1;
+        if (!e->cy->cfg->lanes) {
+            double rtt;
+            unsigned n = auto_lanes_for(e, t->io.fd, &rtt);
+            if (n > e->auto_lanes) {
+                log_info("edge: round trip to the hub %.1f ms: %u lanes (lanes = auto, "
+                         "lanes_max %u)", rtt, n, e->cy->cfg->lanes_max);
+                e->auto_lanes = n;
+            }
+        }
+        /* A lane joining lanes that are up (or the first after a loss in
+         * this run) serves with the ports the edge has; the hub sends
+         * CONFIG only to the first lane of a group it did not know, and
+         * that follows at once if so. */
+        if (e->have_config && !e->configured) {
+            e->configured = 1;
+            release_held(e);
+        }
+    }
+    ensure_lanes(e);
+    send_addr(e);
 }
 
 static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
 {
     struct edge *e = t->owner;
-    if (t != e->t)
-        return; /* a draining tunnel's news: the current tunnel's CONFIG counts */
+    struct lane *l = t->role_data;
+    if (!l || t != l->t)
+        return; /* a draining tunnel's news: the current lanes' CONFIG counts */
     char list[256] = "";
     size_t off = 0;
     for (size_t i = 0; i < m->n_ports && off < sizeof list - 16; i++)
@@ -465,12 +689,20 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
     if (!t->draining && !e->stopping) {
         apply_ports(e, e->ports, e->n_ports);
         e->configured = 1;
+        e->have_config = 1;
         sd_ready(e);
         release_held(e);
         e->stun_interval = m->stun_interval_secs; /* 0: the hub wants no STUN */
         stun_apply(e);
         send_addr(e);
     }
+}
+
+/* A lane went away: without lanes up the edge waits for a CONFIG again. */
+static void lane_gone(struct edge *e)
+{
+    if (!any_lane_up(e))
+        e->configured = 0;
 }
 
 /* The hub will take no new streams on t. When it stops or hands over to a
@@ -484,27 +716,34 @@ static void lose_ports(struct edge *e, unsigned code, const char *reason);
 static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
 {
     struct edge *e = t->owner;
-    if (code == RI_E_NONE || t != e->t)
+    struct lane *l = t->role_data;
+    if (code == RI_E_NONE || !l || t != l->t)
         return;
-    e->t = NULL;
-    e->configured = 0;
+    l->t = NULL;
+    lane_gone(e);
     if (e->stopping)
         return;
     if (refused_for_good(code)) { /* removed from the hub's config, or re-keyed */
         lose_ports(e, code, reason);
         return; /* the close that follows schedules the retry */
     }
+    if (code == RI_E_LANES) {
+        ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge %s: the hub refused lane %u (%s): trying "
+                  "it again later", t->edge_id, l->idx, reason);
+        return; /* the close that follows schedules the retry (long) */
+    }
     if (code == RI_E_REPLACED) {
-        log_warn("edge %s: another connection with this edge id replaced ours (%s)",
-                 t->edge_id, reason);
-        schedule_retry(e, 0);
+        ri_log_rl(&e->rl_lane, RI_LOG_WARN,
+                  "edge %s: another connection with this edge id replaced ours (%s)",
+                  t->edge_id, reason);
+        schedule_retry(l, 0);
         return;
     }
     log_info("edge %s: the hub is going away (%s): opening a new tunnel now; %u open "
              "stream%s finish on the old one", t->edge_id, reason, t->mux.n,
              t->mux.n == 1 ? "" : "s");
-    e->backoff = 0;
-    connect_hub(e);
+    l->backoff = 0;
+    connect_lane(l);
 }
 
 /* Refusals that another try in a second will not fix: back off further. */
@@ -519,6 +758,7 @@ static int refused_for_good(unsigned code)
  * will not come. A later successful handshake opens what the hub assigns. */
 static void lose_ports(struct edge *e, unsigned code, const char *reason)
 {
+    e->have_config = 0;
     if (!e->listening && !e->held)
         return;
     char why[RI_REASON_MAX + 64];
@@ -532,13 +772,14 @@ static void lose_ports(struct edge *e, unsigned code, const char *reason)
 static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct edge *e = t->owner;
+    struct lane *l = t->role_data;
     unlink_tunnel(e, t);
     if (!t->was_ready && !e->stopping)
         e->handshake_failures++;
-    int current = t == e->t;
+    int current = l && t == l->t;
     if (current) {
-        e->t = NULL;
-        e->configured = 0;
+        l->t = NULL;
+        lane_gone(e);
     }
     if (why && why[0] && code != RI_E_NONE)
         snprintf(e->last_error, sizeof e->last_error, "%s", why);
@@ -547,14 +788,18 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
                               .edge_id = t->edge_id, .peer = t->peer, .code = code,
                               .reason = why, .count = lost};
         emit(e, &ev);
+        if (current && lanes_wanted(e) > 1 && !e->stopping)
+            ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge: lane %u lost (%s): %u stream%s on it "
+                      "reset, %u other lane%s up", l->idx, why && why[0] ? why : "closed",
+                      lost, lost == 1 ? "" : "s", lanes_up(e), lanes_up(e) == 1 ? "" : "s");
     }
     if (current && refused_for_good(code))
         lose_ports(e, code, why);
     if (e->stopping) {
         if (!e->tunnels)
             ev_break(e->loop, EVBREAK_ALL);
-    } else if (!connecting(e)) {
-        schedule_retry(e, refused_for_good(code));
+    } else if (l && !connecting(l)) {
+        schedule_retry(l, refused_for_good(code) || code == RI_E_LANES);
     }
 }
 
@@ -580,11 +825,12 @@ static int edge_accept(void *arg, int fd, uint16_t port)
         ri_close_abort(fd);
         return -1;
     }
-    if (!e->t || !e->configured || e->t->state != RI_T_READY || e->t->draining) {
+    struct lane *l = e->configured ? pick_lane(e) : NULL;
+    if (!l) {
         hold_client(e, fd, port);
         return 0;
     }
-    return ri_mux_open_local(&e->t->mux, fd, port);
+    return ri_mux_open_local(&l->t->mux, fd, port);
 }
 
 static json_t *edge_query(void *arg, json_t *req);
@@ -602,66 +848,84 @@ static void set_listener_hook(struct edge *e, struct ri_cycle *cy)
 }
 
 /* ---- connecting ------------------------------------------------------------- */
-/* Drops a connection attempt in progress: the name lookup and the socket. */
-static void cancel_connect(struct edge *e)
+/* Drops a lane's connection attempt in progress: the name lookup and the
+ * socket. */
+static void cancel_connect(struct lane *l)
 {
-    ri_resolve_cancel(e->rq);
-    e->rq = NULL;
-    ev_io_stop(e->loop, &e->cio);
-    ev_timer_stop(e->loop, &e->ctimer);
-    if (e->cfd >= 0)
-        close(e->cfd);
-    e->cfd = -1;
+    struct edge *e = l->e;
+    ri_resolve_cancel(l->rq);
+    l->rq = NULL;
+    ev_io_stop(e->loop, &l->cio);
+    ev_timer_stop(e->loop, &l->ctimer);
+    if (l->cfd >= 0)
+        close(l->cfd);
+    l->cfd = -1;
 }
 
-static void connect_failed(struct edge *e, const char *why)
+static void connect_failed(struct lane *l, const char *why)
 {
+    struct edge *e = l->e;
     const struct ri_config *c = e->cy->cfg;
     char hp[300];
     e->connect_failures++;
-    log_warn("edge: cannot reach hub %s: %s",
-             ri_hostport_str(c->hub_host, c->hub_port, hp, sizeof hp), why);
+    ri_hostport_str(c->hubs_host[lane_hub(l)], c->hubs_port[lane_hub(l)], hp, sizeof hp);
+    if (l->idx)
+        ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge: lane %u: cannot reach hub %s: %s", l->idx,
+                  hp, why);
+    else
+        log_warn("edge: cannot reach hub %s: %s", hp, why);
     snprintf(e->last_error, sizeof e->last_error, "cannot reach hub %s: %s", hp, why);
-    cancel_connect(e);
-    schedule_retry(e, 0);
+    cancel_connect(l);
+    schedule_retry(l, 0);
 }
 
-static void tcp_connected(struct edge *e)
+static void tcp_connected(struct lane *l)
 {
-    ev_io_stop(e->loop, &e->cio);
-    ev_timer_stop(e->loop, &e->ctimer);
-    int fd = e->cfd;
-    e->cfd = -1;
+    struct edge *e = l->e;
+    ev_io_stop(e->loop, &l->cio);
+    ev_timer_stop(e->loop, &l->ctimer);
+    int fd = l->cfd;
+    l->cfd = -1;
     const struct ri_config *c = e->cy->cfg;
     char peer[300];
-    ri_hostport_str(c->hub_host, c->hub_port, peer, sizeof peer);
+    const char *host = c->hubs_host[lane_hub(l)];
+    ri_hostport_str(host, c->hubs_port[lane_hub(l)], peer, sizeof peer);
     struct ri_tunnel_params p = {
         .role = RI_ROLE_EDGE, .fd = fd, .peer = peer, .w = &e->w, .api = &ri_core_api,
-        .creds = e->creds, .sni = ri_is_numeric_ip(c->hub_host) ? NULL : c->hub_host,
+        .creds = e->creds, .sni = ri_is_numeric_ip(host) ? NULL : host,
         .auth = e->cy->pl->auth, .policy = ri_cycle_policy(e->cy), .max_streams = c->max_streams,
         .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
         .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
-        .hooks = &edge_hooks, .owner = e};
-    e->t = ri_tunnel_new(&p);
-    e->configured = 0;
-    if (e->t)
-        link_tunnel(e, e->t);
-    else
-        schedule_retry(e, 0);
+        .group = e->group, .lane = (uint8_t)l->idx,
+        .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES, .hooks = &edge_hooks, .owner = e};
+    l->t = ri_tunnel_new(&p);
+    if (l->t) {
+        l->t->role_data = l;
+        link_tunnel(e, l->t);
+        /* the edge's lanes count their streams together (max_streams, the
+         * window budget): they join one share, which outlives any lane */
+        struct ri_mux_share *sh = NULL;
+        for (struct ri_tunnel *o = e->tunnels; o && !sh; o = o->next)
+            sh = o->mux.share;
+        if (!ri_mux_join(&l->t->mux, sh))
+            ri_tunnel_fail(l->t, RI_E_INTERNAL, "out of memory");
+    } else {
+        schedule_retry(l, 0);
+    }
 }
 
-static void try_next_addr(struct edge *e, const char *why);
+static void try_next_addr(struct lane *l, const char *why);
 
 static void cio_cb(EV_P_ ev_io *w, int revents)
 {
-    struct edge *e = w->data;
+    struct lane *l = w->data;
     int err = 0;
-    socklen_t l = sizeof err;
-    getsockopt(e->cfd, SOL_SOCKET, SO_ERROR, &err, &l);
+    socklen_t len = sizeof err;
+    getsockopt(l->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err)
-        try_next_addr(e, strerror(err));
+        try_next_addr(l, strerror(err));
     else
-        tcp_connected(e);
+        tcp_connected(l);
 }
 
 static void ctimer_cb(EV_P_ ev_timer *w, int revents)
@@ -671,67 +935,78 @@ static void ctimer_cb(EV_P_ ev_timer *w, int revents)
 
 /* A host name may resolve to several addresses (IPv6 and IPv4, say): try
  * each in turn before backing off, so one unreachable family is no outage. */
-static void try_next_addr(struct edge *e, const char *why)
+static void try_next_addr(struct lane *l, const char *why)
 {
-    ev_io_stop(e->loop, &e->cio);
-    ev_timer_stop(e->loop, &e->ctimer);
-    if (e->cfd >= 0) {
+    struct edge *e = l->e;
+    ev_io_stop(e->loop, &l->cio);
+    ev_timer_stop(e->loop, &l->ctimer);
+    if (l->cfd >= 0) {
         char a[64];
         log_info("edge: hub address %s: %s",
-                 ri_addr_str((struct sockaddr *)&e->addrs[e->next_addr - 1], a, sizeof a), why);
-        close(e->cfd);
-        e->cfd = -1;
+                 ri_addr_str((struct sockaddr *)&l->addrs[l->next_addr - 1], a, sizeof a), why);
+        close(l->cfd);
+        l->cfd = -1;
     }
-    while (e->next_addr < e->n_addrs) {
-        const struct sockaddr_storage *ss = &e->addrs[e->next_addr];
-        socklen_t sl = e->addr_lens[e->next_addr++];
-        e->cfd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (e->cfd < 0) {
+    while (l->next_addr < l->n_addrs) {
+        const struct sockaddr_storage *ss = &l->addrs[l->next_addr];
+        socklen_t sl = l->addr_lens[l->next_addr++];
+        l->cfd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (l->cfd < 0) {
             why = strerror(errno);
             continue;
         }
-        if (connect(e->cfd, (const struct sockaddr *)ss, sl) == 0) {
-            tcp_connected(e);
+        if (connect(l->cfd, (const struct sockaddr *)ss, sl) == 0) {
+            tcp_connected(l);
             return;
         }
         if (errno == EINPROGRESS) {
-            ev_io_set(&e->cio, e->cfd, EV_WRITE);
-            ev_io_start(e->loop, &e->cio);
-            ev_timer_set(&e->ctimer, 10.0, 0);
-            ev_timer_start(e->loop, &e->ctimer);
+            ev_io_set(&l->cio, l->cfd, EV_WRITE);
+            ev_io_start(e->loop, &l->cio);
+            ev_timer_set(&l->ctimer, 10.0, 0);
+            ev_timer_start(e->loop, &l->ctimer);
             return;
         }
         why = strerror(errno);
-        close(e->cfd);
-        e->cfd = -1;
+        close(l->cfd);
+        l->cfd = -1;
     }
-    connect_failed(e, why);
+    connect_failed(l, why);
 }
 
-static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_t *l, int n,
+static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_t *len, int n,
                      const char *err)
 {
-    struct edge *e = arg;
-    e->rq = NULL;
+    struct lane *l = arg;
+    l->rq = NULL;
     if (n <= 0) {
-        connect_failed(e, err);
+        connect_failed(l, err);
         return;
     }
-    memcpy(e->addrs, a, (size_t)n * sizeof *a);
-    memcpy(e->addr_lens, l, (size_t)n * sizeof *l);
-    e->n_addrs = n;
-    e->next_addr = 0;
-    try_next_addr(e, "no address");
+    memcpy(l->addrs, a, (size_t)n * sizeof *a);
+    memcpy(l->addr_lens, len, (size_t)n * sizeof *len);
+    l->n_addrs = n;
+    l->next_addr = 0;
+    try_next_addr(l, "no address");
 }
 
-static void retry_cb(EV_P_ ev_timer *w, int revents) { connect_hub(w->data); }
-
-static void connect_hub(struct edge *e)
+static void retry_cb(EV_P_ ev_timer *w, int revents)
 {
+    struct lane *l = w->data;
+    if (lane_wanted(l))
+        connect_lane(l);
+}
+
+static void connect_lane(struct lane *l)
+{
+    struct edge *e = l->e;
     const struct ri_config *c = e->cy->cfg;
+    ev_timer_stop(e->loop, &l->retry);
+    if (l->cfd >= 0 || l->rq)
+        return; /* under way */
     /* the name is resolved off the loop: open streams never wait for DNS */
-    if (!(e->rq = ri_resolve_async(e->res, c->hub_host, c->hub_port, resolved, e)))
-        connect_failed(e, "cannot start resolving the hub's name");
+    if (!(l->rq = ri_resolve_async(e->res, c->hubs_host[lane_hub(l)], c->hubs_port[lane_hub(l)],
+                                   resolved, l)))
+        connect_failed(l, "cannot start resolving the hub's name");
 }
 
 int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
@@ -745,6 +1020,11 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
     if (ri_resolve(c->hub_host, c->hub_port, &ss, &sl, err, sizeof err) < 0)
         ri_errs_add(errs, c->path, c->hub_host_line,
                     "hub_host: %s (a running edge would keep retrying until it resolves)", err);
+    for (size_t i = 1; i < c->n_hubs; i++)
+        if (ri_resolve(c->hubs_host[i], c->hubs_port[i], &ss, &sl, err, sizeof err) < 0)
+            ri_errs_add(errs, c->path, c->hub_host_line,
+                        "hubs: %s: %s (a running edge would keep retrying until it resolves)",
+                        c->hubs_host[i], err);
     struct ri_tls_creds *creds = ri_tls_client_creds(c->hub_ca, err, sizeof err);
     if (!creds)
         ri_errs_add(errs, c->path, c->hub_ca_line, "hub_ca: %s", err);
@@ -797,7 +1077,12 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
         strcmp(e->creds->fingerprint, creds->fingerprint) != 0)
         log_info("edge: hub_ca %s changed (%u certificate%s): the next connection to the hub "
                  "is verified against it", nc->hub_ca, creds->n_ca, creds->n_ca == 1 ? "" : "s");
-    int reconnect = ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
+    int hubs_changed = oc->n_hubs != nc->n_hubs;
+    for (size_t i = 1; !hubs_changed && i < nc->n_hubs; i++)
+        hubs_changed = strcmp(oc->hubs_host[i], nc->hubs_host[i]) != 0 ||
+                       oc->hubs_port[i] != nc->hubs_port[i];
+    int reconnect = hubs_changed ||
+                    ri_str_differs(oc->hub_host, nc->hub_host) || oc->hub_port != nc->hub_port ||
                     ri_str_differs(oc->edge_id, nc->edge_id) || ri_str_differs(oc->secret, nc->secret) ||
                     ri_str_differs(oc->hub_fingerprint, nc->hub_fingerprint) ||
                     ri_str_differs(oc->hub_ca, nc->hub_ca) ||
@@ -848,16 +1133,23 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
     if (reconnect) {
         /* a new tunnel with the new settings; open streams finish on the old */
         log_info("edge: hub connection settings changed: connecting again");
-        e->backoff = 0;
-        struct ri_tunnel *t = e->t;
-        e->t = NULL;
+        /* a new group: the hub replaces the old lanes whole, and they drain */
+        new_group(e);
         e->configured = 0;
-        if (t)
-            ri_tunnel_drain(t, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
-        cancel_connect(e);
-        ev_timer_stop(e->loop, &e->retry);
-        connect_hub(e);
+        e->have_config = 0;
+        memset(e->lanes_ok, 0, sizeof e->lanes_ok);
+        for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+            struct lane *l = &e->lanes[i];
+            struct ri_tunnel *t = l->t;
+            l->t = NULL;
+            l->backoff = 0;
+            if (t)
+                ri_tunnel_drain(t, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
+            cancel_connect(l);
+            ev_timer_stop(e->loop, &l->retry);
+        }
     }
+    ensure_lanes(e); /* lanes or lanes_max may have changed too */
     if (what_out)
         snprintf(what_out, what_cap, "%s", what);
     return NULL;
@@ -876,7 +1168,8 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
     uint32_t active = 0;
     for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
         active += t->mux.n;
-    int up = e->t && e->t->state == RI_T_READY;
+    struct lane *ul = any_lane_up(e);
+    int up = ul != NULL;
     json_t *a = json_pack("{s:b, s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:o, s:b, s:i, s:I, s:o}",
                           "ok", 1, "role", "edge", "version", RI_VERSION, "edgeId",
                           c->edge_id, "started", ts, "uptime",
@@ -890,10 +1183,33 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
                                                               : json_null());
         if (up) {
             char since[40];
-            ri_ctlinfo_mono_time(e->t->connected_ns, since, sizeof since);
+            ri_ctlinfo_mono_time(ul->t->connected_ns, since, sizeof since);
             json_object_set_new(a, "connectedSince", json_string(since));
-            json_object_set_new(a, "hubAddress", json_string(e->t->peer));
+            json_object_set_new(a, "hubAddress", json_string(ul->t->peer));
         }
+        /* the lanes: each connection with its streams */
+        json_t *lanes = json_array();
+        for (unsigned i = 0; lanes && i < RI_LANES_LIMIT; i++) {
+            struct lane *l = &e->lanes[i];
+            if (!l->t && !lane_wanted(l))
+                continue;
+            const char *st = !l->t ? (connecting(l) ? "connecting" : "down")
+                             : l->t->state == RI_T_READY ? (lane_up(l) ? "up" : "draining")
+                             : "handshake";
+            char lhp[300];
+            const struct ri_config *cc = e->cy->cfg;
+            ri_hostport_str(cc->hubs_host[lane_hub(l)], cc->hubs_port[lane_hub(l)], lhp,
+                            sizeof lhp);
+            json_t *lj = json_pack("{s:i, s:s, s:i, s:s}", "lane", (int)i, "state", st,
+                                   "activeStreams", l->t ? (int)l->t->mux.n : 0, "hub", lhp);
+            if (lj && l->t)
+                json_object_set_new(lj, "tunnel", json_integer((json_int_t)l->t->id));
+            json_array_append_new(lanes, lj);
+        }
+        json_object_set_new(a, "lanes", lanes);
+        json_object_set_new(a, "lanesUp", json_integer(lanes_up(e)));
+        json_object_set_new(a, "lanesWanted", json_integer(lanes_wanted(e)));
+        json_object_set_new(a, "hubSpeaksLanes", json_boolean(any_hub_lanes(e)));
         json_object_set_new(a, "heldClients", json_integer(e->n_held));
         json_object_set_new(a, "publicIp", ri_ctlinfo_ip(&e->public_addr));
     }
@@ -933,7 +1249,7 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
     uint32_t active = 0;
     for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
         active += t->mux.n;
-    int up = e->t && e->t->state == RI_T_READY && e->configured;
+    int up = any_lane_up(e) && e->configured;
     uint16_t open[RI_CONFIG_PORTS_MAX];
     int n_open = ri_listen_open_ports(e->cy->pl->listener, open, RI_CONFIG_PORTS_MAX);
     size_t failed = 0;
@@ -1003,8 +1319,10 @@ static void edge_stop(struct edge *e)
     e->ho = NULL;
     close_listeners(e);
     expire_held(e, 1, "the edge is stopping");
-    ev_timer_stop(e->loop, &e->retry);
-    cancel_connect(e);
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        ev_timer_stop(e->loop, &e->lanes[i].retry);
+        cancel_connect(&e->lanes[i]);
+    }
     uint32_t open = 0;
     for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
         open += t->state == RI_T_READY ? t->mux.n : 0;
@@ -1012,9 +1330,9 @@ static void edge_stop(struct edge *e)
         log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", open,
                  open == 1 ? "" : "s", e->cy->cfg->drain_timeout);
     /* each call may close and unlink its tunnel: walk a snapshot */
-    struct ri_tunnel *list[64];
+    struct ri_tunnel *list[256];
     size_t n = 0;
-    for (struct ri_tunnel *t = e->tunnels; t && n < 64; t = t->next)
+    for (struct ri_tunnel *t = e->tunnels; t && n < 256; t = t->next)
         list[n++] = t;
     for (size_t i = 0; i < n; i++)
         ri_tunnel_drain(list[i], RI_E_SHUTDOWN, "edge stopping", e->cy->cfg->drain_timeout);
@@ -1114,7 +1432,19 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     e->loop = opts->loop;
     e->opts = opts;
     e->cy = cy;
-    e->cfd = -1;
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        struct lane *l = &e->lanes[i];
+        l->e = e;
+        l->idx = i;
+        l->cfd = -1;
+        ev_init(&l->retry, retry_cb);
+        ev_init(&l->ctimer, ctimer_cb);
+        ev_init(&l->cio, cio_cb);
+        l->retry.data = l->ctimer.data = l->cio.data = l;
+    }
+    e->auto_lanes = 1;
+    e->wmem_max = read_wmem_max();
+    e->rl_lane = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     ri_event_bus_init(&e->bus);
     ri_event_subscribe(&e->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&e->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
@@ -1140,18 +1470,19 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         goto out;
     }
     set_listener_hook(e, cy);
-    ev_init(&e->retry, retry_cb);
+    if (new_group(e) < 0) {
+        log_err("edge: cannot get random bytes for the lanes' group id");
+        goto out;
+    }
     ev_init(&e->drain, drain_cb);
-    ev_init(&e->ctimer, ctimer_cb);
     ev_init(&e->relisten, relisten_cb);
     ev_init(&e->hold_timer, hold_cb);
     e->hold_timer.data = e;
     e->held_tail = &e->held;
-    ev_init(&e->cio, cio_cb);
     ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&e->sig_int, signal_cb, SIGINT);
     ev_signal_init(&e->sig_hup, signal_cb, SIGHUP);
-    e->retry.data = e->drain.data = e->ctimer.data = e->relisten.data = e->cio.data = e;
+    e->drain.data = e->relisten.data = e;
     e->sig_term.data = e->sig_int.data = e->sig_hup.data = e;
     char hp[300];
     log_info("edge %s: hub %s, binding %s%s%s", c->edge_id,
@@ -1189,14 +1520,17 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     }
     if (e->listening) /* ports taken over from the running process: serving already */
         sd_ready(e);
-    connect_hub(e);
+    ensure_lanes(e); /* lane 0; the others once the hub says it speaks lanes */
 
     ev_run(e->loop, 0);
     ev_run(e->loop, EVRUN_NOWAIT); /* the reaper of a tunnel that just closed */
     rc = 0;
 
     ev_timer_stop(e->loop, &e->drain);
-    ev_timer_stop(e->loop, &e->retry);
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
+        ev_timer_stop(e->loop, &e->lanes[i].retry);
+        cancel_connect(&e->lanes[i]);
+    }
     ev_timer_stop(e->loop, &e->relisten);
     expire_held(e, 1, "the edge is stopping");
     ev_signal_stop(e->loop, &e->sig_term);

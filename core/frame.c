@@ -17,7 +17,8 @@ const char *ri_conn_code_str(unsigned code)
                                     "authentication failed", "unknown edge id",
                                     "replaced by a newer connection", "shutting down",
                                     "timeout", "flow-control violation", "internal error",
-                                    "edge removed from the hub config", "auth method mismatch"};
+                                    "edge removed from the hub config", "auth method mismatch",
+                                    "too many lanes"};
     return code < sizeof s / sizeof s[0] ? s[code] : "unknown code";
 }
 
@@ -134,12 +135,20 @@ int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen)
 }
 
 /* ---- HELLO: magic[4] version u16 idlen u8 id authlen u8 auth msglen u16 msg
- *      [caps u32] [ignored] */
+ *      [caps u32 [group u64 lane u8 (caps has RI_CAP_LANES)]] [ignored] */
 size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
                        const uint8_t *msg, size_t msg_len, uint32_t caps)
 {
+    return ri_hello_encode_lane(out, cap, edge_id, auth, msg, msg_len, caps, 0, 0);
+}
+
+size_t ri_hello_encode_lane(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
+                            const uint8_t *msg, size_t msg_len, uint32_t caps, uint64_t group,
+                            uint8_t lane)
+{
     size_t il = strlen(edge_id), al = strlen(auth);
-    size_t need = 4 + 2 + 1 + il + 1 + al + 2 + msg_len + 4;
+    size_t lanes = caps & RI_CAP_LANES ? RI_LANE_FIELDS : 0;
+    size_t need = 4 + 2 + 1 + il + 1 + al + 2 + msg_len + 4 + lanes;
     if (il > RI_EDGE_ID_MAX || al > RI_AUTH_NAME_MAX || msg_len > RI_AUTH_FRAME_MAX ||
         need > cap)
         return 0;
@@ -153,7 +162,12 @@ size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char
     ri_put16(p, (uint16_t)msg_len), p += 2;
     if (msg_len)
         memcpy(p, msg, msg_len), p += msg_len;
-    ri_put32(p, caps);
+    ri_put32(p, caps), p += 4;
+    if (lanes) {
+        ri_put32(p, (uint32_t)(group >> 32));
+        ri_put32(p + 4, (uint32_t)group);
+        p[8] = lane;
+    }
     return need;
 }
 
@@ -196,6 +210,13 @@ int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, s
         return 0; /* a peer without capabilities */
     if (n - off < 4 || n - off > 4 + RI_HELLO_EXTRA_MAX) goto short_;
     h->caps = ri_get32(p + off);
+    off += 4;
+    if (h->caps & RI_CAP_LANES) { /* an edge that offers lanes says which one this is */
+        if (n - off < RI_LANE_FIELDS)
+            goto short_;
+        h->group = (uint64_t)ri_get32(p + off) << 32 | ri_get32(p + off + 4);
+        h->lane = p[off + 8];
+    }
     return 0;
 short_:
     snprintf(err, errlen, "malformed HELLO");

@@ -32,7 +32,10 @@
 #define RI_CAP_CLASS (1u << 0) /* CLASS frames: a stream's class told to the peer */
 #define RI_CAP_PORTS (1u << 1) /* PORTS frames: the edge reports ports it cannot open */
 #define RI_CAP_ADDR (1u << 2)  /* ADDR frames: the edge tells its public address (STUN) */
-#define RI_CAPS_SUPPORTED (RI_CAP_CLASS | RI_CAP_PORTS | RI_CAP_ADDR) /* what this build offers */
+#define RI_CAP_LANES (1u << 3) /* lanes: HELLO carries group id and lane index; several
+                                * connections of one edge form one edge on the hub */
+#define RI_CAPS_SUPPORTED (RI_CAP_CLASS | RI_CAP_PORTS | RI_CAP_ADDR | RI_CAP_LANES)
+#define RI_LANE_FIELDS 9       /* HELLO with RI_CAP_LANES: group u64, lane u8 */
 
 enum ri_ftype {
     RI_F_HELLO = 0x01,   /* edge -> hub: magic, version, edge id, auth name, auth msg */
@@ -71,6 +74,7 @@ enum ri_conn_code {
     RI_E_INTERNAL = 9,     /* resource failure on the sender */
     RI_E_REMOVED = 10,     /* edge removed from the hub's config */
     RI_E_AUTH_METHOD = 11, /* edge and hub use different auth plugins */
+    RI_E_LANES = 12,       /* lane refused: index or count above the hub's max_lanes_per_edge */
 };
 
 /* Stream-level codes (RST). */
@@ -123,7 +127,8 @@ int ri_frame_hdr_get(const uint8_t *p, size_t avail, uint32_t max_payload,
 int ri_frame_check(const struct ri_frame_hdr *h, char *err, size_t errlen);
 
 /* HELLO: magic, version, edge id, auth plugin name, first auth message,
- * then (optional) capabilities u32; further bytes are ignored. */
+ * then (optional) capabilities u32; with RI_CAP_LANES in them, group id
+ * u64 and lane index u8; further bytes are ignored. */
 struct ri_hello {
     uint16_t version;
     char edge_id[RI_EDGE_ID_MAX + 1];
@@ -131,9 +136,15 @@ struct ri_hello {
     const uint8_t *auth_msg; /* points into the decoded payload */
     size_t auth_len;
     uint32_t caps;
+    uint64_t group;          /* with RI_CAP_LANES: random per edge process run */
+    uint8_t lane;            /* with RI_CAP_LANES: this connection's index */
 };
 size_t ri_hello_encode(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
                        const uint8_t *msg, size_t msg_len, uint32_t caps); /* 0: does not fit */
+/* The same with the lane fields, written when caps has RI_CAP_LANES. */
+size_t ri_hello_encode_lane(uint8_t *out, size_t cap, const char *edge_id, const char *auth,
+                            const uint8_t *msg, size_t msg_len, uint32_t caps, uint64_t group,
+                            uint8_t lane);
 /* 0 ok; RI_HELLO_MALFORMED or RI_HELLO_VERSION (with a reason in err) */
 enum { RI_HELLO_MALFORMED = -1, RI_HELLO_VERSION = -2 };
 int ri_hello_decode(const uint8_t *p, size_t n, struct ri_hello *h, char *err, size_t errlen);

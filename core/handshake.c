@@ -101,8 +101,9 @@ static int step(struct ri_hs *hs, uint8_t type, const uint8_t *in, size_t n)
         hs->auth_done = 1;
     if (type == RI_F_HELLO) {
         uint8_t hello[RI_HELLO_MAX];
-        size_t hl = ri_hello_encode(hello, sizeof hello, hs->edge_id, hs->auth->mod->desc.name,
-                                    out, ol, hs->caps_mine);
+        size_t hl = ri_hello_encode_lane(hello, sizeof hello, hs->edge_id,
+                                         hs->auth->mod->desc.name, out, ol, hs->caps_mine,
+                                         hs->group, hs->lane);
         if (!hl)
             return end(hs, RI_HS_FAIL, RI_E_INTERNAL, NULL, "HELLO does not fit");
         return hs->io.emit(hs->io.arg, RI_F_HELLO, hello, hl) < 0
@@ -153,6 +154,8 @@ static int on_hello(struct ri_hs *hs, const uint8_t *p, size_t n)
         return end(hs, RI_HS_REFUSE, rc == RI_HELLO_VERSION ? RI_E_VERSION : RI_E_PROTOCOL, NULL, "%s", err);
     snprintf(hs->edge_id, sizeof hs->edge_id, "%s", h.edge_id);
     hs->caps_peer = h.caps;
+    hs->group = h.group;
+    hs->lane = h.lane;
     const char *mine = hs->auth->mod->desc.name;
     if (strcmp(h.auth, mine) != 0)
         return end(hs, RI_HS_REFUSE, RI_E_AUTH_METHOD, NULL,

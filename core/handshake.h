@@ -61,6 +61,10 @@ struct ri_hs {
     int auth_done;        /* the peer proved the secret */
     int unknown_id;       /* hub: HELLO named no known edge; a decoy exchange runs */
     uint32_t caps_mine, caps_peer, caps; /* caps = both */
+    /* lanes (RI_CAP_LANES): the edge's group id and lane index -- its own
+     * (set by the owner before ri_hs_begin), or on the hub what HELLO said */
+    uint64_t group;
+    uint8_t lane;
     unsigned code;        /* enum ri_conn_code when REFUSE/FAIL */
     char reason[256];     /* for our log */
     char peer_reason[RI_REASON_MAX + 1]; /* for REFUSE */

@@ -66,6 +66,8 @@ struct hub {
     /* what unauthenticated peers can make us log: accept failures, the
      * handshake cap, handshakes that fail (shared by those tunnels) */
     struct ri_ratelimit rl_accept, rl_overload, rl_preauth, rl_penalty, rl_banned;
+    /* what authenticated edges can make us log: replacements, lanes refused */
+    struct ri_ratelimit rl_replace, rl_lanes;
     struct ri_penalty penalty; /* addresses that keep failing to authenticate */
     struct ri_handover_srv *ho; /* a later process takes our socket over here */
     /* the control socket; the edges changed over it (runtime edges: the
@@ -108,12 +110,40 @@ static void send_config(struct ri_tunnel *t, const struct ri_edge_def *e)
         m->n_ports = (uint16_t)e->n_ports;
         memcpy(m->ports, e->ports, e->n_ports * sizeof *e->ports);
         size_t n = ri_config_encode(buf, RI_CONFIG_MAX, m);
-        ri_tunnel_ctrl(t, RI_F_CONFIG, 0, buf, n);
+        if (ri_tunnel_ctrl(t, RI_F_CONFIG, 0, buf, n) == 0)
+            t->config_sent = 1;
     } else {
         ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory sending CONFIG");
     }
     free(m);
     free(buf);
+}
+
+/* Lanes (core/PROTOCOL.md, "Lanes"): connections of one edge id that
+ * offer lanes and name the same group form one edge. */
+static int has_lanes(const struct ri_tunnel *t) { return (t->mux.caps & RI_CAP_LANES) != 0; }
+
+static int live(const struct ri_tunnel *t)
+{
+    return t->state == RI_T_READY && !t->closing && !t->draining;
+}
+
+static int same_group(const struct ri_tunnel *a, const struct ri_tunnel *b)
+{
+    return has_lanes(a) && has_lanes(b) && a->group == b->group &&
+           strcmp(a->edge_id, b->edge_id) == 0;
+}
+
+/* The group's oldest live lane but `skip`: where CONFIG goes. */
+static struct ri_tunnel *config_lane(struct hub *h, const struct ri_tunnel *of,
+                                     const struct ri_tunnel *skip)
+{
+    struct ri_tunnel *best = NULL;
+    for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
+        if (o != skip && live(o) && same_group(o, of) &&
+            (!best || o->connected_ns < best->connected_ns))
+            best = o;
+    return best;
 }
 
 static void hub_ready(struct ri_tunnel *t)
@@ -126,24 +156,76 @@ static void hub_ready(struct ri_tunnel *t)
         ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
         return;
     }
+    uint32_t max = h->cy->cfg->max_lanes;
+    int first = 1; /* no lane of t's group up before it */
+    if (has_lanes(t)) {
+        uint32_t others = 0;
+        struct ri_mux_share *share = NULL;
+        for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
+            if (o != t && live(o) && same_group(o, t) && o->lane != t->lane) {
+                others++;
+                if (o->mux.share)
+                    share = o->mux.share;
+            }
+        /* every peer-supplied value is checked: the index, and the count */
+        if (t->lane >= max || others >= max) {
+            ri_log_rl(&h->rl_lanes, RI_LOG_WARN,
+                      "edge %s: lane %u from %s refused: %s (max_lanes_per_edge %u)",
+                      t->edge_id, t->lane, t->peer,
+                      t->lane >= max ? "lane index too high" : "too many lanes", max);
+            ri_tunnel_goaway(t, RI_E_LANES, "too many lanes", 1);
+            return;
+        }
+        first = others == 0;
+        if (!ri_mux_join(&t->mux, share)) {
+            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+            return;
+        }
+    }
     /* policy: the newer connection for an edge id takes its new streams;
      * the older one drains (its streams finish), so a new edge process
-     * taking over from an old one loses nothing. Draining tunnels of the
-     * id (o->draining) were told already. */
-    for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
-        if (o != t && o->state == RI_T_READY && !o->closing && !o->draining &&
-            strcmp(o->edge_id, t->edge_id) == 0) {
-            log_warn("edge %s: new connection from %s replaces the one from %s (%u open "
-                     "stream%s finish there)", t->edge_id, t->peer, o->peer, o->mux.n,
-                     o->mux.n == 1 ? "" : "s");
-            ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
-                            h->cy->cfg->drain_timeout);
+     * taking over from an old one loses nothing. With lanes, the older
+     * group goes whole; a lane of t's own group with t's index is the one
+     * t reconnects (the edge found it dead before we did): it closes.
+     * Draining tunnels of the id (o->draining) were told already. */
+    uint32_t replaced = 0, streams = 0;
+    char last[sizeof t->peer] = "";
+    for (struct ri_tunnel *o = h->tunnels, *nx; o; o = nx) {
+        nx = o->next;
+        if (o == t || !live(o) || strcmp(o->edge_id, t->edge_id) != 0)
+            continue;
+        if (same_group(o, t)) {
+            if (o->lane != t->lane)
+                continue;
+            ri_log_rl(&h->rl_replace, RI_LOG_INFO,
+                      "edge %s: lane %u reconnected from %s: closing its old connection "
+                      "from %s (%u stream%s lost there)", t->edge_id, t->lane, t->peer,
+                      o->peer, o->mux.n, o->mux.n == 1 ? "" : "s");
+            ri_tunnel_goaway(o, RI_E_REPLACED, "lane reconnected", 1);
+            continue;
         }
+        replaced++;
+        streams += o->mux.n;
+        snprintf(last, sizeof last, "%s", o->peer);
+        ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
+                        h->cy->cfg->drain_timeout);
+    }
+    if (replaced == 1)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces the "
+                  "one from %s (%u open stream%s finish there)", t->edge_id, t->peer, last,
+                  streams, streams == 1 ? "" : "s");
+    else if (replaced)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces %u "
+                  "older ones, the lanes of an older edge process (%u open stream%s finish "
+                  "there)", t->edge_id, t->peer, replaced, streams, streams == 1 ? "" : "s");
     struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
                           .n_ports = e->n_ports};
     emit(h, &ev);
-    send_config(t, e);
+    /* CONFIG goes to the edge, not to each lane: on the first lane of its
+     * group (a lane joining a group that is up needs none) */
+    if (first)
+        send_config(t, e);
 }
 
 static void hub_refused(struct ri_tunnel *t, unsigned code, const char *reason)
@@ -216,6 +298,14 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
 static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct hub *h = t->owner;
+    /* the lane that carried the edge's latest CONFIG is gone while others
+     * stay: the CONFIG may not have arrived, so the next oldest gets it */
+    if (t->config_sent && has_lanes(t) && !h->stopping) {
+        struct ri_tunnel *n = config_lane(h, t, t);
+        const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+        if (n && e && !n->config_sent)
+            send_config(n, e);
+    }
     if (!t->was_ready) {
         h->handshaking--;
         h->handshake_failures++;
@@ -347,7 +437,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
             .auth = h->cy->pl->auth, .policy = ri_cycle_policy(h->cy), .max_streams = c->max_streams,
             .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
             .handshake_timeout = c->handshake_timeout, .hooks = &hub_hooks, .owner = h,
-            .preauth_rl = &h->rl_preauth};
+            .preauth_rl = &h->rl_preauth, .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES};
         struct ri_tunnel *t = ri_tunnel_new(&p);
         if (!t)
             continue;
@@ -569,6 +659,11 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
             else
                 ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
         } else if (what == RI_EDGE_PORTS_CHANGED && t->state == RI_T_READY && !t->closing) {
+            /* once per edge: on its group's oldest live lane */
+            if (has_lanes(t) && config_lane(h, t, NULL) != t) {
+                t->config_sent = 0;
+                continue;
+            }
             struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
                                   .edge_id = id, .peer = t->peer, .ports = cur->ports,
                                   .n_ports = cur->n_ports};
@@ -782,7 +877,7 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
         json_t *tun = json_array();
         uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
-        uint32_t active = 0;
+        uint32_t active = 0, lanes = 0;
         const struct sockaddr_storage *pub = NULL;
         for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
             if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
@@ -796,11 +891,17 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
                 down += s->tx_bytes;
             }
             active += t->mux.n;
-            json_array_append_new(tun, json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel",
-                                                 (json_int_t)t->id, "remote", t->peer,
-                                                 "connectedSince", since, "activeStreams",
-                                                 (int)t->mux.n, "draining",
-                                                 t->draining || t->closing));
+            lanes += live(t);
+            json_t *tj = json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel", (json_int_t)t->id,
+                                   "remote", t->peer, "connectedSince", since, "activeStreams",
+                                   (int)t->mux.n, "draining", t->draining || t->closing);
+            if (tj && has_lanes(t)) {
+                char g[20];
+                snprintf(g, sizeof g, "%016llx", (unsigned long long)t->group);
+                json_object_set_new(tj, "lane", json_integer(t->lane));
+                json_object_set_new(tj, "group", json_string(g));
+            }
+            json_array_append_new(tun, tj);
         }
         json_t *o = json_pack(
             "{s:s, s:s, s:o, s:I, s:b, s:o, s:i, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
@@ -817,6 +918,8 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
             json_object_set(o, "connectedSince", json_object_get(t0, "connectedSince"));
         }
         if (o) {
+            /* the edge once, with the connections that carry it now */
+            json_object_set_new(o, "lanes", json_integer(lanes));
             json_object_set_new(o, "publicIp", ri_ctlinfo_ip(pub));
             json_array_append_new(edges, o);
         }
@@ -1021,7 +1124,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
         const struct ri_edge_def *d = &set->v[i];
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
         uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
-        uint32_t active = 0, tunnels = 0;
+        uint32_t active = 0, tunnels = 0, lanes = 0;
         const struct sockaddr_storage *pub = NULL;
         for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
             if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
@@ -1032,6 +1135,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
             }
             active += t->mux.n;
             tunnels++;
+            lanes += live(t);
             if (t->public_addr.ss_family)
                 pub = &t->public_addr;
         }
@@ -1048,6 +1152,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
             (json_int_t)(st ? st->ports_failed : 0));
         if (o) {
             ri_ctlinfo_queues(o, h->tunnels, d->id);
+            json_object_set_new(o, "lanes", json_integer(lanes));
             json_object_set_new(o, "publicIp", ri_ctlinfo_ip(pub));
             json_array_append_new(edges, o);
         }
@@ -1223,6 +1328,8 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     h->rl_preauth = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     h->rl_penalty = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     h->rl_banned = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
+    h->rl_replace = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    h->rl_lanes = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 2);
     ri_event_bus_init(&h->bus);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);

@@ -28,6 +28,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: ri-core -c FILE [-t] [-d]     run the hub or edge FILE describes (-t: check it and exit)\n"
             "       ri-core token encode --hub-host H --hub-port P --edge-id E --secret-file FILE\n"
+            "                            [--also-hub HOST:PORT ...]   (further hubs, edge.hubs)\n"
             "                                      (or --secret S; FILE or S '-': standard input)\n"
             "       ri-core token decode TOKEN | - | --token-file FILE   ('-': standard input)\n"
             "       ri-core secret                 print a new random 256-bit secret\n"
@@ -153,6 +154,7 @@ static int cmd_token(int argc, char **argv)
                                           {"edge-id", required_argument, 0, 'E'},
                                           {"secret", required_argument, 0, 'S'},
                                           {"secret-file", required_argument, 0, 'F'},
+                                          {"also-hub", required_argument, 0, 'A'},
                                           {0, 0, 0, 0}};
     struct ri_token t = {0};
     int have = 0, o;
@@ -186,6 +188,15 @@ static int cmd_token(int argc, char **argv)
             }
             strcpy(o == 'H' ? t.hub_host : o == 'E' ? t.edge_id : t.secret, v);
             have |= o == 'H' ? 1 : o == 'E' ? 4 : 8;
+            break;
+        case 'A': /* a further hub with the same edges (token "H", edge.hubs) */
+            if (t.n_hubs >= RI_TOKEN_HUBS_MAX || strlen(v) > RI_TOKEN_FIELD_MAX) {
+                fprintf(stderr, "ri-core: at most %d --also-hub of at most %d bytes\n",
+                        RI_TOKEN_HUBS_MAX, RI_TOKEN_FIELD_MAX);
+                gnutls_memset(&t, 0, sizeof t);
+                return 2;
+            }
+            strcpy(t.hubs[t.n_hubs++], v);
             break;
         case 'P':
             t.hub_port = (int)strtol(v, &end, 10);

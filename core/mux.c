@@ -102,6 +102,44 @@ int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *
 
 void ri_mux_set_phase(struct ri_mux *m, enum ri_mux_phase phase) { m->phase = phase; }
 
+struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh)
+{
+    if (m->share)
+        return m->share;
+    if (!sh && !(sh = calloc(1, sizeof *sh)))
+        return NULL;
+    sh->refs++;
+    sh->streams += m->n;
+    m->share = sh;
+    m->share_next = sh->muxes;
+    sh->muxes = m;
+    return sh;
+}
+
+void ri_mux_share_kick(struct ri_mux_share *sh)
+{
+    for (struct ri_mux *m = sh->muxes; m; m = m->share_next)
+        if (m->queued && m->phase != RI_MUX_DEAD)
+            m->env->kick(m->env->owner);
+}
+
+static void leave_share(struct ri_mux *m)
+{
+    struct ri_mux_share *sh = m->share;
+    if (!sh)
+        return;
+    sh->streams -= sh->streams >= m->n ? m->n : sh->streams;
+    for (struct ri_mux **pp = &sh->muxes; *pp; pp = &(*pp)->share_next)
+        if (*pp == m) {
+            *pp = m->share_next;
+            break;
+        }
+    m->share_next = NULL;
+    if (--sh->refs == 0)
+        free(sh);
+    m->share = NULL;
+}
+
 /* ---- table ------------------------------------------------------------------- */
 static struct ri_stream *lookup(struct ri_mux *m, uint32_t id)
 {
@@ -191,6 +229,8 @@ static struct ri_stream *stream_alloc(struct ri_mux *m, uint32_t id, uint16_t po
         m->all->prev = s;
     m->all = s;
     m->n++;
+    if (m->share)
+        m->share->streams++;
     m->w->ctr.streams_opened++;
     ri_sched_event(m->sched, s, s->sp, RI_EV_OPENED, s->klass);
     if (m->cls) {
@@ -235,6 +275,8 @@ static void stream_free(struct ri_stream *s, unsigned code, const char *reason)
     if (s->next)
         s->next->prev = s->prev;
     m->n--;
+    if (m->share && m->share->streams)
+        m->share->streams--;
     m->w->ctr.streams_closed++;
     free(s->areas);
     free(s);
@@ -250,6 +292,7 @@ void ri_mux_destroy(struct ri_mux *m)
     m->phase = RI_MUX_DEAD;
     while (m->all)
         ri_mux_stream_reset(m->all, RI_RST_RESET, NULL);
+    leave_share(m);
     if (m->tab) {
         ev_timer_stop(LOOP, &m->cls_timer);
         ri_inst_unref(m->sched);
@@ -422,8 +465,10 @@ size_t ri_mux_compose(struct ri_mux *m, uint8_t *buf, size_t *len, size_t target
 static uint32_t window_target(const struct ri_stream *s)
 {
     const struct ri_mux *m = s->m;
-    uint32_t w = m->cls ? ri_class_window(m->cls, s->klass, m->n) : 0;
-    return w ? w : ri_window_target(m->n, s->klass == RI_CLASS_SUSTAINED);
+    /* the window budget is the edge's, across its lanes */
+    uint32_t n = ri_mux_edge_streams(m);
+    uint32_t w = m->cls ? ri_class_window(m->cls, s->klass, n) : 0;
+    return w ? w : ri_window_target(n, s->klass == RI_CLASS_SUSTAINED);
 }
 
 /* n bytes went out of the socket: return credit when the policy says so */
@@ -555,7 +600,7 @@ static int on_open(struct ri_mux *m, const struct ri_frame_hdr *h, const uint8_t
      * has our GOAWAY, so this one crossed it on the wire, and its client's
      * first bytes may be in flight behind it -- refusing it would reset a
      * client that did nothing wrong. The drain's deadline bounds the rest. */
-    if (m->n >= m->max_streams) {
+    if (ri_mux_edge_streams(m) >= m->max_streams) { /* per edge, across its lanes */
         ri_log_rl(m->rl, RI_LOG_WARN, "%s: stream %u refused: max_streams (%u) reached",
                   m->label, h->stream, m->max_streams);
         ri_mux_refuse(m, h->stream, RI_RST_LIMIT, "too many streams");
@@ -667,9 +712,10 @@ static void attach(struct ri_stream *s, int fd, int connecting)
 
 int ri_mux_open_local(struct ri_mux *m, int fd, uint16_t port)
 {
-    if (m->n >= m->max_streams || m->next_id == UINT32_MAX) {
+    uint32_t open = ri_mux_edge_streams(m); /* per edge, across its lanes */
+    if (open >= m->max_streams || m->next_id == UINT32_MAX) {
         ri_log_rl(m->rl, RI_LOG_WARN, "%s: refusing a client on port %u: %s", m->label, port,
-                  m->n >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
+                  open >= m->max_streams ? "max_streams reached" : "stream ids exhausted");
         m->w->ctr.streams_refused++;
         ri_close_abort(fd);
         return -1;
@@ -788,7 +834,7 @@ int ri_mux_stream_stats(const ri_stream *s, struct ri_stream_stats *out)
     st.rx_bytes = s->rx_bytes;
     st.tx_window = s->tx_credit;
     st.rx_buffered = s->outq.bytes;
-    st.active_streams = s->m->n;
+    st.active_streams = ri_mux_edge_streams(s->m);
     st.edge_port = s->edge_port;
     st.rx_window = window_target(s);
     /* only as much as the caller's struct holds (an older plugin's is smaller) */

@@ -15,6 +15,7 @@
 #include "bq.h"
 #include "frame.h"
 #include "netutil.h"
+#include "pace.h"
 #include "ratelimit.h"
 #include "ri_plugin.h"
 
@@ -76,6 +77,17 @@ struct ri_mux_policy {
     const void *sched_settings, *cls_settings; /* config_setting_t */
 };
 
+/* What the lanes of one edge share (each lane is a tunnel with its own
+ * mux): the stream count that max_streams and the window budget (window.h)
+ * apply to, per edge rather than per connection. Reference-counted by the
+ * muxes that joined it (ri_mux_join). */
+struct ri_mux_share {
+    uint32_t refs;
+    uint32_t streams; /* open streams on all lanes */
+    struct ri_pace_share pace; /* the in-flight cap across the lanes (pace.h) */
+    struct ri_mux *muxes;      /* the lanes (ri_mux.share_next) */
+};
+
 struct ri_mux {
     struct ri_worker *w;
     const struct ri_mux_env *env;
@@ -98,7 +110,22 @@ struct ri_mux {
     uint32_t queued;
     uint64_t tx_bytes, rx_bytes;
     ev_timer cls_timer;
+    struct ri_mux_share *share; /* the edge's lanes; NULL: this mux alone */
+    struct ri_mux *share_next;
 };
+
+/* Joins the lanes that share sh (NULL: starts a new share, returned), so
+ * max_streams and the window budget count their streams together. NULL:
+ * out of memory (the mux stays alone). Leaves the share at destroy. */
+struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh);
+/* Runs the writer of every lane of the share with streams waiting (the
+ * edge's in-flight cap freed room). */
+void ri_mux_share_kick(struct ri_mux_share *sh);
+/* Open streams of the edge: this mux's, or all its lanes'. */
+static inline uint32_t ri_mux_edge_streams(const struct ri_mux *m)
+{
+    return m->share ? m->share->streams : m->n;
+}
 
 int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *env,
                 const struct ri_core_api *api, int role, const struct ri_mux_policy *pol,

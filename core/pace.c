@@ -151,6 +151,48 @@ static void rate(struct ri_pace *p, uint64_t now)
         p->hist_n++;
 }
 
+void ri_pace_share_sent(struct ri_pace_share *s, uint64_t bytes, uint64_t now_ns)
+{
+    if (!s->edge.cwnd) /* a share starts zeroed (calloc) */
+        ri_pace_init(&s->edge);
+    ri_pace_on_send(&s->edge, bytes, now_ns);
+}
+
+void ri_pace_share_acked(struct ri_pace_share *s, uint64_t acked, uint64_t now_ns)
+{
+    if (acked)
+        ri_pace_on_ack(&s->edge, acked, now_ns);
+}
+
+/* What a closed lane had in flight is written off as acknowledged (no
+ * sample: the entries stay in the ring until later ACKs pass them). */
+void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p)
+{
+    uint64_t mine = p->sent - p->acked, left = s->edge.sent - s->edge.acked;
+    s->edge.acked += mine < left ? mine : left;
+}
+
+uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s, int *held)
+{
+    uint64_t own = ri_pace_room(p);
+    if (held)
+        *held = 0;
+    if (!s || !own)
+        return own;
+    uint64_t edge = s->edge.cwnd ? ri_pace_room(&s->edge) : RI_PACE_MIN;
+    if (edge >= own)
+        return own;
+    /* nothing in flight on this lane: one record, so it always gets an ACK */
+    uint64_t floor = p->sent == p->acked ? RI_PACE_LANE_FLOOR : 0;
+    if (floor > own)
+        floor = own;
+    if (edge < floor)
+        edge = floor;
+    if (held && edge < RI_PACE_LANE_FLOOR)
+        *held = 1;
+    return edge;
+}
+
 void ri_pace_on_ack(struct ri_pace *p, uint64_t bytes, uint64_t now_ns)
 {
     uint64_t before = p->acked;

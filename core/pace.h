@@ -66,4 +66,27 @@ static inline uint64_t ri_pace_room(const struct ri_pace *p)
     return inflight >= p->cwnd ? 0 : p->cwnd - inflight;
 }
 
+/* Lanes: the connections of one edge run over one path, so their DATA in
+ * flight is capped together too: one more pace (the share's) sees every
+ * lane's sends and ACKs as if they were one connection's -- the edge's
+ * delivery rate and round trip -- and each lane may send only what both its
+ * own cap and the edge's allow. N independent caps would each hold what
+ * their lane measured, including rates measured while it had the path
+ * alone. A lane that the edge's cap held back is run again when an ACK on
+ * any lane frees room (`blocked`: the tunnel kicks the edge's lanes); and a
+ * lane with nothing in flight may always send one record
+ * (RI_PACE_LANE_FLOOR), so no lane can wait forever whatever happens. */
+#define RI_PACE_LANE_FLOOR (16u * 1024u)
+struct ri_pace_share {
+    struct ri_pace edge;
+    int blocked; /* a lane had data and room of its own, but not the edge's */
+};
+void ri_pace_share_sent(struct ri_pace_share *s, uint64_t bytes, uint64_t now_ns);
+void ri_pace_share_acked(struct ri_pace_share *s, uint64_t acked, uint64_t now_ns);
+/* A lane leaves (closed): its bytes in flight will not be acknowledged. */
+void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p);
+/* DATA bytes lane p may send now, within its own cap and the edge's.
+ * *held (may be NULL): set when the edge's cap, not the lane's, said no. */
+uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s, int *held);
+
 #endif

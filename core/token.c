@@ -60,8 +60,26 @@ static void secure_json(void)
         ri_token_secure_json();
 }
 
+int ri_token_hostport_check(const char *s, char *err, size_t errlen)
+{
+    const char *c = strrchr(s, ':');
+    size_t hl = c ? (size_t)(c - s) : 0;
+    if (hl && s[0] == '[')
+        hl = s[hl - 1] == ']' ? hl - 2 : 0;
+    char *end;
+    long port = c ? strtol(c + 1, &end, 10) : 0;
+    if (!c || !hl || !c[1] || *end || port < 1 || port > 65535)
+        return snprintf(err, errlen, "hub \"%.64s\" is not \"host:port\"", s), -1;
+    return 0;
+}
+
 static int check_fields(const struct ri_token *t, char *err, size_t errlen)
 {
+    if (t->n_hubs < 0 || t->n_hubs > RI_TOKEN_HUBS_MAX)
+        return snprintf(err, errlen, "more than %d further hubs", RI_TOKEN_HUBS_MAX), -1;
+    for (int i = 0; i < t->n_hubs; i++)
+        if (ri_token_hostport_check(t->hubs[i], err, errlen) < 0)
+            return -1;
     if (!t->hub_host[0]) return snprintf(err, errlen, "hub host is empty"), -1;
     if (t->hub_port < 1 || t->hub_port > 65535)
         return snprintf(err, errlen, "hub port %d is out of range 1-65535", t->hub_port), -1;
@@ -77,6 +95,15 @@ char *ri_token_encode(const struct ri_token *t, char *err, size_t errlen)
     /* key order h, p, e, s matches JSON.stringify of the original */
     json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "h", t->hub_host, "p", t->hub_port,
                           "e", t->edge_id, "s", t->secret);
+    if (o && t->n_hubs) { /* optional: older edges ignore it */
+        json_t *a = json_array();
+        for (int i = 0; a && i < t->n_hubs; i++)
+            json_array_append_new(a, json_string(t->hubs[i]));
+        if (!a || json_array_size(a) != (size_t)t->n_hubs || json_object_set_new(o, "H", a) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
     if (!o) {
         snprintf(err, errlen, "cannot build token JSON (invalid UTF-8?)");
         return NULL;
@@ -151,6 +178,20 @@ int ri_token_decode(const char *s, struct ri_token *t, char *err, size_t errlen)
     t->hub_port = (int)port;
     if (get_str(o, "e", "edge id", t->edge_id, err, errlen) < 0) goto out;
     if (get_str(o, "s", "secret", t->secret, err, errlen) < 0) goto out;
+    json_t *hs = json_object_get(o, "H");
+    if (hs && (!json_is_array(hs) || json_array_size(hs) > RI_TOKEN_HUBS_MAX)) {
+        snprintf(err, errlen, "token key \"H\" (further hubs) is not a list of at most %d",
+                 RI_TOKEN_HUBS_MAX);
+        goto out;
+    }
+    for (size_t i = 0; hs && i < json_array_size(hs); i++) {
+        json_t *w = json_pack("{s:O}", "x", json_array_get(hs, i));
+        int bad = !w || get_str(w, "x", "a further hub", t->hubs[i], err, errlen) < 0;
+        json_decref(w);
+        if (bad)
+            goto out;
+        t->n_hubs = (int)i + 1;
+    }
     rc = check_fields(t, err, errlen);
 out:
     json_decref(o);
@@ -163,6 +204,12 @@ char *ri_token_to_json(const struct ri_token *t)
     json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "hubHost", t->hub_host, "hubPort",
                           t->hub_port, "edgeId", t->edge_id, "secret", t->secret);
     if (!o) return NULL;
+    if (t->n_hubs) {
+        json_t *a = json_array();
+        for (int i = 0; a && i < t->n_hubs; i++)
+            json_array_append_new(a, json_string(t->hubs[i]));
+        json_object_set_new(o, "hubs", a);
+    }
     char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     char *out = js ? strdup(js) : NULL; /* the caller frees with free() */

@@ -1,17 +1,25 @@
-/* token.h -- connection tokens: base64url(JSON {"h","p","e","s"}), pure. */
+/* token.h -- connection tokens: base64url(JSON {"h","p","e","s"[,"H"]}), pure.
+ * "H" (optional): more hubs with the same edges, ["host:port", ...]; the
+ * edge spreads its lanes over them (edge.hubs). Old tokens have none. */
 #ifndef RI_TOKEN_H
 #define RI_TOKEN_H
 
 #include <stddef.h>
 
 #define RI_TOKEN_FIELD_MAX 256 /* each string field, bytes, excluding NUL */
+#define RI_TOKEN_HUBS_MAX 7    /* "H" entries at most (edge.hubs) */
 
 struct ri_token {
     char hub_host[RI_TOKEN_FIELD_MAX + 1];
     int hub_port; /* 1..65535 */
     char edge_id[RI_TOKEN_FIELD_MAX + 1];
     char secret[RI_TOKEN_FIELD_MAX + 1];
+    char hubs[RI_TOKEN_HUBS_MAX][RI_TOKEN_FIELD_MAX + 1]; /* "host:port" */
+    int n_hubs;
 };
+/* "host:port" or "[v6]:port" with a port 1-65535 and a host: the form of a
+ * "H" entry (and of edge.hubs); 0 ok, -1 with a reason. */
+int ri_token_hostport_check(const char *s, char *err, size_t errlen);
 
 /* Both directions check every field: hub host not empty, port 1-65535, the
  * edge id and the secret by the rules of ident.h (one message per rule). */

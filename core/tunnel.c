@@ -106,7 +106,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
     struct ri_hs_io hio = {.arg = t, .emit = hs_emit, .lookup = hs_lookup};
     if (!(t->rbuf = malloc(RI_RBUF_SIZE)) || !(t->wbuf = malloc(RI_WBUF_SIZE)) ||
         ri_tlsio_init(&t->io, p->fd) < 0 ||
-        ri_hs_init(&t->hs, p->role, p->auth, &hio, RI_CAPS_SUPPORTED) < 0 ||
+        ri_hs_init(&t->hs, p->role, p->auth, &hio, RI_CAPS_SUPPORTED & ~p->caps_off) < 0 ||
         (p->role == RI_ROLE_EDGE &&
          (!(t->my_id = strdup(p->edge_id)) || !(t->my_secret = strdup(p->secret)))))
         goto fail;
@@ -115,6 +115,8 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
         goto fail;
     t->mux.tunnel_id = t->id;
     t->mux.rl = &t->rl;
+    t->group = t->hs.group = p->group;
+    t->lane = t->hs.lane = p->lane;
     set_label(t);
     int rc = ri_tlsio_start(&t->io, p->creds, p->role == RI_ROLE_HUB, p->sni);
     if (rc < 0) {
@@ -234,6 +236,8 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
         ri_log(lvl, "%s: closed: %s", t->label, msg);
     t->state = RI_T_DEAD;
     t->close_code = code;
+    if (t->mux.share) /* its bytes in flight no longer count against the edge's cap */
+        ri_pace_share_leave(&t->mux.share->pace, &t->pace);
     ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
     ev_io_stop(LOOP, &t->rio);
     ev_io_stop(LOOP, &t->wio);
@@ -466,7 +470,12 @@ static void compose(struct ri_tunnel *t)
     }
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
-    size_t room = (size_t)ri_pace_room(&t->pace);
+    /* the in-flight cap: this lane's, and its edge's across its lanes */
+    int held = 0;
+    size_t room = (size_t)ri_pace_share_room(&t->pace, t->mux.share ? &t->mux.share->pace
+                                                                     : NULL, &held);
+    if (held && t->mux.queued) /* an ACK on any lane runs us again */
+        t->mux.share->pace.blocked = 1;
     /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
      * room (full records leave them) waits for that ACK too, as TCP avoids
      * silly windows: spent now, it costs a read and a record of its own */
@@ -480,8 +489,11 @@ static void compose(struct ri_tunnel *t)
     t->pace_stalled = 0;
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
                               RI_TLS_RECORD, &t->pace);
-    if (n)
+    if (n) {
         ri_pace_on_send(&t->pace, n, ri_now_ns());
+        if (t->mux.share)
+            ri_pace_share_sent(&t->mux.share->pace, n, ri_now_ns());
+    }
 }
 
 /* Encrypts wbuf into obuf while a whole record fits there. Whenever less
@@ -544,8 +556,11 @@ static void become_ready(struct ri_tunnel *t)
     t->state = RI_T_READY;
     t->was_ready = 1;
     t->connected_ns = ri_now_ns();
-    if (t->role == RI_ROLE_HUB)
+    if (t->role == RI_ROLE_HUB) {
         snprintf(t->edge_id, sizeof t->edge_id, "%s", t->hs.edge_id);
+        t->group = t->hs.caps & RI_CAP_LANES ? t->hs.group : 0;
+        t->lane = t->hs.caps & RI_CAP_LANES ? t->hs.lane : 0;
+    }
     set_label(t);
     t->mux.caps = t->hs.caps;
     ri_mux_set_phase(&t->mux, t->draining ? RI_MUX_DRAINING : RI_MUX_OPEN);
@@ -724,10 +739,20 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
             t->hooks->addr(t, &a);
         return t->state == RI_T_DEAD ? -1 : 0;
     }
-    case RI_F_ACK:
-        ri_pace_on_ack(&t->pace, ri_get32(p), ri_now_ns());
+    case RI_F_ACK: {
+        uint64_t before = t->pace.acked, now = ri_now_ns();
+        ri_pace_on_ack(&t->pace, ri_get32(p), now);
+        if (t->mux.share) {
+            struct ri_pace_share *ps = &t->mux.share->pace;
+            ri_pace_share_acked(ps, t->pace.acked - before, now);
+            if (ps->blocked && ri_pace_room(&ps->edge) > 0) {
+                ps->blocked = 0; /* the lanes the edge's cap held back */
+                ri_mux_share_kick(t->mux.share);
+            }
+        }
         ri_tunnel_kick(t);
         return 0;
+    }
     case RI_F_GOAWAY:
         ri_reason_decode(p + 4, h->len - 4, &code, reason, sizeof reason);
         if (code == RI_E_NONE)

@@ -87,6 +87,9 @@ struct ri_tunnel_params {
     uint32_t max_streams;
     double ping_interval, ping_timeout, handshake_timeout;
     const char *edge_id, *secret; /* edge: who we are */
+    uint64_t group;             /* edge: lanes -- this process run's group id */
+    uint8_t lane;               /* edge: lanes -- this connection's index */
+    uint32_t caps_off;          /* capabilities not offered (offer_lanes = false) */
     const struct ri_tunnel_hooks *hooks;
     void *owner;                /* the role's context (t->owner) */
     struct ri_ratelimit *preauth_rl; /* shared by unauthenticated tunnels; may be NULL */
@@ -124,6 +127,12 @@ struct ri_tunnel {
     ev_tstamp last_rx;
     double ping_interval, ping_timeout;
     uint64_t connected_ns;    /* monotonic, when it became READY */
+    /* lanes (RI_CAP_LANES in mux.caps once READY): the edge's group id
+     * (random per edge process run) and this connection's lane index; the
+     * edge's own, or on the hub what its HELLO said */
+    uint64_t group;
+    uint8_t lane;
+    uint8_t config_sent;      /* hub: carried the edge's latest CONFIG */
 
     char peer[64];            /* address for logs */
     struct sockaddr_storage peer_sa;

@@ -153,7 +153,8 @@ struct ri_stream_stats {
     uint64_t rx_bytes;       /* payload bytes received from the tunnel */
     uint64_t tx_window;      /* send credit currently left, bytes */
     uint64_t rx_buffered;    /* received bytes not yet written onward */
-    uint32_t active_streams; /* streams open on this tunnel right now */
+    uint32_t active_streams; /* streams open on this tunnel's edge right now (all
+                              * its lanes: the connections of one edge) */
     uint32_t rx_window;      /* receive window this side aims to grant, bytes */
 };
 

@@ -373,6 +373,7 @@ class Ri(Peer):
     name, needs = "ri", ()
     build = "build"
     policy = "fifo"
+    lanes = 0   # --ri-lanes: the edge's `lanes` (0: its default, auto)
     extra = {}  # policy -> extra plugin text (--ri-classify etc.)
 
     @classmethod
@@ -394,7 +395,9 @@ class Ri(Peer):
         edge = (f'role = "edge"; log_level = "warn"; plugin_dir = "{plugdir}";\n'
                 f'plugins = ( {pol} {{ name = "auth_secret"; }}, {{ name = "listen_tcp"; }} );\n'
                 f'edge = {{ hub_host = "{self.far_host()}"; hub_port = {hp}; edge_id = "bench";\n'
-                f'  secret = "{secret}"; bind_address = "127.0.0.2"; reconnect_min_secs = 0.1; }};\n')
+                f'  secret = "{secret}"; bind_address = "127.0.0.2"; reconnect_min_secs = 0.1;'
+                + (f' lanes = {self.lanes}; lanes_max = {max(8, self.lanes)};' if self.lanes else '')
+                + ' };\n')
         for n, text in (("hub.cfg", hub), ("edge.cfg", edge)):
             fd = os.open(os.path.join(t, n), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -1013,6 +1016,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=None,
                     help="bulk warm-up before the window (1; with --delay 2 s or 15 round trips)")
     ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--ri-lanes", type=int, default=0,
+                    help="the ri edge's `lanes` (default: none set, auto)")
     ap.add_argument("--up", action="store_true",
                     help="bulk figures upload (client to target) instead of download")
     ap.add_argument("--rtt-count", type=int, default=1000)
@@ -1048,6 +1053,7 @@ def main():
     if not os.access(LOADGEN, os.X_OK):
         sys.exit(f"{LOADGEN} is missing: run `make bench` (or make {a.build}/ri-loadgen)")
     Ri.build = a.build
+    Ri.lanes = a.ri_lanes
     figures = [f for f in a.figures.split(",") if f]
     for f in figures:
         if f not in FIGURES:

@@ -40,10 +40,12 @@ static void payload(uint8_t type, const uint8_t *p, size_t n)
             size_t known = (size_t)(h.auth_msg - p) + h.auth_len; /* before the caps */
             CHECK(h.auth_msg >= p && known <= n);
             CHECK(known == n || (n - known >= 4 && n - known <= 4 + RI_HELLO_EXTRA_MAX));
-            size_t m = ri_hello_encode(out, sizeof out, h.edge_id, h.auth, h.auth_msg,
-                                       h.auth_len, h.caps);
-            /* the same bytes up to the caps, and the caps when sent */
-            CHECK(m == known + 4 && memcmp(out, p, known < n ? known + 4 : known) == 0);
+            size_t m = ri_hello_encode_lane(out, sizeof out, h.edge_id, h.auth, h.auth_msg,
+                                            h.auth_len, h.caps, h.group, h.lane);
+            size_t lanes = h.caps & RI_CAP_LANES ? RI_LANE_FIELDS : 0;
+            CHECK(known == n || n - known >= 4 + lanes); /* the lane fields are there */
+            /* the same bytes up to the caps, and the caps (and lane fields) when sent */
+            CHECK(m == known + 4 + lanes && memcmp(out, p, known < n ? m : known) == 0);
         }
         break;
     }

@@ -587,3 +587,25 @@ TEST(config_stun_servers_and_log_format)
     CHECK_REFUSED("role = \"edge\";\nlog_format = \"xml\"; #<\n" PLUGINS "edge = {\n"
                   EDGE_FIELDS "};\n", "log_format");
 }
+
+#define LANES_EDGE "  hub_host = \"h1\";\n  hub_port = 1;\n  edge_id = \"e1\";\n" \
+                    "  secret = \"0123456789abcdef\";\n"
+
+TEST(config_lanes_and_hubs_checked)
+{
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" LANES_EDGE
+                  "  lanes = 9; #<\n};\n", "'lanes' = 9 is above 'lanes_max' (8)");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" LANES_EDGE
+                  "  lanes = 0; #<\n};\n", "out of range 1-32");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" LANES_EDGE
+                  "  hubs = [ \"h2\" ]; #<\n};\n", "'hubs' entries are \"host:port\"");
+    CHECK_REFUSED("role = \"edge\";\n" PLUGINS "edge = {\n" LANES_EDGE
+                  "  hubs = [ \"h2:2\", \"h3:3\" ];\n  lanes = 2; #<\n};\n",
+                  "below the number of hubs (3)");
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS
+                  "hub = {\n  listen = \"0.0.0.0:8443\";\n  max_lanes_per_edge = 0; #<\n};\n",
+                  "out of range 1-256");
+    CHECK_REFUSED("role = \"hub\";\n" PLUGINS
+                  "hub = {\n  listen = \"0.0.0.0:8443\";\n  offer_lanes = 1; #<\n};\n",
+                  "'offer_lanes' must be true or false");
+}

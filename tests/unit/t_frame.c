@@ -174,6 +174,35 @@ TEST(frame_hello_roundtrip)
     CHECK_INT(h.auth_len, 0);
 }
 
+/* Lanes (RI_CAP_LANES): group id and lane index follow the capabilities.
+ * A hub without lanes reads the capabilities and ignores the 9 bytes (they
+ * are within the RI_HELLO_EXTRA_MAX allowance); a HELLO that sets the bit
+ * without the fields is malformed. */
+TEST(frame_hello_lanes)
+{
+    uint8_t buf[512];
+    struct ri_hello h;
+    char err[200];
+    uint64_t group = 0x0123456789abcdefull;
+    size_t n = ri_hello_encode_lane(buf, sizeof buf, "e1", "auth_secret",
+                                    (const uint8_t *)"xy", 2, RI_CAP_LANES | RI_CAP_CLASS,
+                                    group, 7);
+    CHECK_INT(n, 4 + 2 + 1 + 2 + 1 + 11 + 2 + 2 + 4 + RI_LANE_FIELDS);
+    CHECK_MSG(ri_hello_decode(buf, n, &h, err, sizeof err) == 0, "%s", err);
+    CHECK_INT(h.caps, RI_CAP_LANES | RI_CAP_CLASS);
+    CHECK(h.group == group);
+    CHECK_INT(h.lane, 7);
+    CHECK(RI_LANE_FIELDS <= RI_HELLO_EXTRA_MAX); /* an older hub ignores them */
+    /* the bit without (all of) the fields */
+    CHECK_INT(ri_hello_decode(buf, n - 1, &h, err, sizeof err), -1);
+    CHECK_INT(ri_hello_decode(buf, n - RI_LANE_FIELDS, &h, err, sizeof err), -1);
+    /* without the bit nothing is written, and a later field may follow */
+    n = ri_hello_encode_lane(buf, sizeof buf, "e1", "a", NULL, 0, RI_CAP_CLASS, group, 7);
+    CHECK_INT(n, 4 + 2 + 1 + 2 + 1 + 1 + 2 + 4);
+    CHECK_MSG(ri_hello_decode(buf, n, &h, err, sizeof err) == 0, "%s", err);
+    CHECK(h.group == 0 && h.lane == 0);
+}
+
 TEST(frame_hello_encode_limits)
 {
     uint8_t buf[8192], msg[RI_AUTH_FRAME_MAX + 1] = {0};

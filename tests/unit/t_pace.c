@@ -422,3 +422,87 @@ TEST(pace_allows_for_ack_bursts)
               (unsigned long long)p.cwnd);
     CHECK(p.cwnd <= RI_PACE_MAX);
 }
+
+/* Lanes: four connections of one edge over one bottleneck (100 Mbit/s,
+ * 20 ms), each with its own pace, sending in turn as the tunnel's compose
+ * does. With the share (ri_pace_share_room) their sum in flight stays near
+ * one connection's 2 x BDP; four independent caps hold far more. The path
+ * stays full either way and no lane stalls for good (each may fill its
+ * floor). Returns the most in flight after the start-up. */
+static uint64_t lanes_run(int shared, uint64_t *delivered_rate, int *stalled)
+{
+    enum { N = 4 };
+    static struct ri_pace p[N];
+    struct ri_pace_share sh = {0};
+    static struct { uint64_t at, bytes; int lane; } q[PIPE_Q];
+    unsigned qh = 0, qt = 0;
+    uint64_t rate = 12500000, rtt = 20 * MS;
+    uint64_t now = T0, link_free = T0, delivered = 0, max_flight = 0, t_meas = T0 + 3 * SEC;
+    *stalled = 0;
+    for (int i = 0; i < N; i++)
+        ri_pace_init(&p[i]);
+    while (now < T0 + 10 * SEC) {
+        for (int i = 0; i < N; i++) {
+            uint64_t room;
+            while ((room = ri_pace_share_room(&p[i], shared ? &sh : NULL, NULL)) > 0) {
+                uint64_t n = room < 64 * KiB ? room : 64 * KiB;
+                ri_pace_on_send(&p[i], n, now);
+                ri_pace_share_sent(&sh, n, now);
+                uint64_t start = link_free > now ? link_free : now;
+                link_free = start + n * SEC / rate;
+                if (qt - qh >= PIPE_Q) { *stalled = 2; return 0; }
+                q[qt % PIPE_Q].at = link_free + rtt;
+                q[qt % PIPE_Q].bytes = n;
+                q[qt % PIPE_Q].lane = i;
+                qt++;
+            }
+        }
+        if (qt == qh) { *stalled = 1; return 0; }
+        if (now > t_meas && (sh.edge.sent - sh.edge.acked) > max_flight)
+            max_flight = (sh.edge.sent - sh.edge.acked);
+        now = q[qh % PIPE_Q].at;
+        int i = q[qh % PIPE_Q].lane;
+        uint64_t before = p[i].acked;
+        ri_pace_on_ack(&p[i], q[qh % PIPE_Q].bytes, now);
+        ri_pace_share_acked(&sh, p[i].acked - before, now);
+        if (now > t_meas)
+            delivered += q[qh % PIPE_Q].bytes;
+        qh++;
+    }
+    *delivered_rate = delivered * SEC / (now - t_meas);
+    return max_flight;
+}
+
+TEST(pace_share_caps_lanes_together)
+{
+    uint64_t r1, r2, rate = 12500000, bdp = rate * 20 * MS / SEC;
+    int s1, s2;
+    uint64_t apart = lanes_run(0, &r1, &s1), together = lanes_run(1, &r2, &s2);
+    CHECK_MSG(!s1 && !s2, "a run stalled (%d, %d)", s1, s2);
+    CHECK_MSG(r1 >= rate * 9 / 10 && r2 >= rate * 9 / 10, "delivered %llu, %llu B/s of %llu",
+              (unsigned long long)r1, (unsigned long long)r2, (unsigned long long)rate);
+    CHECK_MSG(together < apart * 3 / 4 && together <= 5 * bdp / 2 + 4 * RI_PACE_MIN,
+              "in flight: %llu with the share, %llu apart (BDP %llu)",
+              (unsigned long long)together, (unsigned long long)apart,
+              (unsigned long long)bdp);
+}
+
+/* A lane that closes writes its bytes in flight off the edge's count. */
+TEST(pace_share_leave)
+{
+    struct ri_pace a, b;
+    struct ri_pace_share sh = {0};
+    ri_pace_init(&a);
+    ri_pace_init(&b);
+    CHECK(ri_pace_share_room(&a, &sh, NULL) >= RI_PACE_MIN);
+    ri_pace_on_send(&a, 20000, T0);
+    ri_pace_share_sent(&sh, 20000, T0);
+    ri_pace_on_send(&b, 10000, T0);
+    ri_pace_share_sent(&sh, 10000, T0);
+    CHECK(sh.edge.sent - sh.edge.acked == 30000);
+    ri_pace_share_leave(&sh, &a);
+    CHECK(sh.edge.sent - sh.edge.acked == 10000);
+    ri_pace_on_ack(&b, 10000, T0 + 20 * MS);
+    ri_pace_share_acked(&sh, 10000, T0 + 20 * MS);
+    CHECK(sh.edge.sent == sh.edge.acked);
+}

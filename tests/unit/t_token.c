@@ -233,3 +233,39 @@ TEST(token_rejects_too_long_token)
     CHECK_INT(rc, -1);
     CHECK_HAS(err, "longer than");
 }
+
+/* "H": further hubs (lanes to several hubs). Optional: an old token has
+ * none and still decodes; a token with it round-trips; bad entries are
+ * refused with a reason. */
+TEST(token_further_hubs)
+{
+    struct ri_token t = nyc(), d;
+    char err[256];
+    CHECK_MSG(ri_token_decode(NYC_TOKEN, &d, err, sizeof err) == 0, "%s", err);
+    CHECK_INT(d.n_hubs, 0);
+    strcpy(t.hubs[0], "hub2.example.com:8443");
+    strcpy(t.hubs[1], "[2001:db8::1]:443");
+    t.n_hubs = 2;
+    char *s = ri_token_encode(&t, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    int rc = ri_token_decode(s, &d, err, sizeof err);
+    free(s);
+    CHECK_MSG(rc == 0, "%s", err);
+    CHECK_INT(d.n_hubs, 2);
+    CHECK_STR(d.hubs[0], "hub2.example.com:8443");
+    CHECK_STR(d.hubs[1], "[2001:db8::1]:443");
+    CHECK_REFUSED("{\"h\":\"a\",\"p\":1,\"e\":\"edge-1\",\"s\":\"supersecrettoken1\",\"H\":\"b:2\"}",
+                  "\"H\"", NULL);
+    CHECK_REFUSED("{\"h\":\"a\",\"p\":1,\"e\":\"edge-1\",\"s\":\"supersecrettoken1\",\"H\":[\"b\"]}",
+                  "host:port", NULL);
+    CHECK_REFUSED("{\"h\":\"a\",\"p\":1,\"e\":\"edge-1\",\"s\":\"supersecrettoken1\",\"H\":[\"b:0\"]}",
+                  "host:port", NULL);
+    CHECK_REFUSED("{\"h\":\"a\",\"p\":1,\"e\":\"edge-1\",\"s\":\"supersecrettoken1\",\"H\":[7]}",
+                  "not a string", NULL);
+    CHECK_REFUSED("{\"h\":\"a\",\"p\":1,\"e\":\"edge-1\",\"s\":\"supersecrettoken1\",\"H\":"
+                  "[\"b:1\",\"b:1\",\"b:1\",\"b:1\",\"b:1\",\"b:1\",\"b:1\",\"b:1\"]}",
+                  "at most 7", NULL);
+    t.n_hubs = 1;
+    strcpy(t.hubs[0], "nohostport");
+    CHECK(ri_token_encode(&t, err, sizeof err) == NULL && strstr(err, "host:port"));
+}
