@@ -162,7 +162,7 @@ static int api_query(ri_inst *self, const char *request_json, char **answer_json
     json_decref(req);
     if (!ans)
         return -EINVAL;
-    char *s = json_dumps(ans, JSON_COMPACT);
+    char *s = json_dumps(ans, RI_JSON_OUT);
     json_decref(ans);
     if (!s)
         return -ENOMEM;

@@ -204,7 +204,7 @@ static int out_append(struct client *c, const char *s, size_t n, size_t limit)
 /* Sends an answer (takes it); -1 when the client was dropped for it. */
 static int send_json(struct client *c, json_t *o)
 {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = o ? json_dumps(o, RI_JSON_OUT) : NULL;
     json_decref(o);
     if (!s) {
         client_drop(c, "out of memory");
@@ -248,7 +248,7 @@ static void on_event(void *arg, const struct ri_event *ev)
             continue;
         if (!s) {
             json_t *o = ri_event_json(ev);
-            s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            s = o ? json_dumps(o, RI_JSON_OUT) : NULL;
             json_decref(o);
             if (!s)
                 return;

@@ -110,7 +110,7 @@ static void print_status(const json_t *a)
             printf("%-16s %.1f\n", k, json_real_value(v));
             continue;
         }
-        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | RI_JSON_OUT);
         printf("%-16s %s\n", k, t ? t : json_string_value(v));
         ri_json_free(t);
     }
@@ -158,7 +158,7 @@ static void print_event(const json_t *ev)
     json_object_foreach((json_t *)ev, k, v) {
         if (!strcmp(k, "time") || !strcmp(k, "event"))
             continue;
-        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | RI_JSON_OUT);
         printf(" %s=%s", k, t ? t : json_string_value(v));
         ri_json_free(t);
     }
@@ -214,7 +214,7 @@ static void print_generic(const json_t *a)
     json_object_foreach((json_t *)a, k, v) {
         if (!strcmp(k, "ok"))
             continue;
-        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | RI_JSON_OUT);
         printf("%-12s %s\n", k, t ? t : json_string_value(v));
         ri_json_free(t);
     }

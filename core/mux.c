@@ -83,6 +83,7 @@ int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *
     m->role = role;
     m->label = "tunnel";
     m->edge_id = "";
+    m->peer = "";
     m->max_streams = max_streams;
     m->mask = 255;
     if (!(m->tab = calloc(m->mask + 1, sizeof *m->tab))) {
@@ -191,7 +192,7 @@ static void emit_stream(struct ri_stream *s, int type, unsigned code, const char
     int hub = m->role == RI_ROLE_HUB;
     struct ri_event ev = {
         .type = type, .role = m->role, .tunnel_id = m->tunnel_id, .edge_id = m->edge_id,
-        .peer = m->label, .stream_id = s->id, .port = s->edge_port, .client = &s->client,
+        .peer = m->peer, .stream_id = s->id, .port = s->edge_port, .client = &s->client,
         .target = hub ? &s->target : NULL,
         /* up = client -> upstream: the edge sends it, the hub receives it */
         .bytes_up = hub ? s->rx_bytes : s->tx_bytes, .bytes_down = hub ? s->tx_bytes : s->rx_bytes,
@@ -859,7 +860,7 @@ static void set_class(struct ri_stream *s)
     s->klass = k;
     ri_sched_event(m->sched, s, s->sp, RI_EV_CLASS, k);
     struct ri_event ev = {.type = RI_EVT_STREAM_CLASSIFIED, .role = m->role,
-                          .tunnel_id = m->tunnel_id, .edge_id = m->edge_id, .peer = m->label,
+                          .tunnel_id = m->tunnel_id, .edge_id = m->edge_id, .peer = m->peer,
                           .stream_id = s->id, .port = s->edge_port, .client = &s->client,
                           .klass = k};
     ri_event_emit(m->w->bus, &ev);

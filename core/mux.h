@@ -96,6 +96,7 @@ struct ri_mux {
     enum ri_mux_phase phase;
     const char *label;          /* "tunnel <peer>[ edge <id>]" for logs */
     const char *edge_id;        /* for events ("" until known) */
+    const char *peer;           /* for events: the tunnel's remote address */
     uint64_t tunnel_id;
     uint32_t caps;              /* capabilities in use on the tunnel (frame.h) */
     struct ri_ratelimit *rl;    /* the tunnel's limiter for peer-triggered lines */

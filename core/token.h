@@ -35,6 +35,11 @@ void ri_token_secure_json(void);
 /* Frees what json_dumps returned, with jansson's allocator in force (never
  * plain free()). */
 void ri_json_free(void *p);
+/* json_dumps flags for what the control socket and ctl print: compact,
+ * reals to 9 significant digits (jansson's default 17 shows a duration of
+ * 0.009440873 s as 0.0094408730000000007); with JSON_ENCODE_ANY for a
+ * bare value. */
+#define RI_JSON_OUT (JSON_COMPACT | JSON_REAL_PRECISION(9)) /* where jansson.h is included */
 /* malloc'd {"hubHost":..,"hubPort":..,"edgeId":..,"secret":..} */
 char *ri_token_to_json(const struct ri_token *t);
 

@@ -66,6 +66,7 @@ static void set_label(struct ri_tunnel *t)
              t->edge_id);
     t->mux.label = t->label;
     t->mux.edge_id = t->edge_id;
+    t->mux.peer = t->peer;
 }
 
 static void free_mine(struct ri_tunnel *t)

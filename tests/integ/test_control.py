@@ -250,8 +250,22 @@ def test_subscribe_events_and_slow_subscriber(env):
     sc = [e for e in seen if e["event"] == "streamClosed"][0]
     check(sc["bytesUp"] == 1000 and sc["bytesDown"] == 1000 and sc["code"] == 0 and
           sc["port"] == p and sc["duration"] >= 0, f"streamClosed: {sc}")
-    got = [json.loads(cli.stdout.readline())["event"] for _ in range(2)]
+    # peer: the tunnel's remote address, as in the tunnel's own events (not a log label)
+    so = [e for e in seen if e["event"] == "streamOpened"][0]
+    check(so["peer"] == ec["peer"] and re.match(r"127\.0\.0\.\d+:\d+$", so["peer"]) and
+          sc["peer"] == ec["peer"], f"stream events' peer: {so['peer']!r}, {sc['peer']!r}, "
+          f"edgeConnected's {ec['peer']!r}")
+    lines = []
+    while not lines or '"streamClosed"' not in lines[-1]:
+        line = cli.stdout.readline()
+        check(line, f"ctl subscribe ended early after {lines}")
+        lines.append(line)
+    got = [json.loads(x)["event"] for x in lines]
     check(got[0] == "edgeConnected", f"ctl subscribe saw {got}")
+    # reals at 9 significant digits, not jansson's default 17 (0.0094408730000000007)
+    dur = re.search(r'"duration":\s*([0-9.eE+-]+)', lines[-1]).group(1)
+    digits = re.sub(r"[eE].*$", "", dur).replace(".", "").lstrip("0")
+    check(len(digits) <= 9, f"duration printed as {dur}")
     cli.terminate()
     check(cli.wait(T(10)) == 0, "ctl subscribe exits 0 when interrupted")
 
