@@ -445,15 +445,31 @@ def tunnel_ss(peer):
         r = subprocess.run([*prefix, "ss", "-tinm", "state", "established",
                             f"( sport = :{peer.hub_port} or dport = :{peer.hub_port} )"],
                            capture_output=True, text=True)
-        text = r.stdout.strip()
-        fields, toks = {}, text.split()
-        for i, tok in enumerate(toks):
-            k, _, v = tok.partition(":")
-            if k in SS_FIELDS and v:
-                fields[k] = v
-            elif tok in SS_FIELDS and i + 1 < len(toks):  # "pacing_rate 1.2Gbps"
-                fields[tok] = toks[i + 1]
-        out[side] = {"fields": fields, "text": text}
+        # one block per connection: its address line, then indented info;
+        # with lanes there are several: the one that moved the most bytes
+        # is the one carrying the stream
+        blocks = []
+        for line in r.stdout.splitlines()[1:]:
+            if line and not line[0].isspace():
+                blocks.append([line])
+            elif blocks:
+                blocks[-1].append(line)
+        best, best_acked = None, -1
+        for b in blocks:
+            text = " ".join(x.strip() for x in b)
+            fields, toks = {}, text.split()
+            acked = 0
+            for i, tok in enumerate(toks):
+                k, _, v = tok.partition(":")
+                if k == "bytes_acked" and v.isdigit():
+                    acked = int(v)
+                if k in SS_FIELDS and v:
+                    fields[k] = v
+                elif tok in SS_FIELDS and i + 1 < len(toks):  # "pacing_rate 1.2Gbps"
+                    fields[tok] = toks[i + 1]
+            if acked > best_acked:
+                best, best_acked = {"fields": fields, "text": text}, acked
+        out[side] = dict(best or {"fields": {}, "text": ""}, connections=len(blocks))
     return out
 
 
@@ -979,10 +995,13 @@ def main_long(a, peers, figures, tmp, notes):
     ss_lines = []
     for s in sessions:
         f = s["results"].get("ri", {}).get("single", {}).get("ss", {})
-        side = f.get("edge" if a.up else "hub", {}).get("fields")
+        sd = f.get("edge" if a.up else "hub", {})
+        side = sd.get("fields")
         if side:
-            ss_lines.append(f"{s['rtt_ms']:g} ms, ri's tunnel at its sender mid-run (ss -ti): "
-                            + " ".join(f"{k}:{v}" for k, v in side.items()))
+            lanes = sd.get("connections", 1)
+            ss_lines.append(f"{s['rtt_ms']:g} ms, ri's tunnel at its sender mid-run (ss -ti"
+                            + (f"; the busiest of its {lanes} lanes" if lanes > 1 else "")
+                            + "): " + " ".join(f"{k}:{v}" for k, v in side.items()))
         dl = s.get("delayline") or {}
         if dl:
             ss_lines.append(f"{s['rtt_ms']:g} ms, the delay line: {dl.get('cpu_s')} CPU s, "
