@@ -982,8 +982,16 @@ static void resolved(void *arg, const struct sockaddr_storage *a, const socklen_
         connect_failed(l, err);
         return;
     }
-    memcpy(l->addrs, a, (size_t)n * sizeof *a);
-    memcpy(l->addr_lens, len, (size_t)n * sizeof *len);
+    /* A name with several addresses (DNS round robin over several hubs, or
+     * one hub's IPv6 and IPv4) spreads the lanes: a hub's k-th lane starts
+     * at its k-th address and tries the others after it, so hubs behind one
+     * name each get lanes, and an unreachable address costs a lane only
+     * its first try. */
+    int first = (int)((l->idx / l->e->cy->cfg->n_hubs) % (unsigned)n);
+    for (int k = 0; k < n; k++) {
+        l->addrs[k] = a[(first + k) % n];
+        l->addr_lens[k] = len[(first + k) % n];
+    }
     l->n_addrs = n;
     l->next_addr = 0;
     try_next_addr(l, "no address");

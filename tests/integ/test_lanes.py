@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 
-from harness import T, EdgeSpec, check, echo_check, fail, pump, wait_until
+from harness import T, Edge, EdgeSpec, check, echo_check, fail, pump, wait_until
 
 
 class Ctl:
@@ -307,3 +307,49 @@ def test_lanes_to_two_hubs_one_killed(env):
         echo_check(c, b"through the hub that is up")
         c.close()
     check(Ctl(env, esock)("status")["connected"] is True, "the edge says it is not connected")
+
+
+def test_lanes_spread_over_a_names_addresses(env):
+    """A hub name with several addresses (DNS round robin over hubs, here
+    two hubs on 127.0.0.1 and 127.0.0.3, same port, one name through the
+    slowdns shim): lane k starts at the k-th address, so each hub gets a
+    lane; the first hub killed costs only its lane, and the lane that lost
+    it reconnects through the name's other address."""
+    import os
+    import signal
+    slow = os.path.join(env.build, "slowdns.so")
+    check(os.path.exists(slow), f"{slow} not built")
+    extra = {"LD_PRELOAD": slow, "RI_SLOWDNS_SECS": "0",
+             "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    p = env.port()
+    env.upstream(p)
+    spec = EdgeSpec("edge-rr", [p])
+    hp = env.port()
+    sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
+    hub_a = env.hub([spec], port=hp, name="hub-a", control_socket=sa, listen_host="127.0.0.1")
+    hub_b = env.hub([spec], port=hp, name="hub-b", control_socket=sb, listen_host="127.0.0.3")
+    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    esock = env.path("edge.sock")
+    name = "127-0-0-1x127-0-0-3.slow.ri.test"
+    cfg = env.write("edge-rr.cfg", env.edge_config(hp, spec.id, spec.secret, bind="127.0.0.2",
+                                                   hub_host=name, lanes=2,
+                                                   control_socket=esock))
+    edge = env.start_core("edge-rr", cfg, cls=Edge, extra_env=extra)
+    edge.spec, edge.bind, edge.cfg_path = spec, "127.0.0.2", cfg
+    env.wait_edge_ready(edge, spec.ports)
+    wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
+               _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each address")
+    for _ in range(4):
+        c = env.connect("127.0.0.2", p)
+        echo_check(c, b"through either hub")
+        c.close()
+    m = edge.mark()
+    hub_a.signal(signal.SIGKILL)
+    edge.wait_log(r"lane \d lost", 20, since=m)
+    # the lane that lost 127.0.0.1 comes back through 127.0.0.3: both lanes on hub B
+    wait_until(lambda: _edge_status(cb, spec.id)["lanes"] == 2, T(20),
+               "the lost lane reconnected to the name's other address")
+    c = env.connect("127.0.0.2", p)
+    echo_check(c, b"after the first address died")
+    c.close()
+    check(hub_b.alive(), "hub B died")
