@@ -93,12 +93,14 @@ def test_hub_at_descriptor_limit_refuses_opens_with_code_10(env):
     hub = env.start_core("hub", cfg, cls=Hub, wrap=["prlimit", f"--nofile={NOFILE}"])
     hub.port = hub_port
     hub.wait_log(r"hub: listening on \S+:%d " % hub_port)
-    edge = env.edge(hub, spec)
+    edge = env.edge(hub, spec, args=["-d"])  # debug: the edge logs each RST it gets
     held, refused = fill_until_refused(env, "127.0.0.2", p, NOFILE + 10)
     check(refused, f"{len(held)} streams held under a hub limit of {NOFILE}")
     check(len(held) >= NOFILE * 3 // 4, f"only {len(held)} streams before the first refusal")
     hub.wait_log(r"hub: near the descriptor limit: \d+ of %d descriptors in use" % NOFILE)
     hub.wait_log(r"hub: refusing new streams with a reset")
+    # what the edge got for the refused stream: RST code 10 and its reason
+    edge.wait_log(r"stream \d+ reset by peer: too many streams: descriptor limit")
     r = env.run_core(["ctl", "--json", "-s", sock, "metrics"])
     check(r.returncode == 0, f"ctl metrics: {r.stdout}{r.stderr}")
     mt = json.loads(r.stdout)
