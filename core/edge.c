@@ -61,6 +61,8 @@ struct lane {
     ev_io cio;
     ev_timer ctimer, retry;
     double backoff;
+    int refused;                  /* the hub refused it after the handshake (GOAWAY): the
+                                   * close that follows retries with the long backoff */
     uint64_t addr_sent_tid;       /* the tunnel told of the public address */
 };
 
@@ -723,14 +725,23 @@ static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
     lane_gone(e);
     if (e->stopping)
         return;
+    /* A refusal after the handshake: the close that follows schedules the
+     * retry, with the long backoff. (edge_ready reset the backoff when the
+     * lane came up, and that close is a plain EOF: without the flag a lane
+     * the hub refuses every time would come back four times a second.) */
     if (refused_for_good(code)) { /* removed from the hub's config, or re-keyed */
-        lose_ports(e, code, reason);
-        return; /* the close that follows schedules the retry */
+        l->refused = 1;
+        l->backoff = REFUSED_BACKOFF_MAX;
+        if (!any_lane_up(e)) /* with several hubs, another may still vouch for us */
+            lose_ports(e, code, reason);
+        return;
     }
     if (code == RI_E_LANES) {
+        l->refused = 1;
+        l->backoff = REFUSED_BACKOFF_MAX;
         ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge %s: the hub refused lane %u (%s): trying "
                   "it again later", t->edge_id, l->idx, reason);
-        return; /* the close that follows schedules the retry (long) */
+        return;
     }
     if (code == RI_E_REPLACED) {
         ri_log_rl(&e->rl_lane, RI_LOG_WARN,
@@ -793,13 +804,14 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
                       "reset, %u other lane%s up", l->idx, why && why[0] ? why : "closed",
                       lost, lost == 1 ? "" : "s", lanes_up(e), lanes_up(e) == 1 ? "" : "s");
     }
-    if (current && refused_for_good(code))
+    if (current && refused_for_good(code) && !any_lane_up(e))
         lose_ports(e, code, why);
     if (e->stopping) {
         if (!e->tunnels)
             ev_break(e->loop, EVBREAK_ALL);
     } else if (l && !connecting(l)) {
-        schedule_retry(l, refused_for_good(code) || code == RI_E_LANES);
+        schedule_retry(l, refused_for_good(code) || code == RI_E_LANES || l->refused);
+        l->refused = 0;
     }
 }
 

@@ -258,6 +258,13 @@ def test_excess_lanes_refused(env):
     echo_check(c, b"the allowed lanes serve")
     es = ectl("status")
     check(es["lanesUp"] == 2 and es["lanesWanted"] == 4, f"edge status: {es}")
+    # a refused lane waits the long backoff (it reached READY, so its backoff
+    # had been reset: once it came back four times a second)
+    for idx in (2, 3):
+        edge.wait_log(r"edge: lane %d: reconnecting in [0-9.]+ s" % idx, 20)
+        delays = [float(x) for x in re.findall(r"edge: lane %d: reconnecting in ([0-9.]+) s" % idx,
+                                               edge.lines_since(0))]
+        check(delays and min(delays) >= 20, f"lane {idx} retries after {delays} s")
 
 
 def test_lanes_to_two_hubs_one_killed(env):
@@ -353,3 +360,36 @@ def test_lanes_spread_over_a_names_addresses(env):
     echo_check(c, b"after the first address died")
     c.close()
     check(hub_b.alive(), "hub B died")
+
+
+def test_one_hub_refusing_keeps_the_ports_served_by_another(env):
+    """With two hubs, one that removes the edge from its config refuses
+    the edge's lane there (GOAWAY "removed"); the other hub still vouches for
+    the edge, so its ports stay open and serve, and the refused lane waits
+    the long backoff."""
+    import signal
+    p = env.port()
+    env.upstream(p)
+    spec = EdgeSpec("edge-keep", [p])
+    other = EdgeSpec("edge-other", [env.port()])
+    sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
+    hub_a = env.hub([spec], name="hub-a", control_socket=sa)
+    hub_b = env.hub([spec], name="hub-b", control_socket=sb)
+    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    edge = env.edge(hub_a, spec, hubs=[f"127.0.0.1:{hub_b.port}"])
+    wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
+               _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each hub")
+    m = edge.mark()
+    env.write("hub-b.cfg", env.hub_config(hub_b.port, [other], control_socket=sb))
+    hub_b.signal(signal.SIGHUP)
+    edge.wait_log(r"edge: lane 1: reconnecting in ([0-9.]+) s", 20, since=m)
+    d = [float(x) for x in re.findall(r"edge: lane 1: reconnecting in ([0-9.]+) s",
+                                      edge.lines_since(m))]
+    check(min(d) >= 20, f"the lane hub B refused retries after {d} s")
+    check(edge.count(r"closing its public ports", since=m) == 0,
+          "one hub's refusal closed the ports the other hub still serves")
+    for _ in range(3):
+        c = env.connect("127.0.0.2", p)
+        echo_check(c, b"still served through hub A")
+        c.close()
+    check(hub_a.alive() and hub_b.alive() and edge.alive(), "a process died")
