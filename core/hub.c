@@ -134,6 +134,18 @@ static int same_group(const struct ri_tunnel *a, const struct ri_tunnel *b)
            strcmp(a->edge_id, b->edge_id) == 0;
 }
 
+/* Another connection of t's lane group that the hub accepted and that is
+ * not closed yet (draining counts): while there is one, the edge stays
+ * connected as far as events and counters go. One connection without lanes
+ * has no group: each is its own edge connection, as before lanes. */
+static int group_has_other(const struct hub *h, const struct ri_tunnel *t)
+{
+    for (const struct ri_tunnel *o = h->tunnels; o; o = o->next)
+        if (o != t && o->joined && same_group(o, t))
+            return 1;
+    return 0;
+}
+
 /* The group's oldest live lane but `skip`: where CONFIG goes. */
 static struct ri_tunnel *config_lane(struct hub *h, const struct ri_tunnel *of,
                                      const struct ri_tunnel *skip)
@@ -218,10 +230,15 @@ static void hub_ready(struct ri_tunnel *t)
         ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces %u "
                   "older ones, the lanes of an older edge process (%u open stream%s finish "
                   "there)", t->edge_id, t->peer, replaced, streams, streams == 1 ? "" : "s");
-    struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
-                          .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
-                          .n_ports = e->n_ports};
-    emit(h, &ev);
+    /* edgeConnected (and the registry's connect count) once per edge: for
+     * the first lane of its group, not for each lane */
+    if (!group_has_other(h, t)) {
+        struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
+                              .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
+                              .n_ports = e->n_ports};
+        emit(h, &ev);
+    }
+    t->joined = 1;
     /* CONFIG goes to the edge, not to each lane: on the first lane of its
      * group (a lane joining a group that is up needs none) */
     if (first)
@@ -316,7 +333,9 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
         h->tunnels = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    if (t->was_ready) {
+    /* edgeDisconnected once its group's last accepted lane is gone (t is
+     * unlinked already); a lane refused for its index was never accepted */
+    if (t->was_ready && t->joined && !group_has_other(h, t)) {
         struct ri_event ev = {.type = RI_EVT_EDGE_DISCONNECTED, .tunnel_id = t->id,
                               .edge_id = t->edge_id, .peer = t->peer, .code = code,
                               .reason = why, .count = lost};

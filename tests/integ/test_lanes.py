@@ -127,6 +127,11 @@ def test_lost_lane_resets_only_its_streams(env):
           f"{[(x['error'], x['recv_len']) for x in r]}")
     # the lane comes back, on its own, and takes streams again
     wait_until(lambda: _edge_status(hctl, spec.id)["lanes"] == 2, T(20), "lane 1 back")
+    # one edge all along: one connect, one "connected" line, though a lane came and went
+    e = _edge_status(hctl, spec.id)
+    check(e["connects"] == 1 and hub.count(r"edge edge-lanes connected from") == 1,
+          f"the hub counted the edge connected {e['connects']} times, logged it "
+          f"{hub.count(r'edge edge-lanes connected from')} times")
     check(edge.count(r"lane 0 lost") == 0, "lane 0 was lost too")
     conns = [env.connect("127.0.0.2", p) for _ in range(4)]
     for c in conns:
