@@ -179,12 +179,16 @@ static void hub_ready(struct ri_tunnel *t)
                 if (o->mux.share)
                     share = o->mux.share;
             }
-        /* every peer-supplied value is checked: the index, and the count */
-        if (t->lane >= max || others >= max) {
+        /* every peer-supplied value is checked: the index against the
+         * protocol's range, and the count against our limit. (Not the index
+         * against the limit: an edge spreading lanes over several hubs
+         * numbers them across all, so a hub sees indices 0, 2, 4, ...) */
+        if (t->lane >= RI_LANES_LIMIT || others >= max) {
             ri_log_rl(&h->rl_lanes, RI_LOG_WARN,
                       "edge %s: lane %u from %s refused: %s (max_lanes_per_edge %u)",
                       t->edge_id, t->lane, t->peer,
-                      t->lane >= max ? "lane index too high" : "too many lanes", max);
+                      t->lane >= RI_LANES_LIMIT ? "lane index out of range" : "too many lanes",
+                      max);
             ri_tunnel_goaway(t, RI_E_LANES, "too many lanes", 1);
             return;
         }
