@@ -61,8 +61,8 @@ struct lane {
     ev_io cio;
     ev_timer ctimer, retry;
     double backoff;
-    int refused;                  /* the hub refused it after the handshake (GOAWAY): the
-                                   * close that follows retries with the long backoff */
+    int refused;                  /* the hub refused it after the handshake (GOAWAY, too
+                                   * many lanes): the close that follows backs off long */
     uint64_t addr_sent_tid;       /* the tunnel told of the public address */
 };
 
@@ -725,17 +725,16 @@ static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
     lane_gone(e);
     if (e->stopping)
         return;
-    /* A refusal after the handshake: the close that follows schedules the
-     * retry, with the long backoff. (edge_ready reset the backoff when the
-     * lane came up, and that close is a plain EOF: without the flag a lane
-     * the hub refuses every time would come back four times a second.) */
     if (refused_for_good(code)) { /* removed from the hub's config, or re-keyed */
-        l->refused = 1;
-        l->backoff = REFUSED_BACKOFF_MAX;
         if (!any_lane_up(e)) /* with several hubs, another may still vouch for us */
             lose_ports(e, code, reason);
-        return;
+        return; /* the close that follows schedules the retry: a quick one, whose
+                 * handshake the hub refuses, and that backs off long */
     }
+    /* Too many lanes: the hub accepts the handshake and refuses after it,
+     * every time. edge_ready reset the backoff when the lane came up and
+     * the close that follows is a plain EOF: without the flag such a lane
+     * would come back four times a second. It retries after the long one. */
     if (code == RI_E_LANES) {
         l->refused = 1;
         l->backoff = REFUSED_BACKOFF_MAX;
