@@ -930,9 +930,7 @@ static void try_next_addr(struct lane *l, const char *why);
 static void cio_cb(EV_P_ ev_io *w, int revents)
 {
     struct lane *l = w->data;
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(l->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = ri_connect_error(l->cfd);
     if (err)
         try_next_addr(l, strerror(err));
     else

@@ -529,11 +529,7 @@ static void stream_write_cb(EV_P_ ev_io *w, int revents)
 {
     struct ri_stream *s = (struct ri_stream *)((char *)w - offsetof(struct ri_stream, wio));
     if (s->connecting) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-            err = errno;
-        connected(s, err);
+        connected(s, ri_connect_error(s->fd));
         return;
     }
     flush_out(s);

@@ -1,5 +1,6 @@
 /* netutil.c -- address parsing, resolution and formatting. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,4 +174,13 @@ int ri_addr_use_public(struct sockaddr_storage *edge, const struct sockaddr_stor
         return 1;
     }
     return 0;
+}
+
+int ri_connect_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    return err;
 }

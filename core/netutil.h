@@ -30,6 +30,9 @@ const char *ri_raddr_str(const struct ri_addr *a, char *buf, size_t cap);
 const char *ri_hostport_str(const char *host, int port, char *buf, size_t cap);
 /* 1 when s is a numeric IPv4 or IPv6 address (no name lookup needed). */
 int ri_is_numeric_ip(const char *s);
+/* The outcome of a non-blocking connect() once fd is writable: 0, or the
+ * errno value it failed with (SO_ERROR). */
+int ri_connect_error(int fd);
 /* 1 when the address cannot be reached from the Internet as it is: private
  * (RFC 1918), loopback, link-local (169.254/16, fe80::/10), unique local
  * (fc00::/7) or unspecified (0.0.0.0, ::); an IPv4-mapped IPv6 address is

@@ -330,9 +330,7 @@ static void tcp_connected(struct sim *e)
 static void cio_cb(EV_P_ ev_io *w, int revents)
 {
     struct sim *e = w->data;
-    int err = 0;
-    socklen_t l = sizeof err;
-    getsockopt(e->cfd, SOL_SOCKET, SO_ERROR, &err, &l);
+    int err = ri_connect_error(e->cfd);
     if (err)
         connect_failed(e, strerror(err));
     else
