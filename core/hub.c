@@ -1412,6 +1412,18 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
             close(conn); /* the old process serves on */
         goto out;
     }
+    /* the control socket before the "listening" line: whoever waits for that
+     * line (an operator's script, the tests) may talk to the socket at once */
+    if (c->control_socket) {
+        if (!(h->ctl = ri_ctl_open(h->loop, &h->bus, c->control_socket, c->control_socket_mode,
+                                   hub_cmds, h, err, sizeof err))) {
+            log_err("hub: %s:%d: %s", c->path, c->control_socket_line, err);
+            if (conn >= 0)
+                close(conn); /* the old process serves on */
+            goto out;
+        }
+        log_info("hub: control socket %s", c->control_socket);
+    }
     log_info("hub: listening on %s for %zu edge%s; TLS certificate %s%s%s%s", c->listen,
              c->n_edges, c->n_edges == 1 ? "" : "s", h->creds->fingerprint,
              h->creds->origin == RI_TLS_EPHEMERAL ? " (ephemeral, self-signed)"
@@ -1437,14 +1449,6 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         !(h->ho = ri_handover_serve(h->loop, c->handover_socket, RI_ROLE_HUB, &ho_ops, h, err,
                                     sizeof err)))
         log_warn("hub: %s: upgrades will not be able to take over", err);
-    if (c->control_socket) {
-        if (!(h->ctl = ri_ctl_open(h->loop, &h->bus, c->control_socket, c->control_socket_mode,
-                                   hub_cmds, h, err, sizeof err))) {
-            log_err("hub: %s:%d: %s", c->path, c->control_socket_line, err);
-            goto out;
-        }
-        log_info("hub: control socket %s", c->control_socket);
-    }
     /* everything that needs root is open: the TLS key, the listening socket */
     if (c->user && ri_drop_privileges(c->user, err, sizeof err) < 0) {
         log_err("hub: %s", err);
