@@ -1,6 +1,7 @@
 # ri -- edge ingress tunnel. `make` builds build/ri-core and build/plugins/*.so;
 # `make test` builds and runs the whole suite; `make demo` runs the loopback demo.
-# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/san/.
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/san/,
+# SAN=thread with ThreadSanitizer into build/tsan/ (the hub's worker threads).
 
 CC      ?= cc
 V       ?= 0
@@ -15,6 +16,10 @@ SAN     ?= 0
 ifeq ($(SAN),1)
 BUILD   ?= build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1 -g
+else ifeq ($(SAN),thread)
+BUILD   ?= build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 OPT     := -O1 -g
 else
 BUILD   ?= build
@@ -59,7 +64,7 @@ TPLUG_SO  := $(patsubst tests/plugins/%.c,$(BUILD)/test-plugins/%.so,$(TPLUG_SRC
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 
 
-.PHONY: all deps test-deps test unit demo install clean fuzz bench bench-scale soak FORCE
+.PHONY: bench-workers all deps test-deps test unit demo install clean fuzz bench bench-scale soak FORCE
 
 all: $(BUILD)/.deps $(BUILD)/ri-core $(PLUGIN_SO)
 
@@ -252,11 +257,18 @@ bench: all $(BUILD)/ri-loadgen $(BUILD)/ri-delayline
 	@tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 	$(if $(strip $(BENCH_LONG_ARGS)),@tests/bench/run.sh $(BUILD) --json $(BUILD)/bench-long.json $(BENCH_LONG_ARGS))
 	@$(MAKE) --no-print-directory bench-scale
+	@$(MAKE) --no-print-directory bench-workers
 
 # 1000 simulated edges on one hub (connect, hub kill -9 and restart) and one
 # edge filled with streams up to its open-file limit (tests/bench/scale.py)
 bench-scale: all $(BUILD)/ri-loadgen $(BUILD)/ri-edgesim
 	@python3 tests/bench/scale.py --build $(BUILD) --json $(BUILD)/scale.json $(SCALE_ARGS)
+
+# 4 edges x 2 downloads through one hub with workers = 1, then 2: hub CPU
+# per GB and how it divides over the worker threads (tests/bench/workers.py)
+WORKERS_ARGS ?= --workers 1,2
+bench-workers: all $(BUILD)/ri-loadgen
+	@python3 tests/bench/workers.py --build $(BUILD) --json $(BUILD)/workers.json $(WORKERS_ARGS)
 
 # 30 minutes of mixed traffic through an ASan+UBSan pair (tests/bench/soak.py);
 # SOAK_MINUTES=5 for a shorter run.

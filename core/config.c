@@ -313,7 +313,7 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
         "handshake_timeout_secs",
         "max_handshakes", "connect_timeout_secs", "ping_interval_secs", "ping_timeout_secs",
         "drain_timeout_secs", "max_streams", "control_socket", "control_socket_mode",
-        "edges_file", "public_host", "max_lanes_per_edge", "offer_lanes", NULL};
+        "edges_file", "public_host", "max_lanes_per_edge", "offer_lanes", "workers", NULL};
     check_keys(x, hub, "hub", keys);
     parse_control(x, hub);
     const char *ef = get_str(x, hub, "edges_file", 0);
@@ -364,6 +364,8 @@ static void parse_hub(struct ctx *x, config_setting_t *root)
     c->max_streams = (uint32_t)get_int(x, hub, "max_streams", 20000, 1, 1000000);
     c->max_lanes = (uint32_t)get_int(x, hub, "max_lanes_per_edge", 16, 1, 256);
     c->offer_lanes = get_bool(x, hub, "offer_lanes", 1);
+    /* 0: one per online CPU (ri_hub_run) */
+    c->workers = (uint32_t)get_int(x, hub, "workers", 0, 0, RI_WORKERS_MAX);
     parse_edges(x, hub);
 }
 

@@ -14,7 +14,7 @@
 #include "plugin.h"
 
 struct ri_cycle {
-    int refs;
+    _Atomic int refs; /* atomic: dropped on whichever worker thread held the last reference */
     struct ri_config *cfg;
     struct ri_plugins *pl;
 };

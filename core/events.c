@@ -3,9 +3,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
+#include "netutil.h"
 
 void ri_event_bus_init(struct ri_event_bus *b) { b->subs = NULL; }
 
@@ -48,9 +50,11 @@ void ri_event_emit(struct ri_event_bus *b, struct ri_event *ev)
 {
     if (!b)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ev->wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (!ev->wall_ns) { /* a forwarded event (ri_event_dup) keeps its time */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ev->wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
     if (!ev->edge_id)
         ev->edge_id = "";
     if (!ev->peer)
@@ -142,4 +146,45 @@ void ri_event_log(void *arg, const struct ri_event *ev)
                   ev->stream_id, ev->klass);
         break;
     }
+}
+
+static size_t text_len(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static const char *put_text(char **at, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*at, s, n);
+    const char *r = *at;
+    *at += n;
+    return r;
+}
+
+struct ri_event *ri_event_dup(const struct ri_event *ev)
+{
+    size_t n = sizeof *ev + 2 * sizeof(struct ri_addr) + ev->n_ports * sizeof *ev->ports +
+               text_len(ev->edge_id) + text_len(ev->peer) + text_len(ev->reason) +
+               text_len(ev->path) + text_len(ev->address) + text_len(ev->server);
+    struct ri_event *c = malloc(n);
+    if (!c)
+        return NULL;
+    *c = *ev;
+    struct ri_addr *addrs = (struct ri_addr *)(c + 1);
+    if (ev->client)
+        c->client = memcpy(&addrs[0], ev->client, sizeof addrs[0]);
+    if (ev->target)
+        c->target = memcpy(&addrs[1], ev->target, sizeof addrs[1]);
+    char *at = (char *)(addrs + 2);
+    if (ev->n_ports) {
+        c->ports = memcpy(at, ev->ports, ev->n_ports * sizeof *ev->ports);
+        at += ev->n_ports * sizeof *ev->ports;
+    }
+    c->edge_id = put_text(&at, ev->edge_id);
+    c->peer = put_text(&at, ev->peer);
+    c->reason = put_text(&at, ev->reason);
+    c->path = put_text(&at, ev->path);
+    c->address = put_text(&at, ev->address);
+    c->server = put_text(&at, ev->server);
+    return c;
 }

@@ -35,7 +35,7 @@ enum ri_event_type {
 struct ri_event {
     int type;
     int role;               /* enum ri_role of the emitting process */
-    uint64_t wall_ns;       /* set by ri_event_emit: Unix time, ns */
+    uint64_t wall_ns;       /* set by ri_event_emit (when 0): Unix time, ns */
     uint64_t tunnel_id;
     const char *edge_id;    /* "" when unknown */
     const char *peer;       /* the tunnel's remote address, as text */
@@ -77,6 +77,9 @@ struct ri_event_sub *ri_event_subscribe(struct ri_event_bus *b, uint32_t mask,
 void ri_event_unsubscribe(struct ri_event_bus *b, struct ri_event_sub *s);
 /* Delivers ev to every subscriber, in subscription order (b may be NULL). */
 void ri_event_emit(struct ri_event_bus *b, struct ri_event *ev);
+/* A copy of ev in one allocation (its texts, ports and addresses with it),
+ * to hand to another thread; free() it. NULL when out of memory. */
+struct ri_event *ri_event_dup(const struct ri_event *ev);
 /* "edgeConnected", ... (the names the control socket uses) */
 const char *ri_event_name(int type);
 

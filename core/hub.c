@@ -37,10 +37,61 @@
 #include "role.h"
 #include "tunnel.h"
 #include "worker.h"
+#include "wthread.h"
+
+/* Workers (core/ARCHITECTURE.md, "Workers"): the main loop accepts,
+ * authenticates, keeps the registry, the control socket and reloads; a
+ * ready tunnel moves to a worker, which runs it and its streams to the
+ * end. All lanes of an edge group go to one worker (their shared window
+ * budget and pacing never cross threads). With workers = 1 the one worker
+ * is the main loop itself and nothing moves. Main reaches a worker by a
+ * call (runs there while main waits); a worker reaches main only by posts,
+ * so no two threads ever wait on each other. */
+struct hub_worker {
+    struct hub *h;
+    int index;                 /* 1.. */
+    int threaded;              /* 0: the main loop's own (workers = 1) */
+    struct ri_wthread th;
+    struct ev_loop *loop;
+    struct ri_worker *w;       /* &own, or the main loop's when not threaded */
+    struct ri_worker own;
+    struct ri_event_bus bus;   /* threaded: forwards every event to main */
+    /* the worker's: its ready tunnels */
+    struct ri_tunnel *tunnels;
+    int stopping;              /* stop_run told it the hub is stopping */
+    /* main's: lanes placed here and not yet reported gone (placement) */
+    uint32_t lanes;
+    /* what the worker's tunnels need of the hub, replaced by main in a call
+     * (push_view): references, immutable while held */
+    struct ri_cycle *cy;
+    struct ri_edge_set *set;
+    struct sockaddr_storage target;
+    socklen_t target_len;
+};
+
+/* Main's book of edge groups on workers: where the lanes of (edge id,
+ * group) live, so every lane of a group goes to the same worker; the
+ * tunnel id of each lane index (its lane gone clears only its own). */
+struct hub_home {
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    uint64_t group;
+    struct hub_worker *hw;
+    uint32_t mask;              /* lane indices placed */
+    uint64_t tid[RI_LANES_LIMIT];
+    struct hub_home *next;
+};
 
 struct hub {
     struct ev_loop *loop;
     struct ri_worker w;
+    struct hub_worker *hw;      /* workers */
+    uint32_t n_hw;
+    struct ri_mailbox mb;       /* posts from threaded workers */
+    int mb_open;
+    struct hub_home *homes;
+    uint32_t lanes_out;         /* lanes on workers, all of them (stopping waits for 0) */
+    ev_timer handoff;           /* moves parked tunnels to their workers */
+    struct ri_ratelimit rl_ports;
     struct ri_event_bus bus;
     struct ri_accesslog *alog; /* access_log, or NULL */
     struct ri_registry reg;
@@ -89,6 +140,61 @@ static void emit(struct hub *h, struct ri_event *ev)
     ri_event_emit(&h->bus, ev);
 }
 
+/* ---- talking between the main loop and the workers ------------------------------ */
+/* fn(arg) on hw's loop while main waits; inline when hw is the main loop */
+static void to_worker(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
+{
+    if (hw->threaded)
+        ri_mailbox_call(&hw->th.mb, fn, arg);
+    else
+        fn(arg);
+}
+
+/* fn(arg) on the main loop, later (inline when hw is the main loop); fn
+ * frees arg. Out of memory: logged, and the message is lost. */
+static void to_main(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
+{
+    if (!hw->threaded)
+        fn(arg);
+    else if (ri_mailbox_post(&hw->h->mb, fn, arg) < 0)
+        log_err("hub: worker %d: out of memory: a message to the main loop is lost", hw->index);
+}
+
+struct fwd {
+    struct hub *h;
+    struct ri_event *ev;
+};
+
+static void fwd_run(void *arg)
+{
+    struct fwd *f = arg;
+    ri_event_emit(&f->h->bus, f->ev);
+    free(f->ev);
+    free(f);
+}
+
+/* A threaded worker's bus: every event goes to the main loop's bus, where
+ * the log, the counters, the control socket and the access log listen. */
+static void forward_event(void *arg, const struct ri_event *ev)
+{
+    struct hub_worker *hw = arg;
+    struct fwd *f = malloc(sizeof *f);
+    if (f && (f->ev = ri_event_dup(ev))) {
+        f->h = hw->h;
+        to_main(hw, fwd_run, f);
+        return;
+    }
+    free(f);
+    log_err("hub: worker %d: out of memory: a %s event is lost", hw->index,
+            ri_event_name(ev->type));
+}
+
+static void hw_emit(struct hub_worker *hw, struct ri_event *ev)
+{
+    ev->role = RI_ROLE_HUB;
+    ri_event_emit(hw->w->bus, ev);
+}
+
 /* ---- tunnel hooks ----------------------------------------------------------- */
 static int hub_lookup(struct ri_tunnel *t, const char *id, const uint8_t **secret, size_t *len)
 {
@@ -134,29 +240,170 @@ static int same_group(const struct ri_tunnel *a, const struct ri_tunnel *b)
            strcmp(a->edge_id, b->edge_id) == 0;
 }
 
-/* Another connection of t's lane group that the hub accepted and that is
- * not closed yet (draining counts): while there is one, the edge stays
- * connected as far as events and counters go. One connection without lanes
- * has no group: each is its own edge connection, as before lanes. */
-static int group_has_other(const struct hub *h, const struct ri_tunnel *t)
+/* Another connection of t's lane group that its worker accepted and that
+ * is not closed yet (draining counts): while there is one, the edge stays
+ * connected as far as events and counters go. A group lives on one worker.
+ * One connection without lanes has no group: each is its own edge
+ * connection, as before lanes. */
+static int group_has_other(const struct hub_worker *hw, const struct ri_tunnel *t)
 {
-    for (const struct ri_tunnel *o = h->tunnels; o; o = o->next)
+    for (const struct ri_tunnel *o = hw->tunnels; o; o = o->next)
         if (o != t && o->joined && same_group(o, t))
             return 1;
     return 0;
 }
 
 /* The group's oldest live lane but `skip`: where CONFIG goes. */
-static struct ri_tunnel *config_lane(struct hub *h, const struct ri_tunnel *of,
+static struct ri_tunnel *config_lane(struct hub_worker *hw, const struct ri_tunnel *of,
                                      const struct ri_tunnel *skip)
 {
     struct ri_tunnel *best = NULL;
-    for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
+    for (struct ri_tunnel *o = hw->tunnels; o; o = o->next)
         if (o != skip && live(o) && same_group(o, of) &&
             (!best || o->connected_ns < best->connected_ns))
             best = o;
     return best;
 }
+
+/* ---- placement: main's book of groups ----------------------------------------- */
+static struct hub_home *find_home(struct hub *h, const char *edge_id, uint64_t group)
+{
+    for (struct hub_home *o = h->homes; o; o = o->next)
+        if (o->group == group && strcmp(o->edge_id, edge_id) == 0)
+            return o;
+    return NULL;
+}
+
+static void maybe_stopped(struct hub *h)
+{
+    if (h->stopping && !h->tunnels && !h->lanes_out)
+        ev_break(h->loop, EVBREAK_ALL);
+}
+
+/* t goes to the worker of its group, or the one with the fewest lanes */
+static struct hub_worker *place(struct hub *h, struct ri_tunnel *t)
+{
+    struct hub_home *home = has_lanes(t) ? find_home(h, t->edge_id, t->group) : NULL;
+    struct hub_worker *hw = home ? home->hw : &h->hw[0];
+    for (uint32_t i = 1; !home && i < h->n_hw; i++)
+        if (h->hw[i].lanes < hw->lanes)
+            hw = &h->hw[i];
+    if (has_lanes(t) && !home) {
+        if (!(home = calloc(1, sizeof *home)))
+            return NULL;
+        snprintf(home->edge_id, sizeof home->edge_id, "%s", t->edge_id);
+        home->group = t->group;
+        home->hw = hw;
+        home->next = h->homes;
+        h->homes = home;
+    }
+    if (home) {
+        home->mask |= 1u << t->lane;
+        home->tid[t->lane] = t->id;
+    }
+    hw->lanes++;
+    h->lanes_out++;
+    t->role_data = hw;
+    return hw;
+}
+
+/* A placed lane is gone (closed on its worker, or before it got there) */
+struct lane_gone {
+    struct hub *h;
+    struct hub_worker *hw;
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    uint64_t group, tid;
+    uint8_t lane, lanes;
+};
+
+static void lane_gone_run(void *arg)
+{
+    struct lane_gone *g = arg;
+    struct hub *h = g->h;
+    for (struct hub_home **pp = &h->homes, *o; g->lanes && (o = *pp); pp = &o->next) {
+        if (o->group != g->group || strcmp(o->edge_id, g->edge_id) != 0)
+            continue;
+        if (o->tid[g->lane] == g->tid) {
+            o->mask &= ~(1u << g->lane);
+            o->tid[g->lane] = 0;
+        }
+        if (!o->mask) {
+            *pp = o->next;
+            free(o);
+        }
+        break;
+    }
+    g->hw->lanes--;
+    h->lanes_out--;
+    free(g);
+    maybe_stopped(h);
+}
+
+static void post_lane_gone(struct hub_worker *hw, const struct ri_tunnel *t)
+{
+    struct lane_gone *g = calloc(1, sizeof *g);
+    if (!g) {
+        log_err("hub: out of memory: a lane's end is not booked");
+        return;
+    }
+    g->h = hw->h;
+    g->hw = hw;
+    snprintf(g->edge_id, sizeof g->edge_id, "%s", t->edge_id);
+    g->group = t->group;
+    g->tid = t->id;
+    g->lane = t->lane;
+    g->lanes = has_lanes(t);
+    to_main(hw, lane_gone_run, g);
+}
+
+/* ---- main: an edge authenticated ------------------------------------------------ */
+/* What a worker does about a new connection t of an edge (runs there while
+ * main waits; t is main's, read only): the newer connection for an edge id
+ * takes its new streams; the older one drains (its streams finish), so a
+ * new edge process taking over from an old one loses nothing. With lanes,
+ * the older group goes whole; a lane of t's own group with t's index is
+ * the one t reconnects (the edge found it dead before we did): it closes.
+ * Draining tunnels of the id (o->draining) were told already. */
+struct replace_ctx {
+    struct hub *h;
+    struct hub_worker *hw; /* NULL: main's own parked tunnels */
+    struct ri_tunnel *t;
+    uint32_t replaced, streams;
+    char last[64];
+};
+
+static void replace_in(struct replace_ctx *c, struct ri_tunnel *list)
+{
+    struct ri_tunnel *t = c->t;
+    for (struct ri_tunnel *o = list, *nx; o; o = nx) {
+        nx = o->next;
+        if (o == t || !live(o) || strcmp(o->edge_id, t->edge_id) != 0)
+            continue;
+        if (same_group(o, t)) {
+            if (o->lane != t->lane)
+                continue;
+            ri_log_rl(&c->h->rl_replace, RI_LOG_INFO,
+                      "edge %s: lane %u reconnected from %s: closing its old connection "
+                      "from %s (%u stream%s lost there)", t->edge_id, t->lane, t->peer,
+                      o->peer, o->mux.n, o->mux.n == 1 ? "" : "s");
+            ri_tunnel_goaway(o, RI_E_REPLACED, "lane reconnected", 1);
+            continue;
+        }
+        c->replaced++;
+        c->streams += o->mux.n;
+        snprintf(c->last, sizeof c->last, "%s", o->peer);
+        ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
+                        c->h->cy->cfg->drain_timeout);
+    }
+}
+
+static void replace_run(void *arg)
+{
+    struct replace_ctx *c = arg;
+    replace_in(c, c->hw->tunnels);
+}
+
+static void hw_join(struct hub_worker *hw, struct ri_tunnel *t);
 
 static void hub_ready(struct ri_tunnel *t)
 {
@@ -169,20 +416,15 @@ static void hub_ready(struct ri_tunnel *t)
         return;
     }
     uint32_t max = h->cy->cfg->max_lanes;
-    int first = 1; /* no lane of t's group up before it */
     if (has_lanes(t)) {
-        uint32_t others = 0;
-        struct ri_mux_share *share = NULL;
-        for (struct ri_tunnel *o = h->tunnels; o; o = o->next)
-            if (o != t && live(o) && same_group(o, t) && o->lane != t->lane) {
-                others++;
-                if (o->mux.share)
-                    share = o->mux.share;
-            }
         /* every peer-supplied value is checked: the index against the
          * protocol's range, and the count against our limit. (Not the index
          * against the limit: an edge spreading lanes over several hubs
          * numbers them across all, so a hub sees indices 0, 2, 4, ...) */
+        struct hub_home *home = t->lane < RI_LANES_LIMIT ? find_home(h, t->edge_id, t->group)
+                                                         : NULL;
+        uint32_t others = home ? (uint32_t)__builtin_popcount(home->mask & ~(1u << t->lane))
+                               : 0;
         if (t->lane >= RI_LANES_LIMIT || others >= max) {
             ri_log_rl(&h->rl_lanes, RI_LOG_WARN,
                       "edge %s: lane %u from %s refused: %s (max_lanes_per_edge %u)",
@@ -192,55 +434,127 @@ static void hub_ready(struct ri_tunnel *t)
             ri_tunnel_goaway(t, RI_E_LANES, "too many lanes", 1);
             return;
         }
-        first = others == 0;
+    }
+    struct replace_ctx c = {.h = h, .t = t};
+    replace_in(&c, h->tunnels); /* ready here, not yet on their worker */
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        c.hw = &h->hw[i];
+        to_worker(c.hw, replace_run, &c);
+    }
+    if (c.replaced == 1)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces the "
+                  "one from %s (%u open stream%s finish there)", t->edge_id, t->peer, c.last,
+                  c.streams, c.streams == 1 ? "" : "s");
+    else if (c.replaced)
+        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces %u "
+                  "older ones, the lanes of an older edge process (%u open stream%s finish "
+                  "there)", t->edge_id, t->peer, c.replaced, c.streams,
+                  c.streams == 1 ? "" : "s");
+    struct hub_worker *hw = place(h, t);
+    if (!hw) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+        return;
+    }
+    if (!hw->threaded) { /* the main loop runs it: nothing moves */
+        hw_join(hw, t);
+        return;
+    }
+    ri_tunnel_park(t); /* moves in handoff_cb, outside the tunnel's callbacks */
+    ev_timer_start(h->loop, &h->handoff);
+}
+
+static const struct ri_tunnel_hooks hw_hooks;
+
+struct adopt_ctx {
+    struct hub_worker *hw;
+    struct ri_tunnel *t;
+};
+
+static void adopt_run(void *arg)
+{
+    struct adopt_ctx *a = arg;
+    struct hub_worker *hw = a->hw;
+    struct ri_tunnel *t = a->t;
+    /* linked first: a tunnel that fails while attaching is unlinked by its
+     * closed hook */
+    t->next = hw->tunnels;
+    t->prev = NULL;
+    if (hw->tunnels)
+        hw->tunnels->prev = t;
+    hw->tunnels = t;
+    struct ri_mux_policy pol = ri_cycle_policy(hw->cy);
+    if (ri_tunnel_attach(t, hw->w, &hw_hooks, hw, &pol) == 0)
+        hw_join(hw, t);
+}
+
+/* Moves the parked tunnels to their workers. */
+static void handoff_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct hub *h = w->data;
+    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
+        nx = t->next;
+        if (!t->parked || !t->role_data)
+            continue;
+        if (ri_tunnel_detach(t) < 0) { /* closing already: it ends here (hub_closed books it) */
+            ri_tunnel_unpark(t);
+            continue;
+        }
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            h->tunnels = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        struct adopt_ctx a = {.hw = t->role_data, .t = t};
+        to_worker(a.hw, adopt_run, &a);
+    }
+}
+
+/* On t's worker: t becomes (a lane of) its edge there. */
+static void hw_join(struct hub_worker *hw, struct ri_tunnel *t)
+{
+    if (!hw->threaded) { /* the main loop's: it stays in h->tunnels' place */
+        struct hub *h = hw->h;
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            h->tunnels = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        t->next = hw->tunnels;
+        t->prev = NULL;
+        if (hw->tunnels)
+            hw->tunnels->prev = t;
+        hw->tunnels = t;
+        t->hooks = &hw_hooks;
+        t->owner = hw;
+    }
+    const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
+    if (!e) { /* removed on the way */
+        ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
+        return;
+    }
+    int first = 1; /* no lane of t's group up before it */
+    if (has_lanes(t)) {
+        struct ri_mux_share *share = NULL;
+        for (struct ri_tunnel *o = hw->tunnels; o; o = o->next)
+            if (o != t && live(o) && same_group(o, t)) {
+                first = 0;
+                if (o->mux.share)
+                    share = o->mux.share;
+            }
         if (!ri_mux_join(&t->mux, share)) {
             ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
             return;
         }
     }
-    /* policy: the newer connection for an edge id takes its new streams;
-     * the older one drains (its streams finish), so a new edge process
-     * taking over from an old one loses nothing. With lanes, the older
-     * group goes whole; a lane of t's own group with t's index is the one
-     * t reconnects (the edge found it dead before we did): it closes.
-     * Draining tunnels of the id (o->draining) were told already. */
-    uint32_t replaced = 0, streams = 0;
-    char last[sizeof t->peer] = "";
-    for (struct ri_tunnel *o = h->tunnels, *nx; o; o = nx) {
-        nx = o->next;
-        if (o == t || !live(o) || strcmp(o->edge_id, t->edge_id) != 0)
-            continue;
-        if (same_group(o, t)) {
-            if (o->lane != t->lane)
-                continue;
-            ri_log_rl(&h->rl_replace, RI_LOG_INFO,
-                      "edge %s: lane %u reconnected from %s: closing its old connection "
-                      "from %s (%u stream%s lost there)", t->edge_id, t->lane, t->peer,
-                      o->peer, o->mux.n, o->mux.n == 1 ? "" : "s");
-            ri_tunnel_goaway(o, RI_E_REPLACED, "lane reconnected", 1);
-            continue;
-        }
-        replaced++;
-        streams += o->mux.n;
-        snprintf(last, sizeof last, "%s", o->peer);
-        ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
-                        h->cy->cfg->drain_timeout);
-    }
-    if (replaced == 1)
-        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces the "
-                  "one from %s (%u open stream%s finish there)", t->edge_id, t->peer, last,
-                  streams, streams == 1 ? "" : "s");
-    else if (replaced)
-        ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces %u "
-                  "older ones, the lanes of an older edge process (%u open stream%s finish "
-                  "there)", t->edge_id, t->peer, replaced, streams, streams == 1 ? "" : "s");
     /* edgeConnected (and the registry's connect count) once per edge: for
      * the first lane of its group, not for each lane */
-    if (!group_has_other(h, t)) {
+    if (!group_has_other(hw, t)) {
         struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
                               .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
                               .n_ports = e->n_ports};
-        emit(h, &ev);
+        hw_emit(hw, &ev);
     }
     t->joined = 1;
     /* CONFIG goes to the edge, not to each lane: on the first lane of its
@@ -265,18 +579,75 @@ static void hub_refused(struct ri_tunnel *t, unsigned code, const char *reason)
                   t->peer, (double)ban / 1e9);
 }
 
-static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
+/* A tunnel on the main loop ends: in its handshake, refused once ready,
+ * or ready and parked but closed before it moved. */
+static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct hub *h = t->owner;
+    if (!t->was_ready) {
+        h->handshaking--;
+        h->handshake_failures++;
+    }
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        h->tunnels = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    if (t->role_data)
+        post_lane_gone(t->role_data, t);
+    maybe_stopped(h);
+}
+
+/* ---- a worker's tunnels ------------------------------------------------------------ */
+struct edge_note { /* a worker tells main about an edge: an OPEN for a port not its own */
+    struct hub *h;
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    struct ri_ports_msg *ports; /* or: the ports the edge cannot open */
+};
+
+static void hub_ports(struct hub *h, const char *edge_id, const struct ri_ports_msg *m);
+
+static void edge_note_run(void *arg)
+{
+    struct edge_note *n = arg;
+    if (n->ports) {
+        hub_ports(n->h, n->edge_id, n->ports);
+        free(n->ports);
+    } else {
+        struct ri_edge_stats *st = ri_registry_stats(&n->h->reg, n->edge_id);
+        if (st)
+            st->bad_opens++;
+    }
+    free(n);
+}
+
+static void post_edge_note(struct hub_worker *hw, const char *edge_id,
+                           const struct ri_ports_msg *m)
+{
+    struct edge_note *n = calloc(1, sizeof *n);
+    if (n && m && (n->ports = malloc(sizeof *m)))
+        memcpy(n->ports, m, sizeof *m);
+    if (!n || (m && !n->ports)) {
+        free(n);
+        log_err("hub: out of memory: a note about edge %s is lost", edge_id);
+        return;
+    }
+    n->h = hw->h;
+    snprintf(n->edge_id, sizeof n->edge_id, "%s", edge_id);
+    to_main(hw, edge_note_run, n);
+}
+
+static void hw_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
+{
+    struct hub_worker *hw = t->owner;
     uint16_t port = ri_open_edge_port(o);
     /* Only the ports the hub assigned to this edge, as they stand now (a
      * port removed by a reload is refused from that moment on). */
-    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+    const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
     if (!e || !ri_edge_def_has_port(e, port)) {
         t->bad_opens++;
-        struct ri_edge_stats *st = ri_registry_stats(&h->reg, t->edge_id);
-        if (st)
-            st->bad_opens++;
+        post_edge_note(hw, t->edge_id, NULL);
         ri_log_rl(&t->rl, RI_LOG_WARN,
                   "edge %s: stream %u: refused: port %u is not assigned to this edge "
                   "(%u such OPENs on this tunnel)", t->edge_id, id, port, t->bad_opens);
@@ -288,7 +659,7 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
     }
     uint8_t hdr[RI_HEADER_MAX];
     size_t hl = 0;
-    struct ri_inst *hi = h->cy->pl->header;
+    struct ri_inst *hi = hw->cy->pl->header;
     if (hi) {
         struct ri_conn_info ci = {.size = sizeof ci, .stream_id = id, .client = o->client,
                                   .edge = o->edge, .edge_id = t->edge_id};
@@ -307,57 +678,51 @@ static void hub_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
             return;
         }
     }
-    struct sockaddr_storage dst = h->target;
+    struct sockaddr_storage dst = hw->target;
     if (dst.ss_family == AF_INET)
         ((struct sockaddr_in *)&dst)->sin_port = htons(port);
     else
         ((struct sockaddr_in6 *)&dst)->sin6_port = htons(port);
-    ri_mux_connect(&t->mux, id, o, (struct sockaddr *)&dst, h->target_len, hdr, hl,
-                   h->cy->cfg->connect_timeout);
+    ri_mux_connect(&t->mux, id, o, (struct sockaddr *)&dst, hw->target_len, hdr, hl,
+                   hw->cy->cfg->connect_timeout);
 }
 
-static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
+static void hw_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
-    struct hub *h = t->owner;
+    struct hub_worker *hw = t->owner;
     /* the lane that carried the edge's latest CONFIG is gone while others
      * stay: the CONFIG may not have arrived, so the next oldest gets it */
-    if (t->config_sent && has_lanes(t) && !h->stopping) {
-        struct ri_tunnel *n = config_lane(h, t, t);
-        const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
+    if (t->config_sent && has_lanes(t) && !hw->stopping) {
+        struct ri_tunnel *n = config_lane(hw, t, t);
+        const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
         if (n && e && !n->config_sent)
             send_config(n, e);
-    }
-    if (!t->was_ready) {
-        h->handshaking--;
-        h->handshake_failures++;
     }
     if (t->prev)
         t->prev->next = t->next;
     else
-        h->tunnels = t->next;
+        hw->tunnels = t->next;
     if (t->next)
         t->next->prev = t->prev;
     /* edgeDisconnected once its group's last accepted lane is gone (t is
-     * unlinked already); a lane refused for its index was never accepted */
-    if (t->was_ready && t->joined && !group_has_other(h, t)) {
+     * unlinked already) */
+    if (t->joined && !group_has_other(hw, t)) {
         struct ri_event ev = {.type = RI_EVT_EDGE_DISCONNECTED, .tunnel_id = t->id,
                               .edge_id = t->edge_id, .peer = t->peer, .code = code,
                               .reason = why, .count = lost};
-        emit(h, &ev);
+        hw_emit(hw, &ev);
     }
-    if (h->stopping && !h->tunnels)
-        ev_break(h->loop, EVBREAK_ALL);
+    post_lane_gone(hw, t);
 }
 
 /* The edge could not open some of the ports assigned to it (in use, below
  * 1024 without privilege): the operator hears it here, at error level.
  * Only ports assigned to this edge count; the edge's text is printable and
- * bounded (ri_ports_decode) and the line rate-limited. */
-static void hub_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
+ * bounded (ri_ports_decode) and the line rate-limited. On the main loop. */
+static void hub_ports(struct hub *h, const char *edge_id, const struct ri_ports_msg *m)
 {
-    struct hub *h = t->owner;
-    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, t->edge_id);
-    struct ri_edge_stats *st = ri_registry_stats(&h->reg, t->edge_id);
+    const struct ri_edge_def *e = ri_edge_set_find(h->reg.set, edge_id);
+    struct ri_edge_stats *st = ri_registry_stats(&h->reg, edge_id);
     if (!e)
         return;
     char list[256] = "";
@@ -371,23 +736,28 @@ static void hub_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
                                     m->ports[i]);
     }
     if (n)
-        ri_log_rl(&t->rl, RI_LOG_ERROR,
+        ri_log_rl(&h->rl_ports, RI_LOG_ERROR,
                   "edge %s: cannot open %zu of its %zu port%s (%s): %s; the edge retries",
-                  t->edge_id, n, e->n_ports, e->n_ports == 1 ? "" : "s", list,
+                  edge_id, n, e->n_ports, e->n_ports == 1 ? "" : "s", list,
                   m->reason[0] ? m->reason : "no reason given");
     else if (st && st->ports_failed)
-        ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: all %zu port%s open now", t->edge_id,
+        ri_log_rl(&h->rl_ports, RI_LOG_INFO, "edge %s: all %zu port%s open now", edge_id,
                   e->n_ports, e->n_ports == 1 ? "" : "s");
     if (st)
         st->ports_failed = (uint32_t)n;
 }
 
-/* The edge's public address, as its STUN client found it (ADDR, checked by
- * the codec): kept per tunnel for the PROXY header (hub_open); logged
- * (rate-limited: the edge decides how often) and emitted when it changes. */
-static void hub_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
+static void hw_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
 {
-    struct hub *h = t->owner;
+    post_edge_note(t->owner, t->edge_id, m);
+}
+
+/* The edge's public address, as its STUN client found it (ADDR, checked by
+ * the codec): kept per tunnel for the PROXY header (hw_open); logged
+ * (rate-limited: the edge decides how often) and emitted when it changes. */
+static void hw_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
+{
+    struct hub_worker *hw = t->owner;
     if (t->public_addr.ss_family == a->ss_family &&
         memcmp(&t->public_addr, a, sizeof *a) == 0)
         return;
@@ -398,17 +768,23 @@ static void hub_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
               t->edge_id, ip);
     struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .tunnel_id = t->id,
                           .edge_id = t->edge_id, .peer = t->peer, .address = ip};
-    emit(h, &ev);
+    hw_emit(hw, &ev);
 }
 
+/* handshakes, on the main loop */
 static const struct ri_tunnel_hooks hub_hooks = {
-    .addr = hub_addr,
     .lookup = hub_lookup,
     .ready = hub_ready,
-    .open = hub_open,
-    .ports = hub_ports,
     .refused = hub_refused,
     .closed = hub_closed,
+};
+
+/* ready tunnels, on their worker */
+static const struct ri_tunnel_hooks hw_hooks = {
+    .addr = hw_addr,
+    .open = hw_open,
+    .ports = hw_ports,
+    .closed = hw_closed,
 };
 
 /* ---- accepting edges --------------------------------------------------------- */
@@ -460,7 +836,8 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
             .auth = h->cy->pl->auth, .policy = ri_cycle_policy(h->cy), .max_streams = c->max_streams,
             .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
             .handshake_timeout = c->handshake_timeout, .hooks = &hub_hooks, .owner = h,
-            .preauth_rl = &h->rl_preauth, .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES};
+            .preauth_rl = &h->rl_preauth, .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES,
+            .defer_policy = h->hw[0].threaded};
         struct ri_tunnel *t = ri_tunnel_new(&p);
         if (!t)
             continue;
@@ -638,6 +1015,102 @@ static struct ri_edge_set *effective_set(struct hub *h, const struct ri_config *
     return s;
 }
 
+/* ---- what workers know of the hub ------------------------------------------------- */
+struct view_ctx {
+    struct hub_worker *hw;
+    struct ri_cycle *cy;        /* in: the current one (a reference); out: the old one */
+    struct ri_edge_set *set;    /* the same */
+    const struct sockaddr_storage *target;
+    socklen_t target_len;
+    const struct ri_tunnel_settings *ts; /* a reload's settings for live tunnels, or NULL */
+};
+
+static void view_run(void *arg)
+{
+    struct view_ctx *v = arg;
+    struct hub_worker *hw = v->hw;
+    struct ri_cycle *cy = hw->cy;
+    struct ri_edge_set *set = hw->set;
+    hw->cy = v->cy;
+    hw->set = v->set;
+    v->cy = cy;
+    v->set = set;
+    hw->target = *v->target;
+    hw->target_len = v->target_len;
+    for (struct ri_tunnel *t = hw->tunnels; v->ts && t; t = t->next)
+        ri_tunnel_update(t, v->ts);
+}
+
+/* Gives every worker the current cycle, edges and target (after a reload
+ * or a change of the edges), and a reload's settings for its tunnels. The
+ * old references are dropped here, on the main loop. */
+static void push_view(struct hub *h, const struct ri_tunnel_settings *ts)
+{
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        struct view_ctx v = {.hw = &h->hw[i], .cy = ri_cycle_ref(h->cy),
+                             .set = ri_edge_set_ref(h->reg.set), .target = &h->target,
+                             .target_len = h->target_len, .ts = ts};
+        to_worker(v.hw, view_run, &v);
+        ri_cycle_unref(v.cy);
+        ri_edge_set_unref(v.set);
+    }
+}
+
+/* What an edge's change does to its tunnels: on the main loop (handshakes,
+ * tunnels on their way to a worker) and on each worker (runs there while
+ * main waits). */
+struct change_ctx {
+    struct hub *h;
+    struct hub_worker *hw;
+    enum ri_edge_change what;
+    const char *id;
+    const struct ri_edge_def *cur;
+};
+
+static void change_in(struct change_ctx *c, struct ri_tunnel **list)
+{
+    const char *id = c->id;
+    for (struct ri_tunnel *t = *list, *nx; t; t = nx) {
+        nx = t->next;
+        /* tunnels in the handshake are matched on the id their HELLO claimed */
+        const char *tid = t->state == RI_T_READY ? t->edge_id : t->hs.edge_id;
+        if (t->state == RI_T_DEAD || strcmp(tid, id) != 0)
+            continue;
+        if (c->what == RI_EDGE_REMOVED) {
+            log_info("edge %s: removed from the hub's edges: disconnecting", id);
+            if (t->state == RI_T_READY)
+                ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
+            else
+                ri_tunnel_fail(t, RI_E_REMOVED, "edge removed during its handshake");
+        } else if (c->what == RI_EDGE_REKEYED) {
+            log_info("edge %s: secret changed: disconnecting (it must authenticate again)", id);
+            if (t->state == RI_T_READY) /* the peer hears what any refusal says */
+                ri_tunnel_goaway(t, RI_E_AUTH, "authentication failed", 1);
+            else
+                ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
+        } else if (c->what == RI_EDGE_PORTS_CHANGED && c->hw && t->state == RI_T_READY &&
+                   !t->closing) {
+            /* once per edge: on its group's oldest live lane (a tunnel on its
+             * way gets the new ports when it joins its worker) */
+            if (has_lanes(t) && config_lane(c->hw, t, NULL) != t) {
+                t->config_sent = 0;
+                continue;
+            }
+            struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
+                                  .edge_id = id, .peer = t->peer, .ports = c->cur->ports,
+                                  .n_ports = c->cur->n_ports};
+            hw_emit(c->hw, &ev);
+            send_config(t, c->cur);
+        }
+    }
+}
+
+static void change_run(void *arg)
+{
+    struct change_ctx *c = arg;
+    change_in(c, &c->hw->tunnels);
+}
+
 /* ---- reload: one path for the edges (registry) and for live tunnels ---------- */
 static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_edge_def *old,
                          const struct ri_edge_def *cur)
@@ -663,36 +1136,11 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
     } else {
         log_info("hub: %s: edge %s removed", h->change_src, id);
     }
-    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
-        nx = t->next;
-        /* tunnels in the handshake are matched on the id their HELLO claimed */
-        const char *tid = t->state == RI_T_READY ? t->edge_id : t->hs.edge_id;
-        if (t->state == RI_T_DEAD || strcmp(tid, id) != 0)
-            continue;
-        if (what == RI_EDGE_REMOVED) {
-            log_info("edge %s: removed from the hub's edges: disconnecting", id);
-            if (t->state == RI_T_READY)
-                ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
-            else
-                ri_tunnel_fail(t, RI_E_REMOVED, "edge removed during its handshake");
-        } else if (what == RI_EDGE_REKEYED) {
-            log_info("edge %s: secret changed: disconnecting (it must authenticate again)", id);
-            if (t->state == RI_T_READY) /* the peer hears what any refusal says */
-                ri_tunnel_goaway(t, RI_E_AUTH, "authentication failed", 1);
-            else
-                ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
-        } else if (what == RI_EDGE_PORTS_CHANGED && t->state == RI_T_READY && !t->closing) {
-            /* once per edge: on its group's oldest live lane */
-            if (has_lanes(t) && config_lane(h, t, NULL) != t) {
-                t->config_sent = 0;
-                continue;
-            }
-            struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
-                                  .edge_id = id, .peer = t->peer, .ports = cur->ports,
-                                  .n_ports = cur->n_ports};
-            emit(h, &ev);
-            send_config(t, cur);
-        }
+    struct change_ctx c = {.h = h, .what = what, .id = id, .cur = cur};
+    change_in(&c, &h->tunnels); /* in their handshake, or parked on the way */
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        c.hw = &h->hw[i];
+        to_worker(c.hw, change_run, &c);
     }
 }
 
@@ -724,6 +1172,9 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
     if (ri_str_differs(oc->control_socket, nc->control_socket) ||
         oc->control_socket_mode != nc->control_socket_mode)
         log_warn("hub: reload: control_socket changed: takes effect on restart");
+    if (oc->workers != nc->workers)
+        log_warn("hub: reload: 'workers' changed: takes effect on restart (%u running)",
+                 h->n_hw);
     if (ri_str_differs(oc->edges_file, nc->edges_file))
         log_warn("hub: reload: edges_file changed: takes effect on restart (the runtime edges "
                  "stay as they are, kept in %s)", oc->edges_file ? oc->edges_file : "memory");
@@ -764,6 +1215,7 @@ static void apply_cycle(struct hub *h, struct ri_cycle *ncy, struct ri_tls_creds
                                     .policy = ri_cycle_policy(ncy)};
     for (struct ri_tunnel *t = h->tunnels; t; t = t->next)
         ri_tunnel_update(t, &ts);
+    push_view(h, &ts);
     ri_cycle_unref(old);
     struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = h->opts->config_path,
                           .reason = what, .count = (uint32_t)n_edges};
@@ -887,45 +1339,120 @@ static json_t *ports_json(const uint16_t *p, size_t n)
     return a;
 }
 
+/* What the control commands read of the live tunnels, gathered on the
+ * main loop and on each worker (there, while main waits): per edge of the
+ * current set, and the process's totals. */
+struct edge_acc {
+    uint64_t up, down, schedq, ctrlq;
+    uint32_t active, tunnels, lanes;
+    struct sockaddr_storage pub;
+    json_t *tun; /* status: its connections */
+};
+
+struct acc_ctx {
+    const struct ri_edge_set *set;
+    struct edge_acc *acc;      /* set->n of them */
+    struct hub_worker *hw;
+    struct ri_counters sum;    /* the threaded workers' counters */
+    uint64_t schedq, ctrlq;    /* all tunnels */
+    json_t *streams;           /* the streams command: its array, else NULL */
+};
+
+static void acc_list(struct acc_ctx *c, const struct ri_tunnel *list)
+{
+    for (const struct ri_tunnel *t = list; t; t = t->next) {
+        if (t->state != RI_T_READY)
+            continue;
+        c->schedq += t->mux.queued;
+        c->ctrlq += t->ctrl.bytes;
+        if (c->streams)
+            ri_ctlinfo_streams(c->streams, &t->mux, t->edge_id, t->id, 1);
+        const struct ri_edge_def *d = c->acc ? ri_edge_set_find(c->set, t->edge_id) : NULL;
+        if (!d)
+            continue;
+        struct edge_acc *a = &c->acc[d - c->set->v];
+        if (t->public_addr.ss_family)
+            a->pub = t->public_addr;
+        for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
+            a->up += s->rx_bytes;
+            a->down += s->tx_bytes;
+        }
+        a->active += t->mux.n;
+        a->tunnels++;
+        a->lanes += live(t);
+        a->schedq += t->mux.queued;
+        a->ctrlq += t->ctrl.bytes;
+        char since[40];
+        ri_ctlinfo_mono_time(t->connected_ns, since, sizeof since);
+        json_t *tj = json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel", (json_int_t)t->id,
+                               "remote", t->peer, "connectedSince", since, "activeStreams",
+                               (int)t->mux.n, "draining", t->draining || t->closing);
+        if (tj && c->hw)
+            json_object_set_new(tj, "worker", json_integer(c->hw->index));
+        if (tj && has_lanes(t)) {
+            char g[20];
+            snprintf(g, sizeof g, "%016llx", (unsigned long long)t->group);
+            json_object_set_new(tj, "lane", json_integer(t->lane));
+            json_object_set_new(tj, "group", json_string(g));
+        }
+        if (tj && !a->tun)
+            a->tun = json_array();
+        json_array_append_new(a->tun, tj);
+    }
+}
+
+static void acc_run(void *arg)
+{
+    struct acc_ctx *c = arg;
+    acc_list(c, c->hw->tunnels);
+    if (c->hw->threaded)
+        ri_counters_add(&c->sum, &c->hw->own.ctr);
+}
+
+/* per_edge: an array of set->n accumulators (free with acc_free), else
+ * only the totals and streams */
+static int accumulate(struct hub *h, struct acc_ctx *c, int per_edge, json_t *streams)
+{
+    memset(c, 0, sizeof *c);
+    c->streams = streams;
+    c->set = h->reg.set;
+    if (per_edge && c->set->n && !(c->acc = calloc(c->set->n, sizeof *c->acc)))
+        return -1;
+    ri_counters_add(&c->sum, &h->w.ctr);
+    acc_list(c, h->tunnels);
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        c->hw = &h->hw[i];
+        to_worker(c->hw, acc_run, c);
+    }
+    return 0;
+}
+
+static void acc_free(struct acc_ctx *c)
+{
+    for (size_t i = 0; c->acc && i < c->set->n; i++)
+        json_decref(c->acc[i].tun);
+    free(c->acc);
+}
+
 static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
 {
     struct hub *h = arg;
     const struct ri_config *c = h->cy->cfg;
     char ts[40];
     ri_ctlinfo_mono_time(h->started_ns, ts, sizeof ts);
+    struct acc_ctx cx;
+    if (accumulate(h, &cx, 1, NULL) < 0)
+        return ri_ctl_error("out of memory");
     json_t *edges = json_array();
     const struct ri_edge_set *set = h->reg.set;
     for (size_t i = 0; set && i < set->n; i++) {
         const struct ri_edge_def *d = &set->v[i];
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
-        json_t *tun = json_array();
-        uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
-        uint32_t active = 0, lanes = 0;
-        const struct sockaddr_storage *pub = NULL;
-        for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
-            if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
-                continue;
-            if (t->public_addr.ss_family)
-                pub = &t->public_addr;
-            char since[40];
-            ri_ctlinfo_mono_time(t->connected_ns, since, sizeof since);
-            for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
-                up += s->rx_bytes;
-                down += s->tx_bytes;
-            }
-            active += t->mux.n;
-            lanes += live(t);
-            json_t *tj = json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel", (json_int_t)t->id,
-                                   "remote", t->peer, "connectedSince", since, "activeStreams",
-                                   (int)t->mux.n, "draining", t->draining || t->closing);
-            if (tj && has_lanes(t)) {
-                char g[20];
-                snprintf(g, sizeof g, "%016llx", (unsigned long long)t->group);
-                json_object_set_new(tj, "lane", json_integer(t->lane));
-                json_object_set_new(tj, "group", json_string(g));
-            }
-            json_array_append_new(tun, tj);
-        }
+        struct edge_acc *ac = &cx.acc[i];
+        json_t *tun = ac->tun ? json_incref(ac->tun) : json_array();
+        uint64_t up = (st ? st->bytes_up : 0) + ac->up, down = (st ? st->bytes_down : 0) + ac->down;
+        uint32_t active = ac->active, lanes = ac->lanes;
+        const struct sockaddr_storage *pub = ac->pub.ss_family ? &ac->pub : NULL;
         json_t *o = json_pack(
             "{s:s, s:s, s:o, s:I, s:b, s:o, s:i, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
             "source", ri_edge_set_find(h->runtime, d->id) ? "runtime" : "config",
@@ -956,7 +1483,9 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
         json_object_set_new(a, "edgesFile", c->edges_file ? json_string(c->edges_file)
                                                           : json_null());
         json_object_set_new(a, "stopping", json_boolean(h->stopping));
+        json_object_set_new(a, "workers", json_integer(h->n_hw));
     }
+    acc_free(&cx);
     return a;
 }
 
@@ -964,9 +1493,11 @@ static json_t *hub_cmd_streams(void *arg, struct ri_ctl *ctl, uint64_t client, j
 {
     struct hub *h = arg;
     json_t *arr = json_array();
-    for (struct ri_tunnel *t = h->tunnels; t; t = t->next)
-        if (t->state == RI_T_READY)
-            ri_ctlinfo_streams(arr, &t->mux, t->edge_id, t->id, 1);
+    struct acc_ctx cx;
+    if (!arr || accumulate(h, &cx, 0, arr) < 0) {
+        json_decref(arr);
+        return ri_ctl_error("out of memory");
+    }
     return json_pack("{s:b, s:o}", "ok", 1, "streams", arr);
 }
 
@@ -992,6 +1523,7 @@ static json_t *set_runtime(struct hub *h, struct ri_edge_set *next)
     h->change_src = "control";
     ri_registry_apply(&h->reg, set, edge_changed, h);
     ri_edge_set_unref(set);
+    push_view(h, NULL);
     return NULL;
 }
 
@@ -1140,32 +1672,21 @@ static json_t *hub_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, js
 static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
 {
     struct hub *h = arg;
-    const struct ri_counters *k = &h->w.ctr;
+    struct acc_ctx cx;
+    if (accumulate(h, &cx, 1, NULL) < 0)
+        return ri_ctl_error("out of memory");
     json_t *edges = json_array();
     const struct ri_edge_set *set = h->reg.set;
     for (size_t i = 0; edges && set && i < set->n; i++) {
         const struct ri_edge_def *d = &set->v[i];
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
-        uint64_t up = st ? st->bytes_up : 0, down = st ? st->bytes_down : 0;
-        uint32_t active = 0, tunnels = 0, lanes = 0;
-        const struct sockaddr_storage *pub = NULL;
-        for (struct ri_tunnel *t = h->tunnels; t; t = t->next) {
-            if (t->state != RI_T_READY || strcmp(t->edge_id, d->id) != 0)
-                continue;
-            for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
-                up += s->rx_bytes;
-                down += s->tx_bytes;
-            }
-            active += t->mux.n;
-            tunnels++;
-            lanes += live(t);
-            if (t->public_addr.ss_family)
-                pub = &t->public_addr;
-        }
+        const struct edge_acc *ac = &cx.acc[i];
+        uint64_t up = (st ? st->bytes_up : 0) + ac->up;
+        uint64_t down = (st ? st->bytes_down : 0) + ac->down;
         json_t *o = json_pack(
             "{s:s, s:b, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
-            "connected", tunnels > 0, "tunnels", (int)tunnels,
-            "activeStreams", (int)active, "streamsOpened",
+            "connected", ac->tunnels > 0, "tunnels", (int)ac->tunnels,
+            "activeStreams", (int)ac->active, "streamsOpened",
             (json_int_t)(st ? st->streams_opened : 0), "streamsClosed",
             (json_int_t)(st ? st->streams_closed : 0), "bytesUp",
             (json_int_t)up, "bytesDown", (json_int_t)down, "connects",
@@ -1174,9 +1695,11 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
             (json_int_t)(st ? st->bad_opens : 0), "portsFailed",
             (json_int_t)(st ? st->ports_failed : 0));
         if (o) {
-            ri_ctlinfo_queues(o, h->tunnels, d->id);
-            json_object_set_new(o, "lanes", json_integer(lanes));
-            json_object_set_new(o, "publicIp", ri_ctlinfo_ip(pub));
+            json_object_set_new(o, "schedQueued", json_integer((json_int_t)ac->schedq));
+            json_object_set_new(o, "controlQueuedBytes", json_integer((json_int_t)ac->ctrlq));
+            json_object_set_new(o, "lanes", json_integer(ac->lanes));
+            json_object_set_new(o, "publicIp",
+                                ri_ctlinfo_ip(ac->pub.ss_family ? &ac->pub : NULL));
             json_array_append_new(edges, o);
         }
     }
@@ -1186,13 +1709,17 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
     if (!a || !edges) {
         json_decref(a);
         json_decref(edges);
+        acc_free(&cx);
         return ri_ctl_error("out of memory");
     }
-    ri_ctlinfo_counters(a, k);
-    ri_ctlinfo_queues(a, h->tunnels, NULL);
+    ri_ctlinfo_counters(a, &cx.sum);
+    json_object_set_new(a, "schedQueued", json_integer((json_int_t)cx.schedq));
+    json_object_set_new(a, "controlQueuedBytes", json_integer((json_int_t)cx.ctrlq));
     json_object_set_new(a, "handshaking", json_integer(h->handshaking));
     json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)h->handshake_failures));
+    json_object_set_new(a, "workers", json_integer(h->n_hw));
     json_object_set_new(a, "edges", edges);
+    acc_free(&cx);
     return a;
 }
 
@@ -1214,12 +1741,44 @@ static void set_service_hook(struct hub *h, struct ri_cycle *cy)
 }
 
 /* ---- shutdown -------------------------------------------------------------------- */
+struct stop_ctx {
+    struct hub_worker *hw;
+    const char *why;
+    int now;       /* 1: close at once; 0: GOAWAY, open streams finish */
+};
+
+static void stop_in(struct stop_ctx *c, struct ri_tunnel *list)
+{
+    for (struct ri_tunnel *t = list, *nx; t; t = nx) {
+        nx = t->next;
+        if (c->now || t->state != RI_T_READY)
+            ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", c->why);
+        else
+            ri_tunnel_goaway(t, RI_E_SHUTDOWN, c->why, t->mux.n == 0);
+    }
+}
+
+static void stop_run(void *arg)
+{
+    struct stop_ctx *c = arg;
+    c->hw->stopping = 1;
+    stop_in(c, c->hw->tunnels);
+}
+
+/* Every tunnel, on the main loop and on each worker */
+static void stop_everywhere(struct hub *h, const char *why, int now)
+{
+    struct stop_ctx c = {.why = why, .now = now};
+    stop_in(&c, h->tunnels);
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        c.hw = &h->hw[i];
+        to_worker(c.hw, stop_run, &c);
+    }
+}
+
 static void close_all(struct hub *h, const char *why)
 {
-    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
-        nx = t->next;
-        ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", why);
-    }
+    stop_everywhere(h, why, 1);
 }
 
 static void drain_timeout_cb(EV_P_ ev_timer *w, int revents)
@@ -1271,17 +1830,11 @@ static void hub_stop(struct hub *h, const char *why)
     ev_timer_stop(h->loop, &h->accept_pause);
     close(h->lfd);
     h->lfd = -1;
-    if (!h->tunnels) {
+    if (!h->tunnels && !h->lanes_out) {
         ev_break(h->loop, EVBREAK_ALL);
         return;
     }
-    for (struct ri_tunnel *t = h->tunnels, *nx; t; t = nx) {
-        nx = t->next;
-        if (t->state != RI_T_READY)
-            ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", why);
-        else
-            ri_tunnel_goaway(t, RI_E_SHUTDOWN, why, t->mux.n == 0);
-    }
+    stop_everywhere(h, why, 0);
     ev_timer_set(&h->drain, h->cy->cfg->drain_timeout, 0);
     ev_timer_start(h->loop, &h->drain);
 }
@@ -1334,6 +1887,96 @@ static int take_over(struct hub *h, int *conn)
     return fd;
 }
 
+/* ---- starting and stopping the workers ----------------------------------------------- */
+static void hw_thread_start(void *arg) /* on the worker's thread, before its loop */
+{
+    struct hub_worker *hw = arg;
+    ri_event_bus_init(&hw->bus);
+    ri_event_subscribe(&hw->bus, RI_EVT_ALL, forward_event, hw);
+    ri_worker_init(&hw->own, hw->th.loop, hw->index, &hw->bus);
+}
+
+static void hw_thread_stop(void *arg) /* on the worker's thread, after its loop */
+{
+    struct hub_worker *hw = arg;
+    struct stop_ctx c = {.hw = hw, .why = "hub stopped", .now = 1};
+    stop_run(&c); /* nothing is left unless the hub failed on its way up */
+    ev_run(hw->loop, EVRUN_NOWAIT); /* the reapers of what just closed */
+    ri_worker_destroy(&hw->own);
+    ri_event_bus_free(&hw->bus);
+}
+
+/* n event loops for ready tunnels: n = 1 is the main loop itself; more
+ * are threads of their own (and the main loop keeps to handshakes and the
+ * control path) */
+static int start_workers(struct hub *h, uint32_t n, char *err, size_t errlen)
+{
+    if (!(h->hw = calloc(n, sizeof *h->hw))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n > 1) {
+        if (ri_mailbox_init(&h->mb, h->loop) < 0) {
+            snprintf(err, errlen, "cannot create the workers' mailbox");
+            return -1;
+        }
+        h->mb_open = 1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct hub_worker *hw = &h->hw[i];
+        hw->h = h;
+        hw->index = (int)i + 1;
+        hw->cy = ri_cycle_ref(h->cy);
+        hw->set = ri_edge_set_ref(h->reg.set);
+        hw->target = h->target;
+        hw->target_len = h->target_len;
+        if (n == 1) {
+            hw->loop = h->loop;
+            hw->w = &h->w;
+        } else {
+            char name[32]; /* a thread's name holds 15 characters */
+            snprintf(name, sizeof name, "ri-worker-%u", i + 1);
+            hw->threaded = 1;
+            hw->w = &hw->own;
+            if (ri_wthread_start(&hw->th, name, hw_thread_start, hw_thread_stop, hw, err,
+                                 errlen) < 0)
+                return -1;
+            hw->loop = hw->th.loop;
+        }
+        h->n_hw++;
+    }
+    return 0;
+}
+
+static void stop_workers(struct hub *h)
+{
+    for (uint32_t i = 0; i < h->n_hw; i++)
+        if (h->hw[i].threaded)
+            ri_wthread_stop(&h->hw[i].th);
+    if (h->mb_open) { /* what they posted last: events, lanes gone */
+        ri_mailbox_close(&h->mb);
+        ri_mailbox_free(&h->mb);
+    }
+    for (uint32_t i = 0; i < h->n_hw; i++) {
+        ri_cycle_unref(h->hw[i].cy);
+        ri_edge_set_unref(h->hw[i].set);
+    }
+    free(h->hw);
+    while (h->homes) {
+        struct hub_home *o = h->homes;
+        h->homes = o->next;
+        free(o);
+    }
+}
+
+static uint32_t workers_wanted(const struct ri_config *c)
+{
+    if (c->workers)
+        return c->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > RI_WORKERS_MAX ? RI_WORKERS_MAX : (uint32_t)n;
+}
+
 int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
 {
     struct hub *h = calloc(1, sizeof *h);
@@ -1353,6 +1996,9 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     h->rl_banned = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 1);
     h->rl_replace = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     h->rl_lanes = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 2);
+    h->rl_ports = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    ev_timer_init(&h->handoff, handoff_cb, 0, 0);
+    h->handoff.data = h;
     ri_event_bus_init(&h->bus);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&h->bus, RI_EVT_ALL, ri_registry_count, &h->reg);
@@ -1395,6 +2041,10 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         log_err("hub: %s", err);
         goto out;
     }
+    if (start_workers(h, workers_wanted(c), err, sizeof err) < 0) {
+        log_err("hub: %s", err);
+        goto out;
+    }
     if (ri_accesslog_apply(&h->alog, &h->bus, c->access_log, err, sizeof err) < 0) {
         log_err("hub: %s", err);
         goto out;
@@ -1430,6 +2080,11 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
              : h->creds->origin == RI_TLS_FROM_STATE ? " (self-signed, kept in " : "",
              h->creds->origin == RI_TLS_FROM_STATE ? c->state_dir : "",
              h->creds->origin == RI_TLS_FROM_STATE ? ")" : "");
+    if (h->hw[0].threaded)
+        log_info("hub: %u workers: event loops on threads of their own run the edges' "
+                 "tunnels; this one authenticates and serves the control path", h->n_hw);
+    else
+        log_info("hub: 1 worker: one event loop runs everything");
     log_info("hub: streams go to %s:<edge port>%s%s", c->target_host,
              cy->pl->header ? " with header " : " (no header injector)",
              cy->pl->header ? cy->pl->header->mod->desc.name : "");
@@ -1472,6 +2127,7 @@ int ri_hub_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     log_info("hub: stopped");
 out:
     abandon_reload(h);
+    stop_workers(h);
     ri_ctl_close(h->ctl);
     free(h->reload_waiters);
     ri_edge_set_unref(h->runtime);

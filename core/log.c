@@ -10,8 +10,8 @@
 #include <sys/time.h>
 #include <time.h>
 
-int ri_log_level = RI_LOG_INFO;
-int ri_log_json;
+_Atomic int ri_log_level = RI_LOG_INFO;
+_Atomic int ri_log_json;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 

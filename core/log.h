@@ -6,9 +6,9 @@
 #include "ri_plugin.h"
 #include "ratelimit.h"
 
-extern int ri_log_level; /* enum ri_log_level; messages above it are dropped */
+extern _Atomic int ri_log_level; /* enum ri_log_level; messages above it are dropped */
 /* 1: each line is a JSON object {"time","level","msg"} (log_format = "json") */
-extern int ri_log_json;
+extern _Atomic int ri_log_json; /* both set on the main thread (a reload), read by every worker */
 
 int ri_log_parse_level(const char *s); /* -1 if unknown */
 /* Now as RFC 3339 local time with milliseconds and the zone offset

@@ -90,12 +90,12 @@ int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (make_policy(m, pol, &m->sched, &m->cls, err, errlen) < 0) {
+    if (pol && make_policy(m, pol, &m->sched, &m->cls, err, errlen) < 0) {
         free(m->tab);
         m->tab = NULL;
         return -1;
     }
-    m->sched_size = align16(m->sched->mod->desc.stream_size);
+    m->sched_size = m->sched ? align16(m->sched->mod->desc.stream_size) : 0;
     m->cls_size = m->cls ? align16(m->cls->mod->desc.stream_size) : 0;
     ev_timer_init(&m->cls_timer, cls_tick, 1.0, 1.0);
     return 0;

@@ -128,6 +128,8 @@ static inline uint32_t ri_mux_edge_streams(const struct ri_mux *m)
     return m->share ? m->share->streams : m->n;
 }
 
+/* pol NULL: no scheduler or classifier yet (the hub makes them where the
+ * tunnel will run: ri_mux_set_policy before the first stream). */
 int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *env,
                 const struct ri_core_api *api, int role, const struct ri_mux_policy *pol,
                 uint32_t max_streams, char *err, size_t errlen);

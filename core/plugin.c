@@ -473,6 +473,14 @@ static void inst_cleanup(struct ri_inst *i)
 
 /* ---- instances --------------------------------------------------------------- */
 
+static void free_serial(struct ri_inst *i)
+{
+    if (i->serial) {
+        pthread_mutex_destroy(i->serial);
+        free(i->serial);
+    }
+}
+
 struct ri_inst *ri_inst_create(struct ri_module *m, const config_setting_t *settings,
                                struct ev_loop *loop, int role,
                                const struct ri_core_api *api, char *err, size_t errlen)
@@ -485,6 +493,16 @@ struct ri_inst *ri_inst_create(struct ri_module *m, const config_setting_t *sett
         return NULL;
     }
     i->refs = 1;
+    if (d->kind == RI_KIND_HEADER && d->abi_minor < 3) {
+        if (!(i->serial = malloc(sizeof *i->serial)) ||
+            pthread_mutex_init(i->serial, NULL) != 0) {
+            free(i->serial);
+            free(i->state);
+            free(i);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+    }
     i->mod = ri_module_ref(m);
     i->settings = settings;
     i->loop = loop;
@@ -497,6 +515,7 @@ struct ri_inst *ri_inst_create(struct ri_module *m, const config_setting_t *sett
         snprintf(err, errlen, "plugin '%s': %s", d->name, perr[0] ? perr : "create failed");
         inst_cleanup(i);
         ri_module_unref(i->mod);
+        free_serial(i);
         free(i->state);
         free(i);
         return NULL;
@@ -518,6 +537,7 @@ void ri_inst_unref(struct ri_inst *i)
     i->mod->desc.destroy(i->state);
     inst_cleanup(i);
     ri_module_unref(i->mod);
+    free_serial(i);
     free(i->state);
     free(i);
 }

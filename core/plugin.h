@@ -13,6 +13,7 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <libconfig.h>
 #include <sys/stat.h>
 
@@ -21,7 +22,7 @@
 #include "ri_plugin.h"
 
 struct ri_module {
-    int refs;
+    _Atomic int refs; /* atomic: dropped on whichever worker thread held the last reference */
     char *path;                 /* the file as configured */
     void *dl;                   /* its mapping (maybe of a private copy: plugin.c) */
     struct ri_plugin desc;      /* core-owned copy */
@@ -39,7 +40,7 @@ struct ri_timer;
 struct ri_io;
 
 struct ri_inst {
-    int refs;
+    _Atomic int refs; /* atomic: dropped on whichever worker thread held the last reference */
     struct ri_module *mod;      /* a reference */
     const config_setting_t *settings; /* readable during create only */
     void *state;                /* desc.inst_size bytes */
@@ -58,6 +59,9 @@ struct ri_inst {
      * new reference) or NULL when the command is not available. */
     json_t *(*query)(void *arg, json_t *req);
     void *query_arg;
+    /* a header injector built against ABI 2.2 or older, which may keep
+     * state in build: its calls from the hub's workers take turns */
+    pthread_mutex_t *serial;
     struct ri_timer *timers;    /* what the plugin created and did not free */
     struct ri_io *ios;
 };
@@ -155,7 +159,12 @@ static inline int ri_header_build(struct ri_inst *i, const struct ri_conn_info *
                                   uint8_t *buf, size_t cap, size_t *len, char *err,
                                   size_t errlen)
 {
-    return i->mod->ops.header.build(i->state, ci, buf, cap, len, err, errlen);
+    if (!i->serial) /* 2.3 and newer: build may run on several workers at once */
+        return i->mod->ops.header.build(i->state, ci, buf, cap, len, err, errlen);
+    pthread_mutex_lock(i->serial);
+    int rc = i->mod->ops.header.build(i->state, ci, buf, cap, len, err, errlen);
+    pthread_mutex_unlock(i->serial);
+    return rc;
 }
 static inline void ri_sched_enqueue(struct ri_inst *i, ri_stream *s, void *sp, uint32_t k)
 {

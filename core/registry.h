@@ -27,7 +27,7 @@ struct ri_edge_def {
 };
 
 struct ri_edge_set {
-    int refs;
+    _Atomic int refs; /* atomic: dropped on whichever worker thread held the last reference */
     size_t n;
     struct ri_edge_def *v;
     uint32_t mask;  /* hash table of indexes + 1 (0 = empty) */

@@ -23,7 +23,7 @@ enum ri_tls_origin {
  * that loads a renewed certificate never pulls them from under a live
  * tunnel. */
 struct ri_tls_creds {
-    int refs;
+    _Atomic int refs; /* atomic: dropped on whichever worker thread held the last reference */
     gnutls_certificate_credentials_t cred;
     gnutls_priority_t prio;
     /* hub: "sha256:aa:bb:..." of its certificate; edge: the same of the

@@ -25,6 +25,7 @@ static void read_cb(EV_P_ ev_io *w, int revents);
 static void write_cb(EV_P_ ev_io *w, int revents);
 static void flusher_cb(EV_P_ ev_prepare *w, int revents);
 static void keepalive_cb(EV_P_ ev_timer *w, int revents);
+static int parse(struct ri_tunnel *t);
 static void linger_cb(EV_P_ ev_timer *w, int revents);
 static void deadline_cb(EV_P_ ev_timer *w, int revents);
 static void reaper_cb(EV_P_ ev_timer *w, int revents);
@@ -111,8 +112,8 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p)
         (p->role == RI_ROLE_EDGE &&
          (!(t->my_id = strdup(p->edge_id)) || !(t->my_secret = strdup(p->secret)))))
         goto fail;
-    if (ri_mux_init(&t->mux, p->w, &t->env, p->api, p->role, &p->policy, p->max_streams, err,
-                    sizeof err) < 0)
+    if (ri_mux_init(&t->mux, p->w, &t->env, p->api, p->role,
+                    p->defer_policy ? NULL : &p->policy, p->max_streams, err, sizeof err) < 0)
         goto fail;
     t->mux.tunnel_id = t->id;
     t->mux.rl = &t->rl;
@@ -174,11 +175,92 @@ void ri_tunnel_update(struct ri_tunnel *t, const struct ri_tunnel_settings *s)
         ev_timer_set(&t->keepalive, t->ping_interval, t->ping_interval);
         ev_timer_start(LOOP, &t->keepalive);
     }
-    if (s->swap_policy) {
+    if (s->swap_policy && t->mux.sched) { /* none yet: made where it will run */
         char err[256];
         if (ri_mux_set_policy(&t->mux, &s->policy, err, sizeof err) < 0)
             log_err("%s: keeps its scheduler and classifier: %s", t->label, err);
     }
+}
+
+/* ---- moving to another loop (the hub's workers) ---------------------------------- */
+void ri_tunnel_park(struct ri_tunnel *t)
+{
+    t->parked = 1;
+    ev_io_stop(LOOP, &t->rio);
+}
+
+void ri_tunnel_unpark(struct ri_tunnel *t)
+{
+    if (!t->parked || t->state == RI_T_DEAD)
+        return;
+    t->parked = 0;
+    ev_io_start(LOOP, &t->rio);
+    ev_feed_event(LOOP, &t->rio, EV_READ);
+}
+
+int ri_tunnel_detach(struct ri_tunnel *t)
+{
+    if (t->state != RI_T_READY || t->closing || t->draining || !t->parked)
+        return -1;
+    if (t->ctrl.bytes && !(t->carry = malloc(t->ctrl.bytes)))
+        return -1;
+    ev_io_stop(LOOP, &t->rio);
+    ev_io_stop(LOOP, &t->wio);
+    ev_prepare_stop(LOOP, &t->flusher);
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_stop(LOOP, &t->linger);
+    ev_timer_stop(LOOP, &t->deadline);
+    ev_timer_stop(LOOP, &t->ack_delay);
+    /* the control queue's chunks belong to this loop's pool: the bytes
+     * travel on their own (a WELCOME the socket did not take yet) */
+    t->carry_len = t->ctrl.bytes;
+    if (t->carry_len) {
+        size_t off = 0;
+        while (t->ctrl.bytes) {
+            struct iovec iov[64];
+            int n = ri_bq_iov(&t->ctrl, iov, 64);
+            size_t got = 0;
+            for (int i = 0; i < n; i++) {
+                memcpy(t->carry + off + got, iov[i].iov_base, iov[i].iov_len);
+                got += iov[i].iov_len;
+            }
+            off += got;
+            ri_bq_consume(&t->ctrl, got);
+        }
+    }
+    ri_bq_clear(&t->ctrl);
+    return 0;
+}
+
+int ri_tunnel_attach(struct ri_tunnel *t, struct ri_worker *w,
+                     const struct ri_tunnel_hooks *hooks, void *owner,
+                     const struct ri_mux_policy *pol)
+{
+    t->w = w;
+    t->mux.w = w;
+    t->hooks = hooks;
+    t->owner = owner;
+    t->parked = 0;
+    ri_bq_init(&t->ctrl, &w->pool);
+    int rc = t->carry_len ? ri_bq_append(&t->ctrl, t->carry, t->carry_len) : 0;
+    free(t->carry);
+    t->carry = NULL;
+    t->carry_len = 0;
+    char err[256] = "out of memory";
+    if (rc < 0 || (pol && ri_mux_set_policy(&t->mux, pol, err, sizeof err) < 0)) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "%s", err);
+        return -1;
+    }
+    t->last_rx = ev_now(LOOP);
+    ev_timer_set(&t->keepalive, t->ping_interval, t->ping_interval);
+    ev_timer_start(LOOP, &t->keepalive);
+    ev_io_start(LOOP, &t->rio);
+    ri_tunnel_kick(t);
+    /* frames that came with the AUTH (rbuf) first, then whatever waits in
+     * the socket or inside GnuTLS */
+    if (parse(t) == 0)
+        ev_feed_event(LOOP, &t->rio, EV_READ);
+    return t->state == RI_T_DEAD ? -1 : 0;
 }
 
 /* ---- teardown ------------------------------------------------------------------ */
@@ -197,6 +279,7 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ev_timer_stop(LOOP, &t->reaper);
     ev_timer_stop(LOOP, &t->ack_delay);
     int fd = t->io.fd;
+    free(t->carry);
     ri_tlsio_free(&t->io);
     ri_tls_creds_unref(t->creds); /* after the session that used them */
     close(fd);
@@ -633,7 +716,7 @@ static void do_handshake(struct ri_tunnel *t)
     rc = ri_hs_begin(&t->hs, binding, t->my_id, t->my_secret);
     free_mine(t);
     gnutls_memset(binding, 0, sizeof binding);
-    if (after_hs(t, rc) < 0)
+    if (after_hs(t, rc) < 0 || t->parked)
         return;
     /* the peer's first frames may have arrived with its last handshake
      * message: they sit in ibuf (or in GnuTLS) and the socket will not turn
@@ -805,7 +888,7 @@ static int dispatch(struct ri_tunnel *t, const struct ri_frame_hdr *h, const uin
 static int parse(struct ri_tunnel *t)
 {
     size_t off = t->roff;
-    while (t->state != RI_T_DEAD && !t->closing) {
+    while (t->state != RI_T_DEAD && !t->closing && !t->parked) {
         /* per frame: WELCOME and a CONFIG above 8 KB often share one record */
         uint32_t max = t->state == RI_T_READY ? RI_FRAME_MAX_PAYLOAD : RI_PREAUTH_MAX_PAYLOAD;
         struct ri_frame_hdr h;
@@ -884,8 +967,8 @@ static void tunnel_read(struct ri_tunnel *t)
             if (!closing) {
                 t->rlen += got;
                 t->last_rx = ev_now(LOOP);
-                if (parse(t) < 0)
-                    return;
+                if (parse(t) < 0 || t->parked)
+                    return; /* parked: the rest is read where it goes (ri_tunnel_attach) */
             }
         }
         if (cost >= budget) {

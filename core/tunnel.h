@@ -93,6 +93,7 @@ struct ri_tunnel_params {
     const struct ri_tunnel_hooks *hooks;
     void *owner;                /* the role's context (t->owner) */
     struct ri_ratelimit *preauth_rl; /* shared by unauthenticated tunnels; may be NULL */
+    int defer_policy;           /* hub: no scheduler/classifier until ri_tunnel_attach */
 };
 
 /* Settings a reload may change on a live tunnel. */
@@ -167,6 +168,11 @@ struct ri_tunnel {
     struct ri_ratelimit rl;
     struct ri_ratelimit *preauth_rl;
 
+    /* moving to another loop (ri_tunnel_park/detach/attach) */
+    int parked;               /* reads nothing until attached */
+    uint8_t *carry;           /* queued control bytes on their way */
+    size_t carry_len;
+
     struct ri_tunnel *next, *prev; /* the role's list */
     void *role_data;          /* the role's per-tunnel data */
 };
@@ -176,6 +182,26 @@ struct ri_tunnel {
 struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p);
 /* A reload: new keepalive, max_streams and maybe policy for a live tunnel. */
 void ri_tunnel_update(struct ri_tunnel *t, const struct ri_tunnel_settings *s);
+
+/* Moving a ready tunnel to another event loop (the hub's workers,
+ * core/ARCHITECTURE.md "Workers"), in three steps:
+ * - ri_tunnel_park, from the role's `ready` hook: no more frames are
+ *   parsed or read here (what came with the AUTH waits in rbuf);
+ * - ri_tunnel_detach, later on the same loop and outside the tunnel's own
+ *   callbacks: every watcher stops, the queued control bytes leave this
+ *   loop's pool. -1 (nothing changed: the tunnel stays here) when it is
+ *   no longer a parked, ready tunnel that is not closing, or no memory;
+ * - ri_tunnel_attach, on the new loop's thread: the new worker context,
+ *   hooks and owner, the scheduler and classifier made there (pol; NULL
+ *   keeps the current ones), watchers started, the frames that waited
+ *   parsed. -1 when the tunnel failed there (its `closed` hook ran). */
+void ri_tunnel_park(struct ri_tunnel *t);
+/* A parked tunnel that stays after all (it began closing): reads again. */
+void ri_tunnel_unpark(struct ri_tunnel *t);
+int ri_tunnel_detach(struct ri_tunnel *t);
+int ri_tunnel_attach(struct ri_tunnel *t, struct ri_worker *w,
+                     const struct ri_tunnel_hooks *hooks, void *owner,
+                     const struct ri_mux_policy *pol);
 
 /* Queue a control frame (stream 0 or a stream's WINDOW/OPEN/RST). */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,

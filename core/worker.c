@@ -59,3 +59,13 @@ uint64_t ri_worker_tunnel_id(struct ri_worker *w)
 {
     return (uint64_t)w->index << 56 | ++w->next_tunnel_id;
 }
+
+void ri_counters_add(struct ri_counters *dst, const struct ri_counters *src)
+{
+    /* every member is a uint64_t: the struct is summed as an array */
+    _Static_assert(sizeof *dst % sizeof(uint64_t) == 0, "counters are uint64_t only");
+    uint64_t *d = (uint64_t *)dst;
+    const uint64_t *s = (const uint64_t *)src;
+    for (size_t i = 0; i < sizeof *dst / sizeof *d; i++)
+        d[i] += s[i];
+}

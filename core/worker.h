@@ -1,7 +1,8 @@
 /* worker.h -- one event loop's context. Everything the data path needs that
  * is not per tunnel or per stream lives here and is handed down, never
  * reached through a global: the loop itself, the chunk pool, the counters.
- * Today a process runs one worker; nothing in the data path assumes so. */
+ * The edge runs one; the hub one per event loop (core/ARCHITECTURE.md,
+ * "Workers"), used by that loop's thread only. */
 #ifndef RI_WORKER_H
 #define RI_WORKER_H
 
@@ -57,6 +58,9 @@ struct ri_worker {
 void ri_worker_init(struct ri_worker *w, struct ev_loop *loop, int index,
                     struct ri_event_bus *bus);
 void ri_worker_destroy(struct ri_worker *w);
+/* dst += src, counter by counter (a threaded hub sums its workers' when
+ * asked: counters live per worker). */
+void ri_counters_add(struct ri_counters *dst, const struct ri_counters *src);
 /* A new tunnel id, unique in the process (never 0). */
 uint64_t ri_worker_tunnel_id(struct ri_worker *w);
 /* A new client (edge) or upstream (hub) connection got descriptor fd:

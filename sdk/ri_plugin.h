@@ -34,6 +34,11 @@
  * core's.
  *
  * Changelog:
+ *   2.3  the hub's workers (sdk/README.md, "Threads"): a header injector's
+ *        `build` may run on several threads at once with the same instance
+ *        (a plugin built against 2.2 or older is called under a lock the
+ *        core holds per instance); schedulers and classifiers are created,
+ *        called and destroyed on the worker that runs their tunnel.
  *   2.2  a plugin that serves what the core knows (admin_http: Prometheus
  *        metrics, a status page):
  *        - kind "service" (RI_KIND_SERVICE, struct ri_service_ops): one
@@ -85,7 +90,7 @@ extern "C" {
 #endif
 
 #define RI_ABI_MAJOR 2
-#define RI_ABI_MINOR 2
+#define RI_ABI_MINOR 3
 
 /* The one data symbol every plugin exports. */
 #define RI_PLUGIN_SYMBOL "ri_plugin"

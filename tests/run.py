@@ -39,12 +39,24 @@ def out(line=""):
     print(line, flush=True)
 
 
-def is_sanitized(core):
+def san_of(core):
+    """The make SAN= value core was built with: "1" (ASan+UBSan), "thread"
+    (TSan) or "0"."""
     try:
         with open(core, "rb") as f:
-            return b"__asan_init" in f.read()
+            data = f.read()
     except OSError:
-        return False
+        return "0"
+    return "1" if b"__asan_init" in data else "thread" if b"__tsan_init" in data else "0"
+
+
+# test files whose tests run no hub tunnel, or nothing `workers` changes:
+# run once, not again per --hub-workers value
+NO_TUNNEL = ("fuzz", "architecture", "install", "sdk", "systemd", "cli", "harness", "bench")
+
+
+def is_sanitized(core):
+    return san_of(core) != "0"
 
 
 def run_unit(build, verbose, scale):
@@ -196,6 +208,10 @@ def main():
     ap.add_argument("-v", dest="verbose", action="store_true", help="print process logs")
     ap.add_argument("--keep", action="store_true", help="keep every test's temp folder")
     ap.add_argument("--list", action="store_true", help="list the integration tests")
+    ap.add_argument("--hub-workers", default="0,1",
+                    help="run the integration tests once per value of the hub's `workers` "
+                    "(0: the hub's default, one per CPU); passes after the first skip what "
+                    "runs no tunnel (%s)" % ", ".join(NO_TUNNEL))
     a = ap.parse_args()
 
     build = a.build if os.path.isabs(a.build) else os.path.join(
@@ -205,6 +221,7 @@ def main():
     scale = float(os.environ.get("RI_TEST_SCALE", 0)) or (3.0 if is_sanitized(core) else 1.0)
     os.environ["RI_TEST_SCALE"] = str(scale)
     os.environ["RI_SANITIZED"] = "1" if is_sanitized(core) else "0"
+    os.environ["RI_SAN"] = san_of(core)  # what `make SAN=` built it (tests that run make)
     os.environ["RI_BUILD"] = build
     # a stray SIGTERM/SIGHUP to the runner still runs the atexit cleanup
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -241,18 +258,26 @@ def main():
         out(f"FAIL integration: {core} not found (run make first)")
         failed += 1
         tests = []
-    for name, fn in tests:
-        t0 = time.monotonic()
-        ok, reason, report = run_one(harness, build, name, fn, a.verbose, a.keep, scale)
-        dt = time.monotonic() - t0
-        if ok:
-            passed += 1
-            out(f"PASS {name} ({dt:.1f}s)")
-        else:
-            failed += 1
-            out(f"FAIL {name}: {reason} ({dt:.1f}s)")
-        if report:
-            out("    " + report.replace("\n", "\n    "))
+    passes = [int(w) for w in a.hub_workers.split(",") if w.strip()] or [0]
+    for i, workers in enumerate(passes):
+        # the harness writes `workers = N` into every hub config (0: none, the default)
+        os.environ["RI_TEST_WORKERS"] = str(workers) if workers else ""
+        prefix = f"workers={workers}/" if i else ""
+        for name, fn in tests:
+            if i and name.split("::")[0] in NO_TUNNEL:
+                continue
+            t0 = time.monotonic()
+            ok, reason, report = run_one(harness, build, prefix + name, fn, a.verbose, a.keep,
+                                         scale)
+            dt = time.monotonic() - t0
+            if ok:
+                passed += 1
+                out(f"PASS {prefix}{name} ({dt:.1f}s)")
+            else:
+                failed += 1
+                out(f"FAIL {prefix}{name}: {reason} ({dt:.1f}s)")
+            if report:
+                out("    " + report.replace("\n", "\n    "))
     out(f"(total time {time.monotonic() - t_start:.0f}s)")
     out(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -374,12 +374,15 @@ class Ri(Peer):
     build = "build"
     policy = "fifo"
     lanes = 0   # --ri-lanes: the edge's `lanes` (0: its default, auto)
+    workers = 0  # --ri-workers: the hub's `workers` (0: its default, one per CPU)
     extra = {}  # policy -> extra plugin text (--ri-classify etc.)
 
     @classmethod
-    def variant(cls, policy):
-        return type(f"Ri_{policy}", (cls,), {"policy": policy,
-                                             "name": "ri" if policy == "fifo" else f"ri-{policy}"})
+    def variant(cls, policy, workers=0):
+        name = "ri" if policy == "fifo" else f"ri-{policy}"
+        name += f"-w{workers}" if workers else ""
+        return type(f"Ri_{policy}_{workers}", (cls,), {"policy": policy, "workers": workers,
+                                                        "name": name})
 
     def start(self):
         t, b = self.tmp, os.path.join(ROOT, self.build)
@@ -391,6 +394,7 @@ class Ri(Peer):
         hub = (f'role = "hub"; log_level = "warn"; plugin_dir = "{plugdir}";\n'
                f'plugins = ( {pol} {{ name = "auth_secret"; }}, {{ name = "header_proxy_v1"; }} );\n'
                f'hub = {{ listen = "{self.far_host()}:{hp}"; target_host = "127.0.0.1"; state_dir = "";\n'
+               + (f'  workers = {self.workers};\n' if self.workers else '') +
                f'  edges = ( {{ id = "bench"; secret = "{secret}"; listen_ports = [ {ports} ]; }} ); }};\n')
         edge = (f'role = "edge"; log_level = "warn"; plugin_dir = "{plugdir}";\n'
                 f'plugins = ( {pol} {{ name = "auth_secret"; }}, {{ name = "listen_tcp"; }} );\n'
@@ -1035,6 +1039,9 @@ def main():
     ap.add_argument("--warmup", type=float, default=None,
                     help="bulk warm-up before the window (1; with --delay 2 s or 15 round trips)")
     ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--ri-workers", default="0",
+                    help="comma-separated hub `workers` to run ri with, each a peer of its own "
+                    "(0: the default, one per CPU, named ri; N: named ri-wN), e.g. 0,1")
     ap.add_argument("--ri-lanes", type=int, default=0,
                     help="the ri edge's `lanes` (default: none set, auto)")
     ap.add_argument("--up", action="store_true",
@@ -1083,7 +1090,8 @@ def main():
             for pol in a.ri_policies.split(","):
                 if pol not in POLICY_PLUGINS:
                     sys.exit(f"unknown ri policy {pol}")
-                peers.append(Ri.variant(pol))
+                for w in a.ri_workers.split(","):
+                    peers.append(Ri.variant(pol, int(w)))
         elif n in PEERS:
             peers.append(PEERS[n])
         else:

@@ -31,7 +31,8 @@ def _copy_build(env):
 def _make(env, build, *args):
     # not the jobserver or variables of a `make test` we may run under
     clean = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    cmd = ["make", "-C", ROOT, f"BUILD={build}", f"SAN={1 if SANITIZED else 0}", *args]
+    cmd = ["make", "-C", ROOT, f"BUILD={build}",
+           f"SAN={os.environ.get('RI_SAN', '1' if SANITIZED else '0')}", *args]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, env=clean, timeout=T(300))
     except subprocess.TimeoutExpired:

@@ -9,32 +9,7 @@ import socket
 import subprocess
 import threading
 
-from harness import T, Edge, EdgeSpec, check, echo_check, fail, pump, wait_until
-
-
-class Ctl:
-    """One request per connection to a control socket."""
-
-    def __init__(self, env, path):
-        self.env, self.path = env, path
-
-    def __call__(self, cmd, **args):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(T(20))
-        try:
-            s.connect(self.path)
-            s.sendall((json.dumps(dict(cmd=cmd, **args)) + "\n").encode())
-            buf = b""
-            while b"\n" not in buf:
-                d = s.recv(65536)
-                if not d:
-                    fail(f"control socket {self.path} closed instead of answering")
-                buf += d
-        finally:
-            s.close()
-        a = json.loads(buf.split(b"\n", 1)[0])
-        check(a.get("ok") is True, f"{cmd}: {a}")
-        return a
+from harness import T, Ctl, Edge, EdgeSpec, check, echo_check, fail, pump, wait_until
 
 
 def _edge_status(ctl, edge_id):
@@ -51,7 +26,7 @@ def _lanes_setup(env, n, ports=1, hub_opts=None, edge_opts=None, upstream_mode="
     eo = dict(lanes=n, control_socket=esock)
     eo.update(edge_opts or {})
     edge = env.edge(hub, spec, **eo)
-    hctl, ectl = Ctl(env, hsock), Ctl(env, esock)
+    hctl, ectl = Ctl(hsock), Ctl(esock)
     if n > 1:
         wait_until(lambda: _edge_status(hctl, spec.id)["lanes"] == n, T(20),
                    f"{n} lanes up on the hub")
@@ -146,7 +121,7 @@ def test_newer_edge_process_replaces_the_older_group(env):
     spec = EdgeSpec("edge-grp", [p])
     hsock = env.path("hub.sock")
     hub = env.hub([spec], control_socket=hsock)
-    hctl = Ctl(env, hsock)
+    hctl = Ctl(hsock)
     # the older process must not come back during the test: long backoff
     old = env.edge(hub, spec, name="edge-old", bind="127.0.0.2", lanes=3,
                    reconnect_min_secs=120, reconnect_max_secs=120)
@@ -182,7 +157,7 @@ def test_peer_without_lanes_gets_one_connection(env):
         hub = env.hub([spec], name=f"hub-{side}", control_socket=hsock, **hub_opts)
         edge = env.edge(hub, spec, name=f"e-{side}", lanes=4, control_socket=esock,
                         **edge_opts)
-        hctl, ectl = Ctl(env, hsock), Ctl(env, esock)
+        hctl, ectl = Ctl(hsock), Ctl(esock)
         conns = [env.connect("127.0.0.2", p) for _ in range(4)]
         for c in conns:
             echo_check(c, b"one lane")
@@ -285,7 +260,7 @@ def test_lanes_to_two_hubs_one_killed(env):
     sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
     hub_a = env.hub([spec], name="hub-a", control_socket=sa)
     hub_b = env.hub([spec], name="hub-b", control_socket=sb)
-    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    ca, cb = Ctl(sa), Ctl(sb)
     esock = env.path("edge.sock")
     # the further hub comes in the token ("H"); edge.hubs would do the same
     tok = env.run_core(["token", "encode", "--hub-host", "127.0.0.1", "--hub-port",
@@ -295,7 +270,7 @@ def test_lanes_to_two_hubs_one_killed(env):
     edge = env.edge(hub_a, spec, token=tok, control_socket=esock)
     wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
                _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each hub")
-    es = Ctl(env, esock)("status")
+    es = Ctl(esock)("status")
     check(es["lanesUp"] == 2 and sorted(x["hub"] for x in es["lanes"]) ==
           sorted([f"127.0.0.1:{hub_a.port}", f"127.0.0.1:{hub_b.port}"]), f"edge: {es}")
     payloads = [bytes([70 + i]) * (32 << 20) for i in range(2)]
@@ -320,7 +295,7 @@ def test_lanes_to_two_hubs_one_killed(env):
         c = env.connect("127.0.0.2", p)
         echo_check(c, b"through the hub that is up")
         c.close()
-    check(Ctl(env, esock)("status")["connected"] is True, "the edge says it is not connected")
+    check(Ctl(esock)("status")["connected"] is True, "the edge says it is not connected")
 
 
 def test_lanes_spread_over_a_names_addresses(env):
@@ -342,7 +317,7 @@ def test_lanes_spread_over_a_names_addresses(env):
     sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
     hub_a = env.hub([spec], port=hp, name="hub-a", control_socket=sa, listen_host="127.0.0.1")
     hub_b = env.hub([spec], port=hp, name="hub-b", control_socket=sb, listen_host="127.0.0.3")
-    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    ca, cb = Ctl(sa), Ctl(sb)
     esock = env.path("edge.sock")
     name = "127-0-0-1x127-0-0-3.slow.ri.test"
     cfg = env.write("edge-rr.cfg", env.edge_config(hp, spec.id, spec.secret, bind="127.0.0.2",
@@ -381,7 +356,7 @@ def test_one_hub_refusing_keeps_the_ports_served_by_another(env):
     sa, sb = env.path("hub-a.sock"), env.path("hub-b.sock")
     hub_a = env.hub([spec], name="hub-a", control_socket=sa)
     hub_b = env.hub([spec], name="hub-b", control_socket=sb)
-    ca, cb = Ctl(env, sa), Ctl(env, sb)
+    ca, cb = Ctl(sa), Ctl(sb)
     edge = env.edge(hub_a, spec, hubs=[f"127.0.0.1:{hub_b.port}"])
     wait_until(lambda: _edge_status(ca, spec.id)["lanes"] == 1 and
                _edge_status(cb, spec.id)["lanes"] == 1, T(20), "one lane on each hub")

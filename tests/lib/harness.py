@@ -28,6 +28,7 @@ runner.
 import atexit
 import errno
 import hashlib
+import json
 import os
 import random
 import re
@@ -212,6 +213,32 @@ def is_listening(host, port):
     return (wild, port) in ls or ("::", port) in ls
 
 
+class Ctl:
+    """A control socket, one request per connection: ctl("status") returns
+    the answer, which must say ok."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, cmd, **args):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(T(20))
+        try:
+            s.connect(self.path)
+            s.sendall((json.dumps(dict(cmd=cmd, **args)) + "\n").encode())
+            buf = b""
+            while b"\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    fail(f"control socket {self.path} closed instead of answering")
+                buf += d
+        finally:
+            s.close()
+        a = json.loads(buf.split(b"\n", 1)[0])
+        check(a.get("ok") is True, f"{cmd}: {a}")
+        return a
+
+
 def wait_until(pred, timeout_s, what, interval=0.02):
     """Polls pred() until true; fails naming `what` after timeout_s (scaled)."""
     end = time.monotonic() + T(timeout_s)
@@ -252,6 +279,7 @@ class Proc:
         self._sent_signals = []
         e = dict(os.environ)
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        e.setdefault("TSAN_OPTIONS", f"suppressions={ROOT}/tests/tsan.supp second_deadlock_stack=1")
         if extra_env:
             e.update(extra_env)
         with open(self.log_path, "ab") as logf:
@@ -1011,6 +1039,10 @@ class Env:
                    **opts):
         """top: more top-level settings ({"access_log": "-"})."""
         kv = dict(HUB_DEFAULTS)
+        # RI_TEST_WORKERS pins the hub's workers for a whole run (make test
+        # runs the suite with the default, one per CPU, and with 1)
+        if os.environ.get("RI_TEST_WORKERS") and "workers" not in opts:
+            kv["workers"] = int(os.environ["RI_TEST_WORKERS"])
         kv.update(opts)
         for e in edges:
             self.secrets.add(e.secret)
