@@ -452,7 +452,8 @@ struct ri_plugin {
     /* optional: NULL-terminated list of the setting keys this plugin reads;
      * when given, any other key in its config group is a config error. */
     const char *const *keys;
-    ri_stats_f *stats;      /* optional: counters for the metrics */
+    ri_stats_f *stats;      /* optional: counters for the metrics (not read by the
+                             * core yet: sdk/README.md, "Statistics") */
 };
 
 /* Convenience for the descriptor's first fields. */
