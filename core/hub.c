@@ -59,6 +59,11 @@ struct hub_worker {
     /* the worker's: its ready tunnels */
     struct ri_tunnel *tunnels;
     int stopping;              /* stop_run told it the hub is stopping */
+    /* the worker's: bytes of its closed streams per edge id (status and
+     * metrics add those of the live ones, in the same call: a consistent
+     * snapshot, where the registry's counts lag by the events in flight) */
+    struct edge_bytes *eb;
+    size_t n_eb, cap_eb;
     /* main's: lanes placed here and not yet reported gone (placement) */
     uint32_t lanes;
     /* what the worker's tunnels need of the hub, replaced by main in a call
@@ -67,6 +72,11 @@ struct hub_worker {
     struct ri_edge_set *set;
     struct sockaddr_storage target;
     socklen_t target_len;
+};
+
+struct edge_bytes {
+    char id[RI_EDGE_ID_MAX + 1];
+    uint64_t up, down;
 };
 
 /* Main's book of edge groups on workers: where the lanes of (edge id,
@@ -151,13 +161,17 @@ static void to_worker(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
 }
 
 /* fn(arg) on the main loop, later (inline when hw is the main loop); fn
- * frees arg. Out of memory: logged, and the message is lost. */
-static void to_main(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
+ * frees arg. -1 when out of memory (logged; the caller still owns arg). */
+static int to_main(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
 {
-    if (!hw->threaded)
+    if (!hw->threaded) {
         fn(arg);
-    else if (ri_mailbox_post(&hw->h->mb, fn, arg) < 0)
-        log_err("hub: worker %d: out of memory: a message to the main loop is lost", hw->index);
+        return 0;
+    }
+    if (ri_mailbox_post(&hw->h->mb, fn, arg) == 0)
+        return 0;
+    log_err("hub: worker %d: out of memory: a message to the main loop is lost", hw->index);
+    return -1;
 }
 
 struct fwd {
@@ -181,8 +195,9 @@ static void forward_event(void *arg, const struct ri_event *ev)
     struct fwd *f = malloc(sizeof *f);
     if (f && (f->ev = ri_event_dup(ev))) {
         f->h = hw->h;
-        to_main(hw, fwd_run, f);
-        return;
+        if (to_main(hw, fwd_run, f) == 0)
+            return;
+        free(f->ev);
     }
     free(f);
     log_err("hub: worker %d: out of memory: a %s event is lost", hw->index,
@@ -193,6 +208,44 @@ static void hw_emit(struct hub_worker *hw, struct ri_event *ev)
 {
     ev->role = RI_ROLE_HUB;
     ri_event_emit(hw->w->bus, ev);
+}
+
+/* A stream closed on this worker: its bytes join the edge's (hw->eb). */
+static void hw_count(void *arg, const struct ri_event *ev)
+{
+    struct hub_worker *hw = arg;
+    struct edge_bytes *b = NULL;
+    for (size_t i = 0; i < hw->n_eb && !b; i++)
+        if (strcmp(hw->eb[i].id, ev->edge_id) == 0)
+            b = &hw->eb[i];
+    if (!b) {
+        if (hw->n_eb == hw->cap_eb) {
+            size_t cap = hw->cap_eb ? 2 * hw->cap_eb : 16;
+            struct edge_bytes *n = realloc(hw->eb, cap * sizeof *n);
+            if (!n) {
+                log_err("hub: worker %d: out of memory: edge %s's bytes are not counted",
+                        hw->index, ev->edge_id);
+                return;
+            }
+            hw->eb = n;
+            hw->cap_eb = cap;
+        }
+        b = &hw->eb[hw->n_eb++];
+        snprintf(b->id, sizeof b->id, "%s", ev->edge_id);
+        b->up = b->down = 0;
+    }
+    b->up += ev->bytes_up;
+    b->down += ev->bytes_down;
+}
+
+/* Edges gone from the set lose their counts, as in the registry. */
+static void hw_prune_counts(struct hub_worker *hw)
+{
+    for (size_t i = 0; i < hw->n_eb;)
+        if (!ri_edge_set_find(hw->set, hw->eb[i].id))
+            hw->eb[i] = hw->eb[--hw->n_eb];
+        else
+            i++;
 }
 
 /* ---- tunnel hooks ----------------------------------------------------------- */
@@ -240,19 +293,6 @@ static int same_group(const struct ri_tunnel *a, const struct ri_tunnel *b)
            strcmp(a->edge_id, b->edge_id) == 0;
 }
 
-/* Another connection of t's lane group that its worker accepted and that
- * is not closed yet (draining counts): while there is one, the edge stays
- * connected as far as events and counters go. A group lives on one worker.
- * One connection without lanes has no group: each is its own edge
- * connection, as before lanes. */
-static int group_has_other(const struct hub_worker *hw, const struct ri_tunnel *t)
-{
-    for (const struct ri_tunnel *o = hw->tunnels; o; o = o->next)
-        if (o != t && o->joined && same_group(o, t))
-            return 1;
-    return 0;
-}
-
 /* The group's oldest live lane but `skip`: where CONFIG goes. */
 static struct ri_tunnel *config_lane(struct hub_worker *hw, const struct ri_tunnel *of,
                                      const struct ri_tunnel *skip)
@@ -280,17 +320,43 @@ static void maybe_stopped(struct hub *h)
         ev_break(h->loop, EVBREAK_ALL);
 }
 
-/* t goes to the worker of its group, or the one with the fewest lanes */
-static struct hub_worker *place(struct hub *h, struct ri_tunnel *t)
+/* A placed lane is gone (closed on its worker, or before it got there):
+ * allocated when it is placed, so the message cannot be lost to a failed
+ * malloc (stopping waits for every one: lanes_out). */
+struct lane_gone {
+    struct ri_mail mail;
+    struct hub *h;
+    struct hub_worker *hw;
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    char peer[64];
+    char why[RI_REASON_MAX + 64];
+    uint64_t group, tid;
+    uint8_t lane, lanes;
+    unsigned code;
+    uint32_t lost;
+};
+
+/* t goes to the worker of its group, or the one with the fewest lanes.
+ * edgeConnected (and the registry's connect count) once per edge: for the
+ * first lane of its group, not for each lane; edgeDisconnected when the
+ * last one is gone (lane_gone_run). Main's book decides both, so a lane on
+ * its way to a worker already counts. */
+static struct hub_worker *place(struct hub *h, struct ri_tunnel *t, const struct ri_edge_def *e)
 {
     struct hub_home *home = has_lanes(t) ? find_home(h, t->edge_id, t->group) : NULL;
     struct hub_worker *hw = home ? home->hw : &h->hw[0];
     for (uint32_t i = 1; !home && i < h->n_hw; i++)
         if (h->hw[i].lanes < hw->lanes)
             hw = &h->hw[i];
+    struct lane_gone *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    int first = !home;
     if (has_lanes(t) && !home) {
-        if (!(home = calloc(1, sizeof *home)))
+        if (!(home = calloc(1, sizeof *home))) {
+            free(g);
             return NULL;
+        }
         snprintf(home->edge_id, sizeof home->edge_id, "%s", t->edge_id);
         home->group = t->group;
         home->hw = hw;
@@ -301,25 +367,31 @@ static struct hub_worker *place(struct hub *h, struct ri_tunnel *t)
         home->mask |= 1u << t->lane;
         home->tid[t->lane] = t->id;
     }
+    g->h = h;
+    g->hw = hw;
+    snprintf(g->edge_id, sizeof g->edge_id, "%s", t->edge_id);
+    snprintf(g->peer, sizeof g->peer, "%s", t->peer);
+    g->group = t->group;
+    g->tid = t->id;
+    g->lane = t->lane;
+    g->lanes = has_lanes(t);
     hw->lanes++;
     h->lanes_out++;
-    t->role_data = hw;
+    t->role_data = g;
+    if (first) {
+        struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
+                              .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
+                              .n_ports = e->n_ports};
+        emit(h, &ev);
+    }
     return hw;
 }
-
-/* A placed lane is gone (closed on its worker, or before it got there) */
-struct lane_gone {
-    struct hub *h;
-    struct hub_worker *hw;
-    char edge_id[RI_EDGE_ID_MAX + 1];
-    uint64_t group, tid;
-    uint8_t lane, lanes;
-};
 
 static void lane_gone_run(void *arg)
 {
     struct lane_gone *g = arg;
     struct hub *h = g->h;
+    int last = !g->lanes; /* one connection without lanes is its own edge connection */
     for (struct hub_home **pp = &h->homes, *o; g->lanes && (o = *pp); pp = &o->next) {
         if (o->group != g->group || strcmp(o->edge_id, g->edge_id) != 0)
             continue;
@@ -330,8 +402,15 @@ static void lane_gone_run(void *arg)
         if (!o->mask) {
             *pp = o->next;
             free(o);
+            last = 1;
         }
         break;
+    }
+    if (last) {
+        struct ri_event ev = {.type = RI_EVT_EDGE_DISCONNECTED, .tunnel_id = g->tid,
+                              .edge_id = g->edge_id, .peer = g->peer, .code = g->code,
+                              .reason = g->why, .count = g->lost};
+        emit(h, &ev);
     }
     g->hw->lanes--;
     h->lanes_out--;
@@ -339,21 +418,18 @@ static void lane_gone_run(void *arg)
     maybe_stopped(h);
 }
 
-static void post_lane_gone(struct hub_worker *hw, const struct ri_tunnel *t)
+/* From t's worker (or main, for a tunnel that ended before it moved) */
+static void post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
-    struct lane_gone *g = calloc(1, sizeof *g);
-    if (!g) {
-        log_err("hub: out of memory: a lane's end is not booked");
-        return;
-    }
-    g->h = hw->h;
-    g->hw = hw;
-    snprintf(g->edge_id, sizeof g->edge_id, "%s", t->edge_id);
-    g->group = t->group;
-    g->tid = t->id;
-    g->lane = t->lane;
-    g->lanes = has_lanes(t);
-    to_main(hw, lane_gone_run, g);
+    struct lane_gone *g = t->role_data;
+    t->role_data = NULL;
+    g->code = code;
+    g->lost = lost;
+    snprintf(g->why, sizeof g->why, "%s", why ? why : "");
+    if (g->hw->threaded)
+        ri_mailbox_send(&g->h->mb, &g->mail, lane_gone_run, g);
+    else
+        lane_gone_run(g);
 }
 
 /* ---- main: an edge authenticated ------------------------------------------------ */
@@ -421,6 +497,10 @@ static void hub_ready(struct ri_tunnel *t)
          * protocol's range, and the count against our limit. (Not the index
          * against the limit: an edge spreading lanes over several hubs
          * numbers them across all, so a hub sees indices 0, 2, 4, ...) */
+        /* the count is main's book: lanes placed and not yet gone, so a
+         * lane still draining counts until it has closed (the old single
+         * loop counted live lanes only; an edge at the limit that drains one
+         * index and opens another waits for the first to close) */
         struct hub_home *home = t->lane < RI_LANES_LIMIT ? find_home(h, t->edge_id, t->group)
                                                          : NULL;
         uint32_t others = home ? (uint32_t)__builtin_popcount(home->mask & ~(1u << t->lane))
@@ -450,7 +530,7 @@ static void hub_ready(struct ri_tunnel *t)
                   "older ones, the lanes of an older edge process (%u open stream%s finish "
                   "there)", t->edge_id, t->peer, c.replaced, c.streams,
                   c.streams == 1 ? "" : "s");
-    struct hub_worker *hw = place(h, t);
+    struct hub_worker *hw = place(h, t, e);
     if (!hw) {
         ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
         return;
@@ -495,8 +575,12 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
         nx = t->next;
         if (!t->parked || !t->role_data)
             continue;
-        if (ri_tunnel_detach(t) < 0) { /* closing already: it ends here (hub_closed books it) */
-            ri_tunnel_unpark(t);
+        if (t->state != RI_T_READY || t->closing || t->draining) {
+            ri_tunnel_unpark(t); /* closing already: it ends here (hub_closed books it) */
+            continue;
+        }
+        if (ri_tunnel_detach(t) < 0) {
+            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
             continue;
         }
         if (t->prev)
@@ -505,7 +589,7 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
             h->tunnels = t->next;
         if (t->next)
             t->next->prev = t->prev;
-        struct adopt_ctx a = {.hw = t->role_data, .t = t};
+        struct adopt_ctx a = {.hw = ((struct lane_gone *)t->role_data)->hw, .t = t};
         to_worker(a.hw, adopt_run, &a);
     }
 }
@@ -548,15 +632,6 @@ static void hw_join(struct hub_worker *hw, struct ri_tunnel *t)
             return;
         }
     }
-    /* edgeConnected (and the registry's connect count) once per edge: for
-     * the first lane of its group, not for each lane */
-    if (!group_has_other(hw, t)) {
-        struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
-                              .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
-                              .n_ports = e->n_ports};
-        hw_emit(hw, &ev);
-    }
-    t->joined = 1;
     /* CONFIG goes to the edge, not to each lane: on the first lane of its
      * group (a lane joining a group that is up needs none) */
     if (first)
@@ -595,7 +670,7 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
     if (t->next)
         t->next->prev = t->prev;
     if (t->role_data)
-        post_lane_gone(t->role_data, t);
+        post_lane_gone(t, code, why, lost);
     maybe_stopped(h);
 }
 
@@ -635,7 +710,10 @@ static void post_edge_note(struct hub_worker *hw, const char *edge_id,
     }
     n->h = hw->h;
     snprintf(n->edge_id, sizeof n->edge_id, "%s", edge_id);
-    to_main(hw, edge_note_run, n);
+    if (to_main(hw, edge_note_run, n) < 0) {
+        free(n->ports);
+        free(n);
+    }
 }
 
 static void hw_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
@@ -704,15 +782,7 @@ static void hw_closed(struct ri_tunnel *t, unsigned code, const char *why, uint3
         hw->tunnels = t->next;
     if (t->next)
         t->next->prev = t->prev;
-    /* edgeDisconnected once its group's last accepted lane is gone (t is
-     * unlinked already) */
-    if (t->joined && !group_has_other(hw, t)) {
-        struct ri_event ev = {.type = RI_EVT_EDGE_DISCONNECTED, .tunnel_id = t->id,
-                              .edge_id = t->edge_id, .peer = t->peer, .code = code,
-                              .reason = why, .count = lost};
-        hw_emit(hw, &ev);
-    }
-    post_lane_gone(hw, t);
+    post_lane_gone(t, code, why, lost); /* edgeDisconnected, if it was the group's last */
 }
 
 /* The edge could not open some of the ports assigned to it (in use, below
@@ -1037,6 +1107,7 @@ static void view_run(void *arg)
     v->set = set;
     hw->target = *v->target;
     hw->target_len = v->target_len;
+    hw_prune_counts(hw);
     for (struct ri_tunnel *t = hw->tunnels; v->ts && t; t = t->next)
         ri_tunnel_update(t, v->ts);
 }
@@ -1405,6 +1476,13 @@ static void acc_run(void *arg)
 {
     struct acc_ctx *c = arg;
     acc_list(c, c->hw->tunnels);
+    for (size_t i = 0; c->acc && i < c->hw->n_eb; i++) { /* its closed streams' bytes */
+        const struct ri_edge_def *d = ri_edge_set_find(c->set, c->hw->eb[i].id);
+        if (d) {
+            c->acc[d - c->set->v].up += c->hw->eb[i].up;
+            c->acc[d - c->set->v].down += c->hw->eb[i].down;
+        }
+    }
     if (c->hw->threaded)
         ri_counters_add(&c->sum, &c->hw->own.ctr);
 }
@@ -1450,7 +1528,7 @@ static json_t *hub_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, js
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
         struct edge_acc *ac = &cx.acc[i];
         json_t *tun = ac->tun ? json_incref(ac->tun) : json_array();
-        uint64_t up = (st ? st->bytes_up : 0) + ac->up, down = (st ? st->bytes_down : 0) + ac->down;
+        uint64_t up = ac->up, down = ac->down; /* closed and live streams, per worker */
         uint32_t active = ac->active, lanes = ac->lanes;
         const struct sockaddr_storage *pub = ac->pub.ss_family ? &ac->pub : NULL;
         json_t *o = json_pack(
@@ -1681,8 +1759,7 @@ static json_t *hub_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, j
         const struct ri_edge_def *d = &set->v[i];
         struct ri_edge_stats *st = ri_registry_stats(&h->reg, d->id);
         const struct edge_acc *ac = &cx.acc[i];
-        uint64_t up = (st ? st->bytes_up : 0) + ac->up;
-        uint64_t down = (st ? st->bytes_down : 0) + ac->down;
+        uint64_t up = ac->up, down = ac->down; /* closed and live streams, per worker */
         json_t *o = json_pack(
             "{s:s, s:b, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d->id,
             "connected", ac->tunnels > 0, "tunnels", (int)ac->tunnels,
@@ -1892,6 +1969,7 @@ static void hw_thread_start(void *arg) /* on the worker's thread, before its loo
 {
     struct hub_worker *hw = arg;
     ri_event_bus_init(&hw->bus);
+    ri_event_subscribe(&hw->bus, RI_EVT_BIT(RI_EVT_STREAM_CLOSED), hw_count, hw);
     ri_event_subscribe(&hw->bus, RI_EVT_ALL, forward_event, hw);
     ri_worker_init(&hw->own, hw->th.loop, hw->index, &hw->bus);
 }
@@ -1933,6 +2011,10 @@ static int start_workers(struct hub *h, uint32_t n, char *err, size_t errlen)
         if (n == 1) {
             hw->loop = h->loop;
             hw->w = &h->w;
+            if (!ri_event_subscribe(&h->bus, RI_EVT_BIT(RI_EVT_STREAM_CLOSED), hw_count, hw)) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
         } else {
             char name[32]; /* a thread's name holds 15 characters */
             snprintf(name, sizeof name, "ri-worker-%u", i + 1);
@@ -1960,6 +2042,7 @@ static void stop_workers(struct hub *h)
     for (uint32_t i = 0; i < h->n_hw; i++) {
         ri_cycle_unref(h->hw[i].cy);
         ri_edge_set_unref(h->hw[i].set);
+        free(h->hw[i].eb);
     }
     free(h->hw);
     while (h->homes) {

@@ -4,14 +4,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-struct ri_mail {
-    ri_mail_fn *fn;
-    void *arg;
-    int waited;   /* a call(): on the caller's stack, not freed here */
-    int finished; /* a call(): fn returned (under mu) */
-    struct ri_mail *next;
-};
-
 static void run_all(struct ri_mailbox *mb)
 {
     pthread_mutex_lock(&mb->mu);
@@ -20,13 +12,14 @@ static void run_all(struct ri_mailbox *mb)
     pthread_mutex_unlock(&mb->mu);
     while (m) {
         struct ri_mail *next = m->next;
-        m->fn(m->arg);
-        if (m->waited) {
+        int waited = m->waited, free_it = !m->waited && !m->owned;
+        m->fn(m->arg); /* an owned m may be freed by fn: not touched after */
+        if (waited) {
             pthread_mutex_lock(&mb->mu);
             m->finished = 1; /* the caller may return (and its stack go) from here on */
             pthread_cond_broadcast(&mb->done);
             pthread_mutex_unlock(&mb->mu);
-        } else {
+        } else if (free_it) {
             free(m);
         }
         m = next;
@@ -89,6 +82,17 @@ int ri_mailbox_post(struct ri_mailbox *mb, ri_mail_fn *fn, void *arg)
     ev_async_send(mb->loop, &mb->wake);
     return 0;
 }
+
+void ri_mailbox_send(struct ri_mailbox *mb, struct ri_mail *m, ri_mail_fn *fn, void *arg)
+{
+    *m = (struct ri_mail){.fn = fn, .arg = arg, .owned = 1};
+    pthread_mutex_lock(&mb->mu);
+    enqueue(mb, m);
+    pthread_mutex_unlock(&mb->mu);
+    ev_async_send(mb->loop, &mb->wake);
+}
+
+void ri_mailbox_run(struct ri_mailbox *mb) { run_all(mb); }
 
 void ri_mailbox_call(struct ri_mailbox *mb, ri_mail_fn *fn, void *arg)
 {

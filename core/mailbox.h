@@ -11,7 +11,17 @@
 
 typedef void ri_mail_fn(void *arg);
 
-struct ri_mail;
+/* One message. ri_mailbox_post allocates it; ri_mailbox_send takes one the
+ * caller allocated ahead (a message that must not be lost to a failed
+ * malloc), which fn then owns with its arg. */
+struct ri_mail {
+    ri_mail_fn *fn;
+    void *arg;
+    int waited;   /* a call(): on the caller's stack, not freed by the mailbox */
+    int finished; /* a call(): fn returned (under mu) */
+    int owned;    /* send(): the caller's memory, not freed by the mailbox */
+    struct ri_mail *next;
+};
 
 struct ri_mailbox {
     struct ev_loop *loop; /* the owner's */
@@ -34,6 +44,12 @@ void ri_mailbox_free(struct ri_mailbox *mb);
 /* From any thread: fn(arg) runs later on the owner's loop. -1 when out of
  * memory (nothing queued; the caller still owns arg). */
 int ri_mailbox_post(struct ri_mailbox *mb, ri_mail_fn *fn, void *arg);
+/* From any thread: m->fn(m->arg) runs later on the owner's loop; never
+ * fails. m stays the caller's (fn may free it). */
+void ri_mailbox_send(struct ri_mailbox *mb, struct ri_mail *m, ri_mail_fn *fn, void *arg);
+/* On the owner's thread: runs what is queued now (what other threads posted
+ * before this call), as the loop would. */
+void ri_mailbox_run(struct ri_mailbox *mb);
 /* From another thread than the owner's: runs fn(arg) on the owner's loop
  * and waits until it returned. The caller is blocked meanwhile, so fn may
  * read (not change) what the caller owns. The owner must never call back

@@ -104,7 +104,22 @@ static void *map_private_copy(const char *path, char *err, size_t errlen)
     return dl;
 }
 
+/* The mapped files are the process's: the main loop loads, and a hub
+ * worker may drop the last reference to a tunnel's scheduler or classifier
+ * module, so the table is taken under this lock (control path only). */
+static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *map_open_locked(const char *path, char *err, size_t errlen);
+
 static void *map_open(const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&maps_mu);
+    void *dl = map_open_locked(path, err, errlen);
+    pthread_mutex_unlock(&maps_mu);
+    return dl;
+}
+
+static void *map_open_locked(const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) < 0 || access(path, R_OK) != 0) {
@@ -139,6 +154,7 @@ static void *map_open(const char *path, char *err, size_t errlen)
 
 static void map_close(void *dl)
 {
+    pthread_mutex_lock(&maps_mu);
     for (size_t i = 0; i < n_maps; i++) {
         if (maps[i].dl != dl)
             continue;
@@ -151,8 +167,9 @@ static void map_close(void *dl)
                 maps = NULL;
             }
         }
-        return;
+        break;
     }
+    pthread_mutex_unlock(&maps_mu);
 }
 
 /* ---- descriptor checks ------------------------------------------------------ */

@@ -58,7 +58,6 @@ struct ri_edge_stats {
     char *id;
     uint64_t connects, auth_failures, bad_opens;
     uint64_t streams_opened, streams_closed;
-    uint64_t bytes_up, bytes_down; /* of closed streams */
     uint64_t last_connected_ns;    /* wall clock */
     uint32_t ports_failed;         /* assigned ports the edge reports it cannot open */
 };

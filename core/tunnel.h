@@ -134,8 +134,6 @@ struct ri_tunnel {
     uint64_t group;
     uint8_t lane;
     uint8_t config_sent;      /* hub: carried the edge's latest CONFIG */
-    uint8_t joined;           /* hub: accepted as (a lane of) its edge: counted in the
-                               * edgeConnected/edgeDisconnected pair of its group */
 
     char peer[64];            /* address for logs */
     struct sockaddr_storage peer_sa;

@@ -135,3 +135,37 @@ def test_reload_and_control_while_streams_run_on_workers(env):
     for c in conns:
         echo_check(c, b"still here")
     check(edges[1].count(r"lost|reset") == 0, "edge 1 lost a lane or a stream")
+
+
+def test_edge_byte_counters_never_go_backwards(env):
+    """Per-edge bytes are each worker's closed streams plus its live ones,
+    read in one call: a stream closing while metrics are read is counted
+    once, live or closed, never neither (a Prometheus counter must not
+    fall)."""
+    hub, ctl, specs, _ = _hub_with_edges(env, 2, workers=2, lanes=1)
+    stop = threading.Event()
+    done = {"n": 0}
+
+    def churn():  # short streams through both edges, opened and closed
+        while not stop.is_set():
+            for s in specs:
+                c = env.connect("127.0.0.2", s.ports[0])
+                echo_check(c, b"c" * 20_000)
+                c.close()
+                done["n"] += 1
+
+    th = threading.Thread(target=churn, daemon=True)
+    th.start()
+    last = {}
+    try:
+        for _ in range(300):
+            for e in ctl("metrics")["edges"]:
+                for k in ("bytesUp", "bytesDown"):
+                    prev = last.get((e["id"], k), 0)
+                    check(e[k] >= prev, f"{e['id']} {k} went back from {prev} to {e[k]}")
+                    last[(e["id"], k)] = e[k]
+    finally:
+        stop.set()
+        th.join(T(30))
+    check(done["n"] >= 10 and all(last[(s.id, "bytesUp")] >= 20_000 for s in specs),
+          f"streams through both edges while reading: {done['n']}, {last}")
