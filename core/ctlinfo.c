@@ -93,12 +93,10 @@ void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k)
     json_object_set_new(a, "classes", cl ? cl : json_null());
 }
 
-void ri_ctlinfo_queues(json_t *a, const struct ri_tunnel *list, const char *edge_id)
+void ri_ctlinfo_queues(json_t *a, const struct ri_tunnel *list)
 {
     uint64_t streams = 0, bytes = 0;
     for (const struct ri_tunnel *t = list; t; t = t->next) {
-        if (edge_id && (t->state != RI_T_READY || strcmp(t->edge_id, edge_id) != 0))
-            continue;
         streams += t->mux.queued;
         bytes += t->ctrl.bytes;
     }

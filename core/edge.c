@@ -1283,7 +1283,7 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
     if (!a)
         return ri_ctl_error("out of memory");
     ri_ctlinfo_counters(a, k);
-    ri_ctlinfo_queues(a, e->tunnels, NULL);
+    ri_ctlinfo_queues(a, e->tunnels);
     json_object_set_new(a, "stun", json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests",
                                              (json_int_t)k->stun.requests, "ok",
                                              (json_int_t)k->stun.ok, "timeout",

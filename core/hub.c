@@ -99,7 +99,6 @@ struct hub {
     struct ri_mailbox mb;       /* posts from threaded workers */
     int mb_open;
     struct hub_home *homes;
-    uint32_t lanes_out;         /* lanes on workers, all of them (stopping waits for 0) */
     ev_timer handoff;           /* moves parked tunnels to their workers */
     struct ri_ratelimit rl_ports;
     struct ri_event_bus bus;
@@ -148,6 +147,26 @@ static void emit(struct hub *h, struct ri_event *ev)
 {
     ev->role = RI_ROLE_HUB;
     ri_event_emit(&h->bus, ev);
+}
+
+/* A list of tunnels (main's handshakes, a worker's ready tunnels) */
+static void list_push(struct ri_tunnel **head, struct ri_tunnel *t)
+{
+    t->prev = NULL;
+    t->next = *head;
+    if (*head)
+        (*head)->prev = t;
+    *head = t;
+}
+
+static void list_unlink(struct ri_tunnel **head, struct ri_tunnel *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        *head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
 }
 
 /* ---- talking between the main loop and the workers ------------------------------ */
@@ -314,15 +333,24 @@ static struct hub_home *find_home(struct hub *h, const char *edge_id, uint64_t g
     return NULL;
 }
 
+/* Lanes placed on workers and not yet reported gone (stopping waits for 0) */
+static uint32_t lanes_out(const struct hub *h)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->n_hw; i++)
+        n += h->hw[i].lanes;
+    return n;
+}
+
 static void maybe_stopped(struct hub *h)
 {
-    if (h->stopping && !h->tunnels && !h->lanes_out)
+    if (h->stopping && !h->tunnels && !lanes_out(h))
         ev_break(h->loop, EVBREAK_ALL);
 }
 
 /* A placed lane is gone (closed on its worker, or before it got there):
  * allocated when it is placed, so the message cannot be lost to a failed
- * malloc (stopping waits for every one: lanes_out). */
+ * malloc (stopping waits for every one: lanes_out()). */
 struct lane_gone {
     struct ri_mail mail;
     struct hub *h;
@@ -376,7 +404,6 @@ static struct hub_worker *place(struct hub *h, struct ri_tunnel *t, const struct
     g->lane = t->lane;
     g->lanes = has_lanes(t);
     hw->lanes++;
-    h->lanes_out++;
     t->role_data = g;
     if (first) {
         struct ri_event ev = {.type = RI_EVT_EDGE_CONNECTED, .tunnel_id = t->id,
@@ -413,7 +440,6 @@ static void lane_gone_run(void *arg)
         emit(h, &ev);
     }
     g->hw->lanes--;
-    h->lanes_out--;
     free(g);
     maybe_stopped(h);
 }
@@ -557,11 +583,7 @@ static void adopt_run(void *arg)
     struct ri_tunnel *t = a->t;
     /* linked first: a tunnel that fails while attaching is unlinked by its
      * closed hook */
-    t->next = hw->tunnels;
-    t->prev = NULL;
-    if (hw->tunnels)
-        hw->tunnels->prev = t;
-    hw->tunnels = t;
+    list_push(&hw->tunnels, t);
     struct ri_mux_policy pol = ri_cycle_policy(hw->cy);
     if (ri_tunnel_attach(t, hw->w, &hw_hooks, hw, &pol) == 0)
         hw_join(hw, t);
@@ -583,12 +605,7 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
             ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
             continue;
         }
-        if (t->prev)
-            t->prev->next = t->next;
-        else
-            h->tunnels = t->next;
-        if (t->next)
-            t->next->prev = t->prev;
+        list_unlink(&h->tunnels, t);
         struct adopt_ctx a = {.hw = ((struct lane_gone *)t->role_data)->hw, .t = t};
         to_worker(a.hw, adopt_run, &a);
     }
@@ -599,17 +616,8 @@ static void hw_join(struct hub_worker *hw, struct ri_tunnel *t)
 {
     if (!hw->threaded) { /* the main loop's: it stays in h->tunnels' place */
         struct hub *h = hw->h;
-        if (t->prev)
-            t->prev->next = t->next;
-        else
-            h->tunnels = t->next;
-        if (t->next)
-            t->next->prev = t->prev;
-        t->next = hw->tunnels;
-        t->prev = NULL;
-        if (hw->tunnels)
-            hw->tunnels->prev = t;
-        hw->tunnels = t;
+        list_unlink(&h->tunnels, t);
+        list_push(&hw->tunnels, t);
         t->hooks = &hw_hooks;
         t->owner = hw;
     }
@@ -663,12 +671,7 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
         h->handshaking--;
         h->handshake_failures++;
     }
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        h->tunnels = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    list_unlink(&h->tunnels, t);
     if (t->role_data)
         post_lane_gone(t, code, why, lost);
     maybe_stopped(h);
@@ -776,12 +779,7 @@ static void hw_closed(struct ri_tunnel *t, unsigned code, const char *why, uint3
         if (n && e && !n->config_sent)
             send_config(n, e);
     }
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        hw->tunnels = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    list_unlink(&hw->tunnels, t);
     post_lane_gone(t, code, why, lost); /* edgeDisconnected, if it was the group's last */
 }
 
@@ -912,10 +910,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         if (!t)
             continue;
         h->handshaking++;
-        t->next = h->tunnels;
-        if (h->tunnels)
-            h->tunnels->prev = t;
-        h->tunnels = t;
+        list_push(&h->tunnels, t);
         log_debug("hub: connection from %s", peer);
     }
 }
@@ -1907,7 +1902,7 @@ static void hub_stop(struct hub *h, const char *why)
     ev_timer_stop(h->loop, &h->accept_pause);
     close(h->lfd);
     h->lfd = -1;
-    if (!h->tunnels && !h->lanes_out) {
+    if (!h->tunnels && !lanes_out(h)) {
         ev_break(h->loop, EVBREAK_ALL);
         return;
     }

@@ -182,6 +182,18 @@ void ri_tunnel_update(struct ri_tunnel *t, const struct ri_tunnel_settings *s)
     }
 }
 
+/* Every watcher of the tunnel but the reaper (a close, a move, the reaper). */
+static void stop_watchers(struct ri_tunnel *t)
+{
+    ev_io_stop(LOOP, &t->rio);
+    ev_io_stop(LOOP, &t->wio);
+    ev_prepare_stop(LOOP, &t->flusher);
+    ev_timer_stop(LOOP, &t->keepalive);
+    ev_timer_stop(LOOP, &t->linger);
+    ev_timer_stop(LOOP, &t->deadline);
+    ev_timer_stop(LOOP, &t->ack_delay);
+}
+
 /* ---- moving to another loop (the hub's workers) ---------------------------------- */
 void ri_tunnel_park(struct ri_tunnel *t)
 {
@@ -204,13 +216,7 @@ int ri_tunnel_detach(struct ri_tunnel *t)
         return -1;
     if (t->ctrl.bytes && !(t->carry = malloc(t->ctrl.bytes)))
         return -1;
-    ev_io_stop(LOOP, &t->rio);
-    ev_io_stop(LOOP, &t->wio);
-    ev_prepare_stop(LOOP, &t->flusher);
-    ev_timer_stop(LOOP, &t->keepalive);
-    ev_timer_stop(LOOP, &t->linger);
-    ev_timer_stop(LOOP, &t->deadline);
-    ev_timer_stop(LOOP, &t->ack_delay);
+    stop_watchers(t);
     /* the control queue's chunks belong to this loop's pool: the bytes
      * travel on their own (a WELCOME the socket did not take yet) */
     t->carry_len = t->ctrl.bytes;
@@ -270,14 +276,8 @@ static void reaper_cb(EV_P_ ev_timer *w, int revents)
     ri_mux_destroy(&t->mux);
     /* ri_tunnel_fail stopped these, but a flush still running in the failing
      * callback may have re-armed the writer: never leave one on freed memory */
-    ev_io_stop(LOOP, &t->rio);
-    ev_io_stop(LOOP, &t->wio);
-    ev_prepare_stop(LOOP, &t->flusher);
-    ev_timer_stop(LOOP, &t->keepalive);
-    ev_timer_stop(LOOP, &t->linger);
-    ev_timer_stop(LOOP, &t->deadline);
+    stop_watchers(t);
     ev_timer_stop(LOOP, &t->reaper);
-    ev_timer_stop(LOOP, &t->ack_delay);
     int fd = t->io.fd;
     free(t->carry);
     ri_tlsio_free(&t->io);
@@ -323,13 +323,7 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
     if (t->mux.share) /* its bytes in flight no longer count against the edge's cap */
         ri_pace_share_leave(&t->mux.share->pace, &t->pace);
     ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
-    ev_io_stop(LOOP, &t->rio);
-    ev_io_stop(LOOP, &t->wio);
-    ev_prepare_stop(LOOP, &t->flusher);
-    ev_timer_stop(LOOP, &t->keepalive);
-    ev_timer_stop(LOOP, &t->linger);
-    ev_timer_stop(LOOP, &t->deadline);
-    ev_timer_stop(LOOP, &t->ack_delay);
+    stop_watchers(t);
     for (struct ri_stream *s = t->mux.all; s; s = s->next) {
         ev_io_stop(LOOP, &s->rio);
         ev_io_stop(LOOP, &s->wio);
