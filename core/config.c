@@ -386,7 +386,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
         "hub_fingerprint", "hub_ca", "reconnect_min_secs", "reconnect_max_secs",
         "ping_interval_secs", "ping_timeout_secs", "drain_timeout_secs", "max_streams",
         "hold_secs", "hold_max", "control_socket", "control_socket_mode", "stun_servers",
-        "lanes", "lanes_max", "offer_lanes", "hubs", NULL};
+        "lanes", "lanes_max", "offer_lanes", "hubs", "workers", NULL};
     check_keys(x, edge, "edge", keys);
     parse_control(x, edge);
     const char *token = c->token = get_str(x, edge, "token", 0);
@@ -476,6 +476,7 @@ static void parse_edge(struct ctx *x, config_setting_t *root)
     c->lanes_max = (uint32_t)get_int(x, edge, "lanes_max", RI_LANES_MAX_DEFAULT, 1,
                                      RI_LANES_LIMIT);
     c->lanes = (uint32_t)get_int(x, edge, "lanes", 0, 1, RI_LANES_LIMIT);
+    c->workers = (uint32_t)get_int(x, edge, "workers", 0, 0, RI_WORKERS_MAX);
     if (c->lanes > c->lanes_max)
         ERR(x, config_setting_get_member(edge, "lanes"), "'lanes' = %u is above 'lanes_max' (%u)",
             c->lanes, c->lanes_max);

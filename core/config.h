@@ -10,7 +10,7 @@
 #include "errs.h"
 
 #define RI_CONFIG_STUN_MAX 16 /* edge.stun_servers entries */
-#define RI_WORKERS_MAX 64       /* hub.workers at most */
+#define RI_WORKERS_MAX 64       /* workers at most (hub and edge) */
 #define RI_LANES_LIMIT 32       /* edge.lanes_max at most */
 #define RI_LANES_MAX_DEFAULT 8  /* edge.lanes_max by default */
 #define RI_HUBS_MAX 8           /* hubs an edge spreads its lanes over (hub_host + edge.hubs) */
@@ -75,7 +75,8 @@ struct ri_config {
     char *edges_file;        /* the edges changed over the control socket; NULL: memory only */
     const char *public_host; /* the host name provision puts in tokens; NULL: listen's */
     uint32_t max_lanes;      /* hub.max_lanes_per_edge */
-    uint32_t workers;        /* hub.workers: event loops for ready tunnels; 0 = online CPUs */
+    uint32_t workers;        /* event loops for ready tunnels (hub: for edges' lanes,
+                              * edge: for its own lanes); 0 = online CPUs */
 
     /* edge */
     char *hub_host;

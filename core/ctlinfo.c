@@ -93,17 +93,6 @@ void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k)
     json_object_set_new(a, "classes", cl ? cl : json_null());
 }
 
-void ri_ctlinfo_queues(json_t *a, const struct ri_tunnel *list)
-{
-    uint64_t streams = 0, bytes = 0;
-    for (const struct ri_tunnel *t = list; t; t = t->next) {
-        streams += t->mux.queued;
-        bytes += t->ctrl.bytes;
-    }
-    json_object_set_new(a, "schedQueued", json_integer((json_int_t)streams));
-    json_object_set_new(a, "controlQueuedBytes", json_integer((json_int_t)bytes));
-}
-
 json_t *ri_ctlinfo_ip(const struct sockaddr_storage *a)
 {
     char ip[64];

@@ -20,12 +20,6 @@ json_t *ri_ctlinfo_plugins(const struct ri_plugins *pl);
 /* The loop's counters (worker.h) as members of a `metrics` answer. */
 struct ri_counters;
 void ri_ctlinfo_counters(json_t *a, const struct ri_counters *k);
-/* What the tunnels of list (linked by ->next) hold queued now, as
- * schedQueued (streams waiting in the scheduler for their turn) and
- * controlQueuedBytes (control frames not yet written) members of a, over
- * every tunnel of list (the edge's; the hub sums its own per worker). */
-struct ri_tunnel;
-void ri_ctlinfo_queues(json_t *a, const struct ri_tunnel *list);
 /* An address's IP as a JSON string; null when family is 0 (none known). */
 json_t *ri_ctlinfo_ip(const struct sockaddr_storage *a);
 /* A monotonic ri_now_ns() time as RFC 3339 wall-clock text. */

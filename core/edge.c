@@ -14,7 +14,18 @@
  * reconnecting on its own; each lane's `t` is where its new streams go, and
  * a new client goes to the ready lane with the least data queued and in
  * flight (pick_lane). Ports belong to the edge: the listeners stay while
- * any lane is up, as they stay while there is none. */
+ * any lane is up, as they stay while there is none.
+ *
+ * Workers (core/ARCHITECTURE.md, "Workers"): `workers` event loops, the
+ * first being the main loop itself; lane i's tunnel runs on loop
+ * i mod workers. With one lane (the default on a LAN or loopback) nothing
+ * moves; the lanes of a long link spread over the cores. The main loop
+ * keeps the listeners, held clients, connecting and the handshakes, the
+ * control socket, reloads and STUN; a lane's tunnel moves to its worker
+ * once ready (as on the hub), and a new client's socket follows it there
+ * (post_open). Main and a worker talk by message only; what the lanes
+ * write together -- the edge's stream count and in-flight cap -- is the
+ * mux share, under its lock (mux.h). */
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -44,15 +55,20 @@
 #include "tunnel.h"
 #include "version.h"
 #include "worker.h"
+#include "wthread.h"
 
 struct edge;
+struct away;
 
 /* One of the edge's connections to the hub, with its own connect state,
  * backoff and current tunnel. */
 struct lane {
     struct edge *e;
     unsigned idx;
-    struct ri_tunnel *t;          /* where this lane's new streams go (connecting .. ready) */
+    /* where this lane's new streams go: its tunnel on the main loop
+     * (connecting .. ready, or all its life), or on a worker (away) */
+    struct ri_tunnel *t;
+    struct away *away;
     int cfd;                      /* TCP connect in progress */
     struct ri_resolve_req *rq;    /* hub_host being resolved */
     struct sockaddr_storage addrs[RI_RESOLVE_MAX]; /* the hub's addresses, tried in order */
@@ -66,9 +82,54 @@ struct lane {
     uint64_t addr_sent_tid;       /* the tunnel told of the public address */
 };
 
+/* A worker loop on a thread of its own (loops 1..; the main loop is 0). */
+struct edge_worker {
+    struct edge *e;
+    int index;
+    struct ri_wthread th;
+    struct ri_worker own;
+    struct ri_event_bus bus;      /* forwards every event to main */
+    struct ri_event_fwd fwd;
+    char who[32];                 /* "edge: worker 1", for lost events */
+    struct ri_tunnel *tunnels;    /* the worker's: the tunnels it runs */
+    uint32_t out;                 /* main's: tunnels moved here and not yet gone */
+};
+
+/* Main's record of a lane's tunnel on a worker, from its move to its end
+ * (the `gone` message, allocated with it so it cannot be lost to a failed
+ * malloc, frees it on main). Messages about the tunnel name it, and run
+ * on main in the order the worker posted them, `gone` last. */
+struct away {
+    struct ri_mail mail;          /* gone */
+    struct edge *e;
+    struct edge_worker *ew;
+    struct lane *l;               /* its lane (l->away == this: still the lane's current) */
+    uint64_t tid;
+    uint32_t caps;
+    uint64_t connected_ns;
+    char peer[64];
+    char edge_id[RI_EDGE_ID_MAX + 1];
+    struct ri_tunnel_pub pub;     /* the worker's figures for placement */
+    uint32_t sent_opens;          /* main's: clients posted to it ... */
+    _Atomic uint32_t took_opens;  /* ... and those the worker took in */
+    struct away *prev, *next;     /* main's list */
+    /* filled by the worker before it posts `gone` */
+    unsigned code;
+    uint32_t lost;
+    char why[512];
+};
+
 struct edge {
     struct ev_loop *loop;
     struct ri_worker w;
+    /* loops: 1 + the workers on threads (ew[0..n_loops-2]) */
+    uint32_t n_loops;
+    struct edge_worker *ew;
+    struct ri_mailbox mb;         /* posts from the workers */
+    int mb_open;
+    struct away *aways;           /* lanes' tunnels on workers, until gone */
+    ev_timer handoff;             /* moves parked tunnels to their workers */
+    struct ri_mux_share *share;   /* what every lane's mux counts together */
     struct ri_event_bus bus;
     struct ri_accesslog *alog; /* access_log, or NULL */
     struct ri_resolver *res;
@@ -86,6 +147,7 @@ struct edge {
     unsigned auto_lanes;          /* lanes = auto: what the round trip asks for */
     uint64_t wmem_max;            /* net.ipv4.tcp_wmem's maximum: one lane's send buffer */
     struct ri_ratelimit rl_lane;  /* lanes lost and refused */
+    struct ri_ratelimit rl_config; /* the hub's CONFIGs */
     ev_timer drain, relisten;
     ev_signal sig_term, sig_int, sig_hup;
     double relisten_backoff;
@@ -144,10 +206,57 @@ static uint64_t read_wmem_max(void)
     return n == 3 && c >= 65536 ? c : 4u << 20;
 }
 
-/* A lane's tunnel that streams may go to. */
+/* A lane's tunnel that streams may go to: ready here (and not on its way
+ * to a worker), or on a worker (main hears when it goes away or drains). */
 static int lane_up(const struct lane *l)
 {
-    return l->t && l->t->state == RI_T_READY && !l->t->draining && !l->t->closing;
+    if (l->away)
+        return 1;
+    return l->t && l->t->state == RI_T_READY && !l->t->draining && !l->t->closing &&
+           !l->t->parked;
+}
+
+/* The loop lane l's tunnel runs on: NULL for the main loop. */
+static struct edge_worker *lane_worker(const struct edge *e, const struct lane *l)
+{
+    uint32_t i = l->idx % e->n_loops;
+    return i ? &e->ew[i - 1] : NULL;
+}
+
+static uint64_t lane_tid(const struct lane *l)
+{
+    return l->t ? l->t->id : l->away ? l->away->tid : 0;
+}
+
+static uint32_t lane_caps(const struct lane *l)
+{
+    return l->t ? l->t->mux.caps : l->away ? l->away->caps : 0;
+}
+
+/* Clients posted to a worker's lane that it has not taken in yet. */
+static uint32_t in_post(const struct away *a)
+{
+    return a->sent_opens - atomic_load_explicit(&a->took_opens, memory_order_relaxed);
+}
+
+static uint32_t lane_streams(const struct lane *l)
+{
+    if (l->t)
+        return l->t->mux.n;
+    if (!l->away)
+        return 0;
+    return atomic_load_explicit(&l->away->pub.streams, memory_order_relaxed) +
+           in_post(l->away);
+}
+
+static uint64_t lane_load(const struct lane *l)
+{
+    if (l->t)
+        return ri_tunnel_load(l->t);
+    if (!l->away)
+        return 0;
+    return atomic_load_explicit(&l->away->pub.load, memory_order_relaxed) +
+           (uint64_t)in_post(l->away) * 16384;
 }
 
 /* Any lane up (ready, not draining); the first such, or NULL. */
@@ -207,18 +316,20 @@ static struct lane *pick_lane(struct edge *e)
 {
     struct lane *best = NULL;
     uint64_t best_load = 0;
+    uint32_t best_n = 0;
     for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
         struct lane *l = &e->lanes[i];
         if (!lane_up(l))
             continue;
-        const struct ri_tunnel *t = l->t;
-        uint64_t load = (t->pace.sent - t->pace.acked) + t->ctrl.bytes +
-                        (t->wlen - t->woff) + (uint64_t)t->mux.queued * 16384;
-        load >>= 16;
-        if (!best || load < best_load ||
-            (load == best_load && t->mux.n < best->t->mux.n)) {
+        /* a lane on a worker: what it published after its last batch,
+         * plus the clients on their way to it (ri_tunnel_load's record per
+         * stream waiting) */
+        uint64_t load = lane_load(l) >> 16;
+        uint32_t n = lane_streams(l);
+        if (!best || load < best_load || (load == best_load && n < best_n)) {
             best = l;
             best_load = load;
+            best_n = n;
         }
     }
     return best;
@@ -229,6 +340,10 @@ static void emit(struct edge *e, struct ri_event *ev)
     ev->role = RI_ROLE_EDGE;
     ri_event_emit(&e->bus, ev);
 }
+
+static int lane_ctrl(struct edge *e, struct lane *l, uint8_t type, const void *p, size_t n);
+static void lane_drop(struct edge *e, struct lane *l, unsigned code, const char *why, double secs);
+static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port);
 
 /* ---- listeners --------------------------------------------------------------- */
 static int listener_apply(struct edge *e, struct ri_inst *li, const char *bind_address,
@@ -263,10 +378,10 @@ static void schedule_relisten(struct edge *e)
 static void report_ports(struct edge *e, const uint16_t *ports, size_t n, const char *why)
 {
     struct lane *l = any_lane_up(e); /* the edge's news: on one lane */
-    struct ri_tunnel *t = l ? l->t : NULL;
-    if (!t || !(t->mux.caps & RI_CAP_PORTS) || e->stopping)
+    if (!l || !(lane_caps(l) & RI_CAP_PORTS) || e->stopping)
         return;
-    int was_bad = e->ports_reported_tid == t->id && e->ports_reported_bad;
+    uint64_t tid = lane_tid(l);
+    int was_bad = e->ports_reported_tid == tid && e->ports_reported_bad;
     uint16_t *open = malloc(2 * RI_CONFIG_PORTS_MAX * sizeof *open);
     uint8_t *buf = malloc(RI_PORTS_MAX);
     int k = open ? ri_listen_open_ports(e->cy->pl->listener, open, RI_CONFIG_PORTS_MAX) : -1;
@@ -282,8 +397,8 @@ static void report_ports(struct edge *e, const uint16_t *ports, size_t n, const 
         }
         if (nf || was_bad) {
             size_t len = ri_ports_encode(buf, RI_PORTS_MAX, failed, nf, nf ? why : "");
-            if (len && ri_tunnel_ctrl(t, RI_F_PORTS, 0, buf, len) == 0) {
-                e->ports_reported_tid = t->id;
+            if (len && lane_ctrl(e, l, RI_F_PORTS, buf, len) == 0) {
+                e->ports_reported_tid = tid;
                 e->ports_reported_bad = nf > 0;
             }
         }
@@ -378,7 +493,7 @@ static void unlink_tunnel(struct edge *e, struct ri_tunnel *t)
 /* A connection attempt of the lane is under way or scheduled. */
 static int connecting(const struct lane *l)
 {
-    return l->t || l->cfd >= 0 || l->rq || ev_is_active(&l->retry);
+    return l->t || l->away || l->cfd >= 0 || l->rq || ev_is_active(&l->retry);
 }
 
 static int port_assigned(const struct edge *e, uint16_t port)
@@ -456,7 +571,7 @@ static void hold_client(struct edge *e, int fd, uint16_t port)
 /* The tunnel is ready with its ports: the held clients go through it. */
 static void release_held(struct edge *e)
 {
-    if (!e->held)
+    if (!e->held || !any_lane_up(e)) /* the lane ready is on its way to a worker */
         return;
     uint32_t n = 0, gone = 0;
     while (e->held) {
@@ -465,7 +580,7 @@ static void release_held(struct edge *e)
         e->n_held--;
         struct lane *l = port_assigned(e, h->port) ? pick_lane(e) : NULL;
         if (l) {
-            ri_mux_open_local(&l->t->mux, h->fd, h->port);
+            lane_open(e, l, h->fd, h->port);
             n++;
         } else {
             ri_close_abort(h->fd);
@@ -502,11 +617,10 @@ static void send_addr(struct edge *e)
      * the streams on it */
     for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
         struct lane *l = &e->lanes[i];
-        struct ri_tunnel *t = l->t;
-        if (!lane_up(l) || !(t->mux.caps & RI_CAP_ADDR) || l->addr_sent_tid == t->id)
+        if (!lane_up(l) || !(lane_caps(l) & RI_CAP_ADDR) || l->addr_sent_tid == lane_tid(l))
             continue;
-        if (ri_tunnel_ctrl(t, RI_F_ADDR, 0, p, sizeof p) == 0)
-            l->addr_sent_tid = t->id;
+        if (lane_ctrl(e, l, RI_F_ADDR, p, sizeof p) == 0)
+            l->addr_sent_tid = lane_tid(l);
     }
 }
 
@@ -611,14 +725,11 @@ static void ensure_lanes(struct edge *e)
             continue;
         cancel_connect(l);
         ev_timer_stop(e->loop, &l->retry);
-        if (l->t) {
-            struct ri_tunnel *t = l->t;
-            l->t = NULL;
-            ri_tunnel_drain(t, RI_E_SHUTDOWN, "the edge keeps fewer lanes",
-                            e->cy->cfg->drain_timeout);
-        }
+        lane_drop(e, l, RI_E_SHUTDOWN, "the edge keeps fewer lanes", e->cy->cfg->drain_timeout);
     }
 }
+
+static void lane_serving(struct edge *e, struct lane *l);
 
 static void edge_ready(struct ri_tunnel *t)
 {
@@ -655,40 +766,58 @@ static void edge_ready(struct ri_tunnel *t)
                 e->auto_lanes = n;
             }
         }
-        /* A lane joining lanes that are up (or the first after a loss in
-         * this run) serves with the ports the edge has; the hub sends
-         * CONFIG only to the first lane of a group it did not know, and
-         * that follows at once if so. */
-        if (e->have_config && !e->configured) {
-            e->configured = 1;
-            release_held(e);
-        }
     }
+    if (lane_worker(e, l)) {
+        /* its streams will live on its worker: none start here (lane_up
+         * says no while it is parked); handoff_cb moves it */
+        ri_tunnel_park(t);
+        ev_timer_start(e->loop, &e->handoff);
+        ensure_lanes(e);
+        return;
+    }
+    /* the edge's lanes count their streams together (max_streams, the
+     * window budget, the in-flight cap): they join one share */
+    if (!ri_mux_join(&t->mux, e->share)) {
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+        return;
+    }
+    lane_serving(e, l);
+}
+
+/* Lane l's tunnel serves: ready on the main loop, or arrived on its
+ * worker. A lane joining lanes that are up (or the first after a loss in
+ * this run) serves with the ports the edge has; the hub sends CONFIG only
+ * to the first lane of a group it did not know, and that follows at once
+ * if so. */
+static void lane_serving(struct edge *e, struct lane *l)
+{
+    if ((lane_caps(l) & RI_CAP_LANES) && e->have_config && !e->configured)
+        e->configured = 1;
+    if (e->configured)
+        release_held(e);
     ensure_lanes(e);
     send_addr(e);
 }
 
-static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
+/* The hub assigns ports (CONFIG) on the lane's current tunnel tid; a
+ * draining tunnel's news does not count (the current lanes' does). */
+static void lane_config(struct edge *e, uint64_t tid, const char *edge_id, const char *peer,
+                        int draining, const struct ri_config_msg *m)
 {
-    struct edge *e = t->owner;
-    struct lane *l = t->role_data;
-    if (!l || t != l->t)
-        return; /* a draining tunnel's news: the current lanes' CONFIG counts */
     char list[256] = "";
     size_t off = 0;
     for (size_t i = 0; i < m->n_ports && off < sizeof list - 16; i++)
         off += (size_t)snprintf(list + off, sizeof list - off, "%s%u", i ? "," : "", m->ports[i]);
     if (m->n_ports * 6 > sizeof list - 16)
         snprintf(list + off, sizeof list - off, ",...");
-    ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: hub assigns %u port%s: %s", t->edge_id,
+    ri_log_rl(&e->rl_config, RI_LOG_INFO, "edge %s: hub assigns %u port%s: %s", edge_id,
               m->n_ports, m->n_ports == 1 ? "" : "s", m->n_ports ? list : "(none)");
     memcpy(e->ports, m->ports, m->n_ports * sizeof *m->ports);
     e->n_ports = m->n_ports;
-    struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
-                          .edge_id = t->edge_id, .peer = t->peer, .ports = e->ports,
-                          .n_ports = e->n_ports};
+    struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = tid, .edge_id = edge_id,
+                          .peer = peer, .ports = e->ports, .n_ports = e->n_ports};
     emit(e, &ev);
-    if (!t->draining && !e->stopping) {
+    if (!draining && !e->stopping) {
         apply_ports(e, e->ports, e->n_ports);
         e->configured = 1;
         e->have_config = 1;
@@ -698,6 +827,13 @@ static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
         stun_apply(e);
         send_addr(e);
     }
+}
+
+static void edge_config(struct ri_tunnel *t, const struct ri_config_msg *m)
+{
+    struct lane *l = t->role_data;
+    if (l && t == l->t)
+        lane_config(t->owner, t->id, t->edge_id, t->peer, t->draining, m);
 }
 
 /* A lane went away: without lanes up the edge waits for a CONFIG again. */
@@ -715,13 +851,10 @@ static void lane_gone(struct edge *e)
 static int refused_for_good(unsigned code);
 static void lose_ports(struct edge *e, unsigned code, const char *reason);
 
-static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
+/* Lane l's current tunnel got GOAWAY (the caller took it off the lane). */
+static void lane_goaway(struct edge *e, struct lane *l, const char *edge_id, unsigned code,
+                        const char *reason, uint32_t streams)
 {
-    struct edge *e = t->owner;
-    struct lane *l = t->role_data;
-    if (code == RI_E_NONE || !l || t != l->t)
-        return;
-    l->t = NULL;
     lane_gone(e);
     if (e->stopping)
         return;
@@ -739,21 +872,30 @@ static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
         l->refused = 1;
         l->backoff = REFUSED_BACKOFF_MAX;
         ri_log_rl(&e->rl_lane, RI_LOG_WARN, "edge %s: the hub refused lane %u (%s): trying "
-                  "it again later", t->edge_id, l->idx, reason);
+                  "it again later", edge_id, l->idx, reason);
         return;
     }
     if (code == RI_E_REPLACED) {
         ri_log_rl(&e->rl_lane, RI_LOG_WARN,
                   "edge %s: another connection with this edge id replaced ours (%s)",
-                  t->edge_id, reason);
+                  edge_id, reason);
         schedule_retry(l, 0);
         return;
     }
     log_info("edge %s: the hub is going away (%s): opening a new tunnel now; %u open "
-             "stream%s finish on the old one", t->edge_id, reason, t->mux.n,
-             t->mux.n == 1 ? "" : "s");
+             "stream%s finish on the old one", edge_id, reason, streams,
+             streams == 1 ? "" : "s");
     l->backoff = 0;
     connect_lane(l);
+}
+
+static void edge_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
+{
+    struct lane *l = t->role_data;
+    if (code == RI_E_NONE || !l || t != l->t)
+        return;
+    l->t = NULL;
+    lane_goaway(t->owner, l, t->edge_id, code, reason, t->mux.n);
 }
 
 /* Refusals that another try in a second will not fix: back off further. */
@@ -779,23 +921,34 @@ static void lose_ports(struct edge *e, unsigned code, const char *reason)
     expire_held(e, 1, "the hub refused this edge");
 }
 
-static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
+static void maybe_stopped(struct edge *e)
 {
-    struct edge *e = t->owner;
-    struct lane *l = t->role_data;
-    unlink_tunnel(e, t);
-    if (!t->was_ready && !e->stopping)
-        e->handshake_failures++;
-    int current = l && t == l->t;
-    if (current) {
-        l->t = NULL;
+    if (e->stopping && !e->tunnels && !e->aways)
+        ev_break(e->loop, EVBREAK_ALL);
+}
+
+/* A tunnel of lane l ended (current: it was the lane's, and the caller
+ * took it off). */
+struct ended {
+    uint64_t tid;
+    const char *edge_id, *peer, *why;
+    unsigned code;
+    uint32_t lost;
+    int was_ready;
+};
+
+static void lane_closed(struct edge *e, struct lane *l, int current, const struct ended *x)
+{
+    unsigned code = x->code;
+    const char *why = x->why;
+    uint32_t lost = x->lost;
+    if (current)
         lane_gone(e);
-    }
     if (why && why[0] && code != RI_E_NONE)
         snprintf(e->last_error, sizeof e->last_error, "%s", why);
-    if (t->was_ready) {
-        struct ri_event ev = {.type = RI_EVT_TUNNEL_DISCONNECTED, .tunnel_id = t->id,
-                              .edge_id = t->edge_id, .peer = t->peer, .code = code,
+    if (x->was_ready) {
+        struct ri_event ev = {.type = RI_EVT_TUNNEL_DISCONNECTED, .tunnel_id = x->tid,
+                              .edge_id = x->edge_id, .peer = x->peer, .code = code,
                               .reason = why, .count = lost};
         emit(e, &ev);
         if (current && lanes_wanted(e) > 1 && !e->stopping)
@@ -806,12 +959,26 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
     if (current && refused_for_good(code) && !any_lane_up(e))
         lose_ports(e, code, why);
     if (e->stopping) {
-        if (!e->tunnels)
-            ev_break(e->loop, EVBREAK_ALL);
+        maybe_stopped(e);
     } else if (l && !connecting(l)) {
         schedule_retry(l, refused_for_good(code) || code == RI_E_LANES || l->refused);
         l->refused = 0;
     }
+}
+
+static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
+{
+    struct edge *e = t->owner;
+    struct lane *l = t->role_data;
+    unlink_tunnel(e, t);
+    if (!t->was_ready && !e->stopping)
+        e->handshake_failures++;
+    int current = l && t == l->t;
+    if (current)
+        l->t = NULL;
+    struct ended x = {.tid = t->id, .edge_id = t->edge_id, .peer = t->peer, .why = why,
+                      .code = code, .lost = lost, .was_ready = t->was_ready};
+    lane_closed(e, l, current, &x);
 }
 
 static const struct ri_tunnel_hooks edge_hooks = {
@@ -821,6 +988,343 @@ static const struct ri_tunnel_hooks edge_hooks = {
     .goaway = edge_goaway,
     .closed = edge_closed,
 };
+
+/* ---- the workers --------------------------------------------------------------- */
+/* Main reaches a worker by a call (fn runs there while main waits) for
+ * what is rare -- a control frame, a drain, a reload, the control
+ * socket's reads -- and by a post for a new client; a worker reaches main
+ * only by posts, so no two threads ever wait on each other. */
+static struct ri_tunnel *ew_find(struct edge_worker *ew, uint64_t tid)
+{
+    for (struct ri_tunnel *t = ew->tunnels; t; t = t->next)
+        if (t->id == tid)
+            return t;
+    return NULL;
+}
+
+static int serving(const struct ri_tunnel *t)
+{
+    return t->state == RI_T_READY && !t->draining && !t->closing;
+}
+
+/* fn(arg) on the main loop, later; fn frees arg. -1 when out of memory
+ * (logged; the caller still owns arg). */
+static int ew_to_main(struct edge_worker *ew, ri_mail_fn *fn, void *arg)
+{
+    if (ri_mailbox_post(&ew->e->mb, fn, arg) == 0)
+        return 0;
+    log_err("edge: worker %d: out of memory: a message to the main loop is lost", ew->index);
+    return -1;
+}
+
+struct ctrl_ctx {
+    struct edge_worker *ew;
+    uint64_t tid;
+    uint8_t type;
+    const void *p;
+    size_t n;
+    int rc;
+};
+
+static void ctrl_run(void *arg)
+{
+    struct ctrl_ctx *c = arg;
+    struct ri_tunnel *t = ew_find(c->ew, c->tid);
+    c->rc = t && serving(t) ? ri_tunnel_ctrl(t, c->type, 0, c->p, c->n) : -1;
+}
+
+/* A control frame (PORTS, ADDR) on lane l's tunnel, wherever it runs. */
+static int lane_ctrl(struct edge *e, struct lane *l, uint8_t type, const void *p, size_t n)
+{
+    if (l->t)
+        return ri_tunnel_ctrl(l->t, type, 0, p, n);
+    if (!l->away)
+        return -1;
+    struct ctrl_ctx c = {.ew = l->away->ew, .tid = l->away->tid, .type = type, .p = p, .n = n};
+    ri_mailbox_call(&c.ew->th.mb, ctrl_run, &c);
+    return c.rc;
+}
+
+struct drain_ctx {
+    struct edge_worker *ew;
+    uint64_t tid;    /* 0: every tunnel of the worker */
+    unsigned code;
+    const char *why;
+    double secs;
+    int now;         /* fail at once instead */
+};
+
+static void drain_run(void *arg)
+{
+    struct drain_ctx *c = arg;
+    for (struct ri_tunnel *t = c->ew->tunnels, *nx; t; t = nx) {
+        nx = t->next; /* a tunnel may close (and unlink) at once */
+        if (c->tid && t->id != c->tid)
+            continue;
+        if (c->now)
+            ri_tunnel_fail(t, c->code, "%s", c->why);
+        else
+            ri_tunnel_drain(t, c->code, c->why, c->secs);
+    }
+}
+
+/* Lane l stops taking streams: its tunnel drains (its streams finish) and
+ * closes; the lane is free to connect again. */
+static void lane_drop(struct edge *e, struct lane *l, unsigned code, const char *why, double secs)
+{
+    if (l->t) {
+        struct ri_tunnel *t = l->t;
+        l->t = NULL;
+        ri_tunnel_drain(t, code, why, secs);
+    } else if (l->away) {
+        struct drain_ctx c = {.ew = l->away->ew, .tid = l->away->tid, .code = code, .why = why,
+                              .secs = secs};
+        l->away = NULL;
+        ri_mailbox_call(&c.ew->th.mb, drain_run, &c);
+    }
+}
+
+/* Every tunnel on every worker drains (or fails, now). */
+static void drain_workers(struct edge *e, unsigned code, const char *why, double secs, int now)
+{
+    for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
+        struct drain_ctx c = {.ew = &e->ew[i], .code = code, .why = why, .secs = secs,
+                              .now = now};
+        ri_mailbox_call(&c.ew->th.mb, drain_run, &c);
+    }
+}
+
+/* A new client for a lane on a worker: its socket goes there. Should the
+ * tunnel have stopped taking streams meanwhile, the client comes back to
+ * main, which places it again (main has heard of that by then: the
+ * worker's news arrive in order) or holds it. */
+struct open_msg {
+    struct edge *e;
+    struct edge_worker *ew;
+    uint64_t tid;
+    int fd;
+    uint16_t port;
+    uint8_t returned; /* times it came back */
+};
+
+static void place_client(struct edge *e, int fd, uint16_t port, unsigned returned);
+
+static void open_back_run(void *arg) /* main */
+{
+    struct open_msg *o = arg;
+    place_client(o->e, o->fd, o->port, o->returned + 1u);
+    free(o);
+}
+
+static void open_run(void *arg) /* the worker */
+{
+    struct open_msg *o = arg;
+    struct ri_tunnel *t = ew_find(o->ew, o->tid);
+    if (t)
+        atomic_fetch_add_explicit(&((struct away *)t->role_data)->took_opens, 1,
+                                  memory_order_relaxed);
+    if (t && serving(t)) {
+        ri_mux_open_local(&t->mux, o->fd, o->port);
+        free(o);
+    } else if (ew_to_main(o->ew, open_back_run, o) < 0) {
+        ri_close_abort(o->fd);
+        free(o);
+    }
+}
+
+static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port)
+{
+    if (l->t)
+        return ri_mux_open_local(&l->t->mux, fd, port);
+    struct open_msg *o = malloc(sizeof *o);
+    if (o) {
+        *o = (struct open_msg){.e = e, .ew = l->away->ew, .tid = l->away->tid, .fd = fd,
+                               .port = port};
+        if (ri_mailbox_post(&o->ew->th.mb, open_run, o) == 0) {
+            l->away->sent_opens++;
+            return 0;
+        }
+        free(o);
+    }
+    ri_log_rl(&e->rl_hold, RI_LOG_WARN, "edge: reset a client on port %u: out of memory", port);
+    e->w.ctr.streams_refused++;
+    ri_close_abort(fd);
+    return -1;
+}
+
+/* What a worker's tunnel tells main: CONFIG and GOAWAY as they come, then
+ * `gone` (struct away's own message) when it ended. */
+struct news {
+    struct away *a;
+    unsigned code;
+    uint32_t streams;
+    char reason[RI_REASON_MAX + 1];
+    struct ri_config_msg cfg;
+};
+
+static void config_news_run(void *arg) /* main */
+{
+    struct news *n = arg;
+    struct away *a = n->a;
+    if (a->l->away == a)
+        lane_config(a->e, a->tid, a->edge_id, a->peer, 0, &n->cfg);
+    free(n);
+}
+
+static void goaway_news_run(void *arg) /* main */
+{
+    struct news *n = arg;
+    struct away *a = n->a;
+    if (a->l->away == a) {
+        a->l->away = NULL;
+        lane_goaway(a->e, a->l, a->edge_id, n->code, n->reason, n->streams);
+    }
+    free(n);
+}
+
+static void ew_config(struct ri_tunnel *t, const struct ri_config_msg *m)
+{
+    struct news *n = malloc(sizeof *n);
+    if (n) {
+        n->a = t->role_data;
+        n->cfg = *m;
+    }
+    if (!n || ew_to_main(t->owner, config_news_run, n) < 0) {
+        free(n);
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory passing CONFIG on");
+        return;
+    }
+}
+
+static void ew_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
+{
+    if (code == RI_E_NONE)
+        return;
+    struct news *n = malloc(sizeof *n);
+    if (n) {
+        n->a = t->role_data;
+        n->code = code;
+        n->streams = t->mux.n;
+        snprintf(n->reason, sizeof n->reason, "%s", reason);
+        if (ew_to_main(t->owner, goaway_news_run, n) == 0)
+            return;
+    }
+    free(n);
+    ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory passing GOAWAY on");
+}
+
+static void gone_run(void *arg) /* main */
+{
+    struct away *a = arg;
+    struct edge *e = a->e;
+    int current = a->l->away == a;
+    if (current)
+        a->l->away = NULL;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        e->aways = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->ew->out--;
+    struct ended x = {.tid = a->tid, .edge_id = a->edge_id, .peer = a->peer, .why = a->why,
+                      .code = a->code, .lost = a->lost, .was_ready = 1};
+    lane_closed(e, a->l, current, &x);
+    free(a);
+}
+
+static void ew_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
+{
+    struct edge_worker *ew = t->owner;
+    struct away *a = t->role_data;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        ew->tunnels = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+    t->pub = NULL;
+    t->role_data = NULL;
+    a->code = code;
+    a->lost = lost;
+    snprintf(a->why, sizeof a->why, "%s", why ? why : "");
+    ri_mailbox_send(&ew->e->mb, &a->mail, gone_run, a);
+}
+
+static const struct ri_tunnel_hooks ew_hooks = {
+    .config = ew_config,
+    .goaway = ew_goaway,
+    .closed = ew_closed,
+};
+
+struct adopt_ctx {
+    struct edge_worker *ew;
+    struct ri_tunnel *t;
+    struct away *a;
+    struct ri_mux_share *share;
+    struct ri_mux_policy pol;
+};
+
+static void adopt_run(void *arg) /* the worker, while main waits */
+{
+    struct adopt_ctx *c = arg;
+    struct edge_worker *ew = c->ew;
+    struct ri_tunnel *t = c->t;
+    t->prev = NULL; /* linked first: one that fails attaching unlinks in ew_closed */
+    t->next = ew->tunnels;
+    if (ew->tunnels)
+        ew->tunnels->prev = t;
+    ew->tunnels = t;
+    t->role_data = c->a;
+    t->pub = &c->a->pub;
+    if (ri_tunnel_attach(t, &ew->own, &ew_hooks, ew, &c->pol) == 0 &&
+        !ri_mux_join(&t->mux, c->share))
+        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
+}
+
+/* Moves the parked tunnels to their lanes' workers. */
+static void handoff_cb(EV_P_ ev_timer *w, int revents)
+{
+    struct edge *e = w->data;
+    for (struct ri_tunnel *t = e->tunnels, *nx; t; t = nx) {
+        nx = t->next;
+        struct lane *l = t->role_data;
+        if (!t->parked || !l)
+            continue;
+        if (l->t != t || t->state != RI_T_READY || t->closing || t->draining) {
+            ri_tunnel_unpark(t); /* ending already: it ends here */
+            continue;
+        }
+        struct away *a = calloc(1, sizeof *a);
+        if (!a || ri_tunnel_detach(t) < 0) {
+            free(a);
+            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
+            continue;
+        }
+        unlink_tunnel(e, t);
+        a->e = e;
+        a->ew = lane_worker(e, l);
+        a->l = l;
+        a->tid = t->id;
+        a->caps = t->mux.caps;
+        a->connected_ns = t->connected_ns;
+        snprintf(a->peer, sizeof a->peer, "%s", t->peer);
+        snprintf(a->edge_id, sizeof a->edge_id, "%s", t->edge_id);
+        a->next = e->aways;
+        if (e->aways)
+            e->aways->prev = a;
+        e->aways = a;
+        a->ew->out++;
+        l->t = NULL;
+        l->away = a;
+        struct adopt_ctx c = {.ew = a->ew, .t = t, .a = a, .share = e->share,
+                              .pol = ri_cycle_policy(e->cy)};
+        ri_mailbox_call(&c.ew->th.mb, adopt_run, &c);
+        /* on its worker now (or ending there: its gone message follows) */
+        lane_serving(e, l);
+    }
+}
 
 static int edge_accept(void *arg, int fd, uint16_t port)
 {
@@ -836,12 +1340,24 @@ static int edge_accept(void *arg, int fd, uint16_t port)
         ri_close_abort(fd);
         return -1;
     }
-    struct lane *l = e->configured ? pick_lane(e) : NULL;
-    if (!l) {
-        hold_client(e, fd, port);
-        return 0;
+    place_client(e, fd, port, 0);
+    return 0;
+}
+
+/* A client goes to the lane best able to take it, or waits for one. One
+ * that came back from a worker (its lane stopped taking streams meanwhile)
+ * is placed again; a third time it waits with the held ones. */
+static void place_client(struct edge *e, int fd, uint16_t port, unsigned returned)
+{
+    if (e->stopping || (returned && !port_assigned(e, port))) {
+        ri_close_abort(fd);
+        return;
     }
-    return ri_mux_open_local(&l->t->mux, fd, port);
+    struct lane *l = e->configured && returned < 3 ? pick_lane(e) : NULL;
+    if (!l)
+        hold_client(e, fd, port);
+    else
+        lane_open(e, l, fd, port);
 }
 
 static json_t *edge_query(void *arg, json_t *req);
@@ -908,18 +1424,13 @@ static void tcp_connected(struct lane *l)
         .ping_interval = c->ping_interval, .ping_timeout = c->ping_timeout,
         .handshake_timeout = 10.0, .edge_id = c->edge_id, .secret = c->secret,
         .group = e->group, .lane = (uint8_t)l->idx,
-        .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES, .hooks = &edge_hooks, .owner = e};
+        .caps_off = c->offer_lanes ? 0 : RI_CAP_LANES, .hooks = &edge_hooks, .owner = e,
+        /* a lane for a worker gets its scheduler and classifier there */
+        .defer_policy = lane_worker(e, l) != NULL};
     l->t = ri_tunnel_new(&p);
     if (l->t) {
         l->t->role_data = l;
         link_tunnel(e, l->t);
-        /* the edge's lanes count their streams together (max_streams, the
-         * window budget): they join one share, which outlives any lane */
-        struct ri_mux_share *sh = NULL;
-        for (struct ri_tunnel *o = e->tunnels; o && !sh; o = o->next)
-            sh = o->mux.share;
-        if (!ri_mux_join(&l->t->mux, sh))
-            ri_tunnel_fail(l->t, RI_E_INTERNAL, "out of memory");
     } else {
         schedule_retry(l, 0);
     }
@@ -1050,6 +1561,18 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
+struct update_ctx {
+    struct edge_worker *ew;
+    const struct ri_tunnel_settings *ts;
+};
+
+static void update_run(void *arg) /* a worker: a reload's settings for its tunnels */
+{
+    struct update_ctx *u = arg;
+    for (struct ri_tunnel *t = u->ew->tunnels; t; t = t->next)
+        ri_tunnel_update(t, u->ts);
+}
+
 /* NULL when the new config is in force (what: the changes), else the
  * errors (FILE:LINE: message), as a JSON array of strings. */
 static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
@@ -1107,6 +1630,9 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
     if (ri_str_differs(oc->control_socket, nc->control_socket) ||
         oc->control_socket_mode != nc->control_socket_mode)
         log_warn("edge: reload: control_socket changed: takes effect on restart");
+    if (oc->workers != nc->workers)
+        log_warn("edge: reload: 'workers' changed: takes effect on restart (%u running)",
+                 e->n_loops);
     int swap = ri_cycle_policy_changed(e->cy, ncy);
     char changes[400], what[420] = "";
     ri_cycle_describe_changes(e->cy, ncy, changes, sizeof changes);
@@ -1143,6 +1669,10 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
                                     .policy = ri_cycle_policy(ncy)};
     for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
         ri_tunnel_update(t, &ts);
+    for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
+        struct update_ctx u = {.ew = &e->ew[i], .ts = &ts};
+        ri_mailbox_call(&u.ew->th.mb, update_run, &u);
+    }
     ri_cycle_unref(old);
     struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path,
                           .reason = what};
@@ -1157,11 +1687,8 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
         memset(e->lanes_ok, 0, sizeof e->lanes_ok);
         for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
             struct lane *l = &e->lanes[i];
-            struct ri_tunnel *t = l->t;
-            l->t = NULL;
             l->backoff = 0;
-            if (t)
-                ri_tunnel_drain(t, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
+            lane_drop(e, l, RI_E_SHUTDOWN, "edge config changed", nc->drain_timeout);
             cancel_connect(l);
             ev_timer_stop(e->loop, &l->retry);
         }
@@ -1173,6 +1700,63 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
 }
 
 /* ---- the control socket's commands ------------------------------------------------ */
+/* What the commands read of the live tunnels: on the main loop, and on
+ * each worker (there, while main waits). */
+#define GATHER_TUNNELS 64 /* per-tunnel stream counts kept for `status` */
+struct gather_ctx {
+    struct edge_worker *ew;
+    json_t *streams;            /* the streams command's array, else NULL */
+    struct ri_counters sum;     /* every loop's counters */
+    uint64_t schedq, ctrlq;
+    uint32_t active;
+    struct { uint64_t tid; uint32_t n; } per[GATHER_TUNNELS];
+    size_t n_per;
+};
+
+static void gather_list(struct gather_ctx *g, const struct ri_tunnel *list)
+{
+    for (const struct ri_tunnel *t = list; t; t = t->next) {
+        g->active += t->mux.n;
+        g->schedq += t->mux.queued;
+        g->ctrlq += t->ctrl.bytes;
+        if (g->streams)
+            ri_ctlinfo_streams(g->streams, &t->mux, t->edge_id, t->id, 0);
+        if (g->n_per < GATHER_TUNNELS) {
+            g->per[g->n_per].tid = t->id;
+            g->per[g->n_per++].n = t->mux.n;
+        }
+    }
+}
+
+static void gather_run(void *arg)
+{
+    struct gather_ctx *g = arg;
+    gather_list(g, g->ew->tunnels);
+    ri_counters_add(&g->sum, &g->ew->own.ctr);
+}
+
+static void gather(struct edge *e, struct gather_ctx *g, json_t *streams)
+{
+    memset(g, 0, sizeof *g);
+    g->streams = streams;
+    ri_counters_add(&g->sum, &e->w.ctr);
+    gather_list(g, e->tunnels);
+    for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
+        g->ew = &e->ew[i];
+        ri_mailbox_call(&g->ew->th.mb, gather_run, g);
+    }
+}
+
+/* Open streams of lane l's tunnel, as gathered. */
+static uint32_t gathered_streams(const struct gather_ctx *g, const struct lane *l)
+{
+    uint64_t tid = lane_tid(l);
+    for (size_t i = 0; tid && i < g->n_per; i++)
+        if (g->per[i].tid == tid)
+            return g->per[i].n;
+    return 0;
+}
+
 static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
 {
     struct edge *e = arg;
@@ -1182,9 +1766,13 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
     json_t *ports = json_array();
     for (size_t i = 0; ports && i < e->n_ports; i++)
         json_array_append_new(ports, json_integer(e->ports[i]));
-    uint32_t active = 0;
-    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
-        active += t->mux.n;
+    struct gather_ctx *g = malloc(sizeof *g);
+    if (!g) {
+        json_decref(ports);
+        return ri_ctl_error("out of memory");
+    }
+    gather(e, g, NULL);
+    uint32_t active = g->active;
     struct lane *ul = any_lane_up(e);
     int up = ul != NULL;
     json_t *a = json_pack("{s:b, s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:o, s:b, s:i, s:I, s:o}",
@@ -1200,27 +1788,31 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
                                                               : json_null());
         if (up) {
             char since[40];
-            ri_ctlinfo_mono_time(ul->t->connected_ns, since, sizeof since);
+            ri_ctlinfo_mono_time(ul->t ? ul->t->connected_ns : ul->away->connected_ns, since,
+                                 sizeof since);
             json_object_set_new(a, "connectedSince", json_string(since));
-            json_object_set_new(a, "hubAddress", json_string(ul->t->peer));
+            json_object_set_new(a, "hubAddress",
+                                json_string(ul->t ? ul->t->peer : ul->away->peer));
         }
         /* the lanes: each connection with its streams */
         json_t *lanes = json_array();
         for (unsigned i = 0; lanes && i < RI_LANES_LIMIT; i++) {
             struct lane *l = &e->lanes[i];
-            if (!l->t && !lane_wanted(l))
+            if (!l->t && !l->away && !lane_wanted(l))
                 continue;
-            const char *st = !l->t ? (connecting(l) ? "connecting" : "down")
-                             : l->t->state == RI_T_READY ? (lane_up(l) ? "up" : "draining")
-                             : "handshake";
+            const char *st = l->away ? "up"
+                             : !l->t ? (connecting(l) ? "connecting" : "down")
+                             : l->t->state != RI_T_READY ? "handshake"
+                             : lane_up(l) || l->t->parked ? "up" : "draining";
             char lhp[300];
             const struct ri_config *cc = e->cy->cfg;
             ri_hostport_str(cc->hubs_host[lane_hub(l)], cc->hubs_port[lane_hub(l)], lhp,
                             sizeof lhp);
-            json_t *lj = json_pack("{s:i, s:s, s:i, s:s}", "lane", (int)i, "state", st,
-                                   "activeStreams", l->t ? (int)l->t->mux.n : 0, "hub", lhp);
-            if (lj && l->t)
-                json_object_set_new(lj, "tunnel", json_integer((json_int_t)l->t->id));
+            json_t *lj = json_pack("{s:i, s:s, s:i, s:s, s:i}", "lane", (int)i, "state", st,
+                                   "activeStreams", (int)gathered_streams(g, l), "hub", lhp,
+                                   "worker", (int)(l->idx % e->n_loops));
+            if (lj && lane_tid(l))
+                json_object_set_new(lj, "tunnel", json_integer((json_int_t)lane_tid(l)));
             json_array_append_new(lanes, lj);
         }
         json_object_set_new(a, "lanes", lanes);
@@ -1229,7 +1821,9 @@ static json_t *edge_cmd_status(void *arg, struct ri_ctl *ctl, uint64_t client, j
         json_object_set_new(a, "hubSpeaksLanes", json_boolean(any_hub_lanes(e)));
         json_object_set_new(a, "heldClients", json_integer(e->n_held));
         json_object_set_new(a, "publicIp", ri_ctlinfo_ip(&e->public_addr));
+        json_object_set_new(a, "workers", json_integer(e->n_loops));
     }
+    free(g);
     return a;
 }
 
@@ -1237,8 +1831,14 @@ static json_t *edge_cmd_streams(void *arg, struct ri_ctl *ctl, uint64_t client, 
 {
     struct edge *e = arg;
     json_t *arr = json_array();
-    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
-        ri_ctlinfo_streams(arr, &t->mux, t->edge_id, t->id, 0);
+    struct gather_ctx *g = malloc(sizeof *g);
+    if (!arr || !g) {
+        json_decref(arr);
+        free(g);
+        return ri_ctl_error("out of memory");
+    }
+    gather(e, g, arr);
+    free(g);
     return json_pack("{s:b, s:o}", "ok", 1, "streams", arr);
 }
 
@@ -1262,10 +1862,12 @@ static json_t *edge_cmd_reload(void *arg, struct ri_ctl *ctl, uint64_t client, j
 static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, json_t *req)
 {
     struct edge *e = arg;
-    const struct ri_counters *k = &e->w.ctr;
-    uint32_t active = 0;
-    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
-        active += t->mux.n;
+    struct gather_ctx *g = malloc(sizeof *g);
+    if (!g)
+        return ri_ctl_error("out of memory");
+    gather(e, g, NULL);
+    const struct ri_counters *k = &g->sum;
+    uint32_t active = g->active;
     int up = any_lane_up(e) && e->configured;
     uint16_t open[RI_CONFIG_PORTS_MAX];
     int n_open = ri_listen_open_ports(e->cy->pl->listener, open, RI_CONFIG_PORTS_MAX);
@@ -1280,10 +1882,13 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
                           e->cy->cfg->edge_id, "connected", up, "ready",
                           up && !e->stopping && failed == 0 && (e->n_ports == 0 || e->listening), "uptime",
                           (double)(ri_now_ns() - e->started_ns) / 1e9);
-    if (!a)
+    if (!a) {
+        free(g);
         return ri_ctl_error("out of memory");
+    }
     ri_ctlinfo_counters(a, k);
-    ri_ctlinfo_queues(a, e->tunnels);
+    json_object_set_new(a, "schedQueued", json_integer((json_int_t)g->schedq));
+    json_object_set_new(a, "controlQueuedBytes", json_integer((json_int_t)g->ctrlq));
     json_object_set_new(a, "stun", json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests",
                                              (json_int_t)k->stun.requests, "ok",
                                              (json_int_t)k->stun.ok, "timeout",
@@ -1298,6 +1903,7 @@ static json_t *edge_cmd_metrics(void *arg, struct ri_ctl *ctl, uint64_t client, 
     json_object_set_new(a, "handshakeFailures", json_integer((json_int_t)e->handshake_failures));
     json_object_set_new(a, "ports", json_integer((json_int_t)e->n_ports));
     json_object_set_new(a, "portsFailed", json_integer((json_int_t)failed));
+    free(g);
     return a;
 }
 
@@ -1312,20 +1918,20 @@ static json_t *edge_query(void *arg, json_t *req) { return ri_ctl_query(edge_cmd
 static void drain_cb(EV_P_ ev_timer *w, int revents)
 {
     struct edge *e = w->data;
-    if (!e->tunnels)
-        ev_break(EV_A_ EVBREAK_ALL);
+    drain_workers(e, RI_E_SHUTDOWN, "drain timeout", 0, 1);
     while (e->tunnels) /* each close unlinks it (edge_closed) */
         ri_tunnel_fail(e->tunnels, RI_E_SHUTDOWN, "drain timeout");
+    maybe_stopped(e); /* or when the workers' last gone messages ran */
 }
 
 static void edge_stop(struct edge *e)
 {
     if (e->stopping) {
         log_warn("edge: second stop signal: closing now");
-        if (!e->tunnels)
-            ev_break(e->loop, EVBREAK_ALL);
+        drain_workers(e, RI_E_SHUTDOWN, "second stop signal", 0, 1);
         while (e->tunnels)
             ri_tunnel_fail(e->tunnels, RI_E_SHUTDOWN, "second stop signal");
+        maybe_stopped(e);
         return;
     }
     e->stopping = 1;
@@ -1340,12 +1946,14 @@ static void edge_stop(struct edge *e)
         ev_timer_stop(e->loop, &e->lanes[i].retry);
         cancel_connect(&e->lanes[i]);
     }
-    uint32_t open = 0;
-    for (struct ri_tunnel *t = e->tunnels; t; t = t->next)
-        open += t->state == RI_T_READY ? t->mux.n : 0;
-    if (e->tunnels)
-        log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", open,
-                 open == 1 ? "" : "s", e->cy->cfg->drain_timeout);
+    struct gather_ctx *g = malloc(sizeof *g);
+    if (g) {
+        gather(e, g, NULL);
+        if (e->tunnels || e->aways)
+            log_info("edge: stopping: draining %u open stream%s (up to %.0f s)", g->active,
+                     g->active == 1 ? "" : "s", e->cy->cfg->drain_timeout);
+        free(g);
+    }
     /* each call may close and unlink its tunnel: walk a snapshot */
     struct ri_tunnel *list[256];
     size_t n = 0;
@@ -1353,7 +1961,10 @@ static void edge_stop(struct edge *e)
         list[n++] = t;
     for (size_t i = 0; i < n; i++)
         ri_tunnel_drain(list[i], RI_E_SHUTDOWN, "edge stopping", e->cy->cfg->drain_timeout);
-    if (!e->tunnels) {
+    for (unsigned i = 0; i < RI_LANES_LIMIT; i++)
+        e->lanes[i].away = NULL; /* none takes streams any more */
+    drain_workers(e, RI_E_SHUTDOWN, "edge stopping", e->cy->cfg->drain_timeout, 0);
+    if (!e->tunnels && !e->aways) {
         ev_break(e->loop, EVBREAK_ALL);
         return;
     }
@@ -1439,6 +2050,79 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
         json_decref(edge_reload(e, NULL, 0));
 }
 
+/* ---- starting and stopping the workers ----------------------------------------------- */
+static void ew_thread_start(void *arg) /* on the worker's thread, before its loop */
+{
+    struct edge_worker *ew = arg;
+    ri_event_bus_init(&ew->bus);
+    ew->fwd = (struct ri_event_fwd){.mb = &ew->e->mb, .to = &ew->e->bus, .who = ew->who};
+    ri_event_subscribe(&ew->bus, RI_EVT_ALL, ri_event_forward, &ew->fwd);
+    ri_worker_init(&ew->own, ew->th.loop, ew->index, &ew->bus);
+}
+
+static void ew_thread_stop(void *arg) /* on the worker's thread, after its loop */
+{
+    struct edge_worker *ew = arg;
+    struct drain_ctx c = {.ew = ew, .code = RI_E_SHUTDOWN, .why = "edge stopped", .now = 1};
+    drain_run(&c); /* nothing is left unless the edge failed on its way up */
+    ev_run(ew->th.loop, EVRUN_NOWAIT); /* the reapers of what just closed */
+    ri_worker_destroy(&ew->own);
+    ri_event_bus_free(&ew->bus);
+}
+
+/* The loops for the lanes: the main loop and workers - 1 threads, no more
+ * than lanes_max can use. */
+static int start_workers(struct edge *e, char *err, size_t errlen)
+{
+    const struct ri_config *c = e->cy->cfg;
+    uint32_t n = c->workers;
+    if (!n) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : cpus > RI_WORKERS_MAX ? RI_WORKERS_MAX : (uint32_t)cpus;
+    }
+    if (n > c->lanes_max)
+        n = c->lanes_max;
+    e->n_loops = 1;
+    if (!(e->share = ri_mux_share_new(n > 1))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n == 1)
+        return 0;
+    if (!(e->ew = calloc(n - 1, sizeof *e->ew)) || ri_mailbox_init(&e->mb, e->loop) < 0) {
+        snprintf(err, errlen, "cannot create the workers");
+        return -1;
+    }
+    e->mb_open = 1;
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        struct edge_worker *ew = &e->ew[i];
+        char name[32]; /* a thread's name holds 15 characters */
+        ew->e = e;
+        ew->index = (int)i + 1;
+        snprintf(name, sizeof name, "ri-worker-%u", i + 1);
+        snprintf(ew->who, sizeof ew->who, "edge: worker %u", i + 1);
+        if (ri_wthread_start(&ew->th, name, ew_thread_start, ew_thread_stop, ew, err,
+                             errlen) < 0)
+            return -1;
+        e->n_loops++;
+    }
+    log_info("edge: %u workers: lane i runs on loop i mod %u (the main loop and %u thread%s)",
+             n, n, n - 1, n == 2 ? "" : "s");
+    return 0;
+}
+
+static void stop_workers(struct edge *e)
+{
+    for (uint32_t i = 0; i + 1 < e->n_loops; i++)
+        ri_wthread_stop(&e->ew[i].th);
+    if (e->mb_open) { /* what they posted last: events, tunnels gone */
+        ri_mailbox_close(&e->mb);
+        ri_mailbox_free(&e->mb);
+    }
+    free(e->ew);
+    ri_mux_share_unref(e->share);
+}
+
 int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
 {
     struct edge *e = calloc(1, sizeof *e);
@@ -1449,6 +2133,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     e->loop = opts->loop;
     e->opts = opts;
     e->cy = cy;
+    e->n_loops = 1;
     for (unsigned i = 0; i < RI_LANES_LIMIT; i++) {
         struct lane *l = &e->lanes[i];
         l->e = e;
@@ -1462,6 +2147,7 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     e->auto_lanes = 1;
     e->wmem_max = read_wmem_max();
     e->rl_lane = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
+    e->rl_config = (struct ri_ratelimit)RI_RATELIMIT_INIT(RI_RATELIMIT_DEFAULT_NS, 5);
     ri_event_bus_init(&e->bus);
     ri_event_subscribe(&e->bus, RI_EVT_ALL, ri_event_log, NULL);
     ri_event_subscribe(&e->bus, RI_EVT_BIT(RI_EVT_RELOAD_OK) | RI_EVT_BIT(RI_EVT_RELOAD_FAILED),
@@ -1492,6 +2178,8 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         goto out;
     }
     ev_init(&e->drain, drain_cb);
+    ev_timer_init(&e->handoff, handoff_cb, 0, 0);
+    e->handoff.data = e;
     ev_init(&e->relisten, relisten_cb);
     ev_init(&e->hold_timer, hold_cb);
     e->hold_timer.data = e;
@@ -1535,6 +2223,10 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
         }
         log_info("edge: control socket %s", c->control_socket);
     }
+    if (start_workers(e, err, sizeof err) < 0) {
+        log_err("edge: workers: %s", err);
+        goto out;
+    }
     if (e->listening) /* ports taken over from the running process: serving already */
         sd_ready(e);
     ensure_lanes(e); /* lane 0; the others once the hub says it speaks lanes */
@@ -1556,6 +2248,9 @@ int ri_edge_run(struct ri_cycle *cy, const struct ri_run_opts *opts)
     close_listeners(e);
     log_info("edge: stopped");
 out:
+    e->stopping = 1; /* what the workers' last messages say starts nothing */
+    ev_timer_stop(e->loop, &e->handoff);
+    stop_workers(e);
     ri_ctl_close(e->ctl);
     ri_stunc_free(e->stun);
     ri_handover_close(e->ho);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mailbox.h"
 #include "netutil.h"
 
 void ri_event_bus_init(struct ri_event_bus *b) { b->subs = NULL; }
@@ -187,4 +188,31 @@ struct ri_event *ri_event_dup(const struct ri_event *ev)
     c->address = put_text(&at, ev->address);
     c->server = put_text(&at, ev->server);
     return c;
+}
+
+struct fwd {
+    struct ri_event_bus *to;
+    struct ri_event *ev;
+};
+
+static void fwd_run(void *arg)
+{
+    struct fwd *f = arg;
+    ri_event_emit(f->to, f->ev);
+    free(f->ev);
+    free(f);
+}
+
+void ri_event_forward(void *arg, const struct ri_event *ev)
+{
+    const struct ri_event_fwd *fw = arg;
+    struct fwd *f = malloc(sizeof *f);
+    if (f && (f->ev = ri_event_dup(ev))) {
+        f->to = fw->to;
+        if (ri_mailbox_post(fw->mb, fwd_run, f) == 0)
+            return;
+        free(f->ev);
+    }
+    free(f);
+    log_err("%s: out of memory: a %s event is lost", fw->who, ri_event_name(ev->type));
 }

@@ -80,6 +80,17 @@ void ri_event_emit(struct ri_event_bus *b, struct ri_event *ev);
 /* A copy of ev in one allocation (its texts, ports and addresses with it),
  * to hand to another thread; free() it. NULL when out of memory. */
 struct ri_event *ri_event_dup(const struct ri_event *ev);
+/* A worker thread's bus (core/ARCHITECTURE.md, "Workers"): subscribed
+ * with RI_EVT_ALL and a struct ri_event_fwd, it hands every event to the
+ * main loop (a copy, posted to mb), which emits it on `to`, where the log,
+ * the counters, the control socket and the access log listen. */
+struct ri_mailbox;
+struct ri_event_fwd {
+    struct ri_mailbox *mb;
+    struct ri_event_bus *to;
+    const char *who; /* for the line when a copy cannot be made: "hub: worker 2" */
+};
+void ri_event_forward(void *arg, const struct ri_event *ev);
 /* "edgeConnected", ... (the names the control socket uses) */
 const char *ri_event_name(int type);
 

@@ -56,6 +56,8 @@ struct hub_worker {
     struct ri_worker *w;       /* &own, or the main loop's when not threaded */
     struct ri_worker own;
     struct ri_event_bus bus;   /* threaded: forwards every event to main */
+    struct ri_event_fwd fwd;
+    char who[32];              /* "hub: worker 2", for its lost events */
     /* the worker's: its ready tunnels */
     struct ri_tunnel *tunnels;
     int stopping;              /* stop_run told it the hub is stopping */
@@ -191,36 +193,6 @@ static int to_main(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
         return 0;
     log_err("hub: worker %d: out of memory: a message to the main loop is lost", hw->index);
     return -1;
-}
-
-struct fwd {
-    struct hub *h;
-    struct ri_event *ev;
-};
-
-static void fwd_run(void *arg)
-{
-    struct fwd *f = arg;
-    ri_event_emit(&f->h->bus, f->ev);
-    free(f->ev);
-    free(f);
-}
-
-/* A threaded worker's bus: every event goes to the main loop's bus, where
- * the log, the counters, the control socket and the access log listen. */
-static void forward_event(void *arg, const struct ri_event *ev)
-{
-    struct hub_worker *hw = arg;
-    struct fwd *f = malloc(sizeof *f);
-    if (f && (f->ev = ri_event_dup(ev))) {
-        f->h = hw->h;
-        if (to_main(hw, fwd_run, f) == 0)
-            return;
-        free(f->ev);
-    }
-    free(f);
-    log_err("hub: worker %d: out of memory: a %s event is lost", hw->index,
-            ri_event_name(ev->type));
 }
 
 static void hw_emit(struct hub_worker *hw, struct ri_event *ev)
@@ -1965,7 +1937,8 @@ static void hw_thread_start(void *arg) /* on the worker's thread, before its loo
     struct hub_worker *hw = arg;
     ri_event_bus_init(&hw->bus);
     ri_event_subscribe(&hw->bus, RI_EVT_BIT(RI_EVT_STREAM_CLOSED), hw_count, hw);
-    ri_event_subscribe(&hw->bus, RI_EVT_ALL, forward_event, hw);
+    hw->fwd = (struct ri_event_fwd){.mb = &hw->h->mb, .to = &hw->h->bus, .who = hw->who};
+    ri_event_subscribe(&hw->bus, RI_EVT_ALL, ri_event_forward, &hw->fwd);
     ri_worker_init(&hw->own, hw->th.loop, hw->index, &hw->bus);
 }
 
@@ -2013,6 +1986,7 @@ static int start_workers(struct hub *h, uint32_t n, char *err, size_t errlen)
         } else {
             char name[32]; /* a thread's name holds 15 characters */
             snprintf(name, sizeof name, "ri-worker-%u", i + 1);
+            snprintf(hw->who, sizeof hw->who, "hub: worker %u", i + 1);
             hw->threaded = 1;
             hw->w = &hw->own;
             if (ri_wthread_start(&hw->th, name, hw_thread_start, hw_thread_stop, hw, err,

@@ -1,8 +1,9 @@
-/* mailbox.h -- messages to an event loop from other threads: the only way
- * the hub's main loop and its worker loops talk (core/ARCHITECTURE.md,
- * "Workers"). A message is a function and its argument, run on the loop
- * that owns the mailbox, in the order posted. Control path only: a message
- * costs a malloc (post) or a wait (call); no data-path byte goes through. */
+/* mailbox.h -- messages to an event loop from other threads: how a role's
+ * main loop and its worker loops talk (core/ARCHITECTURE.md, "Workers";
+ * the edge's lanes also write one locked object, the mux share). A message
+ * is a function and its argument, run on the loop that owns the mailbox,
+ * in the order posted. A message costs a malloc (post) or a wait (call):
+ * control path and one post per new edge client, never per frame or byte. */
 #ifndef RI_MAILBOX_H
 #define RI_MAILBOX_H
 

@@ -103,25 +103,125 @@ int ri_mux_init(struct ri_mux *m, struct ri_worker *w, const struct ri_mux_env *
 
 void ri_mux_set_phase(struct ri_mux *m, enum ri_mux_phase phase) { m->phase = phase; }
 
+struct ri_mux_share *ri_mux_share_new(int threaded)
+{
+    struct ri_mux_share *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    if (pthread_mutex_init(&sh->mu, NULL) != 0) {
+        free(sh);
+        return NULL;
+    }
+    sh->refs = 1;
+    sh->threaded = threaded;
+    return sh;
+}
+
+void ri_mux_share_unref(struct ri_mux_share *sh)
+{
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->mu);
+    uint32_t left = --sh->refs;
+    pthread_mutex_unlock(&sh->mu);
+    if (!left) {
+        pthread_mutex_destroy(&sh->mu);
+        free(sh);
+    }
+}
+
+/* A threaded share's wake-up, on this lane's own loop */
+static void share_wake_cb(EV_P_ ev_async *w, int revents)
+{
+    struct ri_mux *m = w->data;
+    if (m->queued && m->phase != RI_MUX_DEAD)
+        m->env->kick(m->env->owner);
+}
+
 struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh)
 {
     if (m->share)
         return m->share;
-    if (!sh && !(sh = calloc(1, sizeof *sh)))
-        return NULL;
-    sh->refs++;
-    sh->streams += m->n;
+    if (!sh) {
+        if (!(sh = ri_mux_share_new(0)))
+            return NULL;
+    } else {
+        pthread_mutex_lock(&sh->mu);
+        sh->refs++;
+        pthread_mutex_unlock(&sh->mu);
+    }
+    if (sh->threaded) {
+        ev_async_init(&m->share_wake, share_wake_cb);
+        m->share_wake.data = m;
+        ev_async_start(LOOP, &m->share_wake);
+    }
+    atomic_fetch_add_explicit(&sh->streams, m->n, memory_order_relaxed);
+    pthread_mutex_lock(&sh->mu);
     m->share = sh;
     m->share_next = sh->muxes;
     sh->muxes = m;
+    pthread_mutex_unlock(&sh->mu);
     return sh;
 }
 
-void ri_mux_share_kick(struct ri_mux_share *sh)
+/* Under sh->mu: runs the writer of every lane with streams waiting (the
+ * edge's in-flight cap freed room); a lane on another loop is woken there
+ * (its queue is its own thread's to read). */
+static void share_kick(struct ri_mux_share *sh, struct ri_mux *self)
 {
     for (struct ri_mux *m = sh->muxes; m; m = m->share_next)
-        if (m->queued && m->phase != RI_MUX_DEAD)
+        if (sh->threaded && m->w->loop != self->w->loop)
+            ev_async_send(m->w->loop, &m->share_wake);
+        else if (m->queued && m->phase != RI_MUX_DEAD)
             m->env->kick(m->env->owner);
+}
+
+uint64_t ri_mux_share_room(struct ri_mux *m, const struct ri_pace *own)
+{
+    struct ri_mux_share *sh = m->share;
+    if (!sh)
+        return ri_pace_room(own);
+    int held = 0;
+    pthread_mutex_lock(&sh->mu);
+    uint64_t room = ri_pace_share_room(own, &sh->pace, &held);
+    if (held && m->queued) /* an ACK on any lane runs us again */
+        sh->pace.blocked = 1;
+    pthread_mutex_unlock(&sh->mu);
+    return room;
+}
+
+void ri_mux_share_sent(struct ri_mux *m, uint64_t bytes, uint64_t now_ns)
+{
+    struct ri_mux_share *sh = m->share;
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->mu);
+    ri_pace_share_sent(&sh->pace, bytes, now_ns);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void ri_mux_share_acked(struct ri_mux *m, uint64_t acked, uint64_t now_ns)
+{
+    struct ri_mux_share *sh = m->share;
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->mu);
+    ri_pace_share_acked(&sh->pace, acked, now_ns);
+    if (sh->pace.blocked && ri_pace_room(&sh->pace.edge) > 0) {
+        sh->pace.blocked = 0; /* the lanes the edge's cap held back */
+        share_kick(sh, m);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void ri_mux_share_forget(struct ri_mux *m, const struct ri_pace *own)
+{
+    struct ri_mux_share *sh = m->share;
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->mu);
+    ri_pace_share_leave(&sh->pace, own);
+    pthread_mutex_unlock(&sh->mu);
 }
 
 static void leave_share(struct ri_mux *m)
@@ -129,16 +229,21 @@ static void leave_share(struct ri_mux *m)
     struct ri_mux_share *sh = m->share;
     if (!sh)
         return;
-    sh->streams -= sh->streams >= m->n ? m->n : sh->streams;
+    /* what this lane still counts (streams reset before) */
+    atomic_fetch_sub_explicit(&sh->streams, m->n, memory_order_relaxed);
+    pthread_mutex_lock(&sh->mu);
     for (struct ri_mux **pp = &sh->muxes; *pp; pp = &(*pp)->share_next)
         if (*pp == m) {
             *pp = m->share_next;
             break;
         }
+    /* unlinked under mu first: no other lane's kick reaches the watcher */
+    if (sh->threaded)
+        ev_async_stop(LOOP, &m->share_wake);
+    pthread_mutex_unlock(&sh->mu);
     m->share_next = NULL;
-    if (--sh->refs == 0)
-        free(sh);
     m->share = NULL;
+    ri_mux_share_unref(sh);
 }
 
 /* ---- table ------------------------------------------------------------------- */
@@ -231,7 +336,7 @@ static struct ri_stream *stream_alloc(struct ri_mux *m, uint32_t id, uint16_t po
     m->all = s;
     m->n++;
     if (m->share)
-        m->share->streams++;
+        atomic_fetch_add_explicit(&m->share->streams, 1, memory_order_relaxed);
     m->w->ctr.streams_opened++;
     ri_sched_event(m->sched, s, s->sp, RI_EV_OPENED, s->klass);
     if (m->cls) {
@@ -276,8 +381,8 @@ static void stream_free(struct ri_stream *s, unsigned code, const char *reason)
     if (s->next)
         s->next->prev = s->prev;
     m->n--;
-    if (m->share && m->share->streams)
-        m->share->streams--;
+    if (m->share)
+        atomic_fetch_sub_explicit(&m->share->streams, 1, memory_order_relaxed);
     m->w->ctr.streams_closed++;
     free(s->areas);
     free(s);

@@ -9,6 +9,8 @@
 #define RI_MUX_H
 
 #include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -79,15 +81,20 @@ struct ri_mux_policy {
 
 /* What the lanes of one edge share (each lane is a tunnel with its own
  * mux): the stream count that max_streams and the window budget (window.h)
- * apply to, per edge rather than per connection. Reference-counted by the
- * muxes that joined it (ri_mux_join). */
+ * apply to, per edge rather than per connection, and the in-flight cap
+ * across the lanes. Reference-counted by its creator and the muxes that
+ * joined it. An edge with workers runs its lanes on several threads
+ * (core/ARCHITECTURE.md, "Workers"): the share is the one object they
+ * write together -- the count is atomic, the rest is under `mu`, taken
+ * once per write batch and per ACK frame, never per stream or per byte. */
 struct ri_mux_share {
-    uint32_t refs;
-    uint32_t streams; /* open streams on all lanes */
-    struct ri_pace_share pace; /* the in-flight cap across the lanes (pace.h) */
-    struct ri_mux *muxes;      /* the lanes (ri_mux.share_next) */
+    pthread_mutex_t mu;
+    uint32_t refs;                /* mu */
+    _Atomic uint32_t streams;     /* open streams on all lanes */
+    struct ri_pace_share pace;    /* mu: the in-flight cap across the lanes (pace.h) */
+    struct ri_mux *muxes;         /* mu: the lanes (ri_mux.share_next) */
+    int threaded; /* lanes may run on other loops: they are woken by ev_async */
 };
-
 struct ri_mux {
     struct ri_worker *w;
     const struct ri_mux_env *env;
@@ -113,19 +120,33 @@ struct ri_mux {
     ev_timer cls_timer;
     struct ri_mux_share *share; /* the edge's lanes; NULL: this mux alone */
     struct ri_mux *share_next;
+    ev_async share_wake;        /* a threaded share: another lane's ACK freed room */
 };
 
+/* A share for an edge's lanes (threaded: they may run on several loops);
+ * the caller holds one reference. NULL: out of memory. */
+struct ri_mux_share *ri_mux_share_new(int threaded);
+void ri_mux_share_unref(struct ri_mux_share *sh);
 /* Joins the lanes that share sh (NULL: starts a new share, returned), so
- * max_streams and the window budget count their streams together. NULL:
- * out of memory (the mux stays alone). Leaves the share at destroy. */
+ * max_streams and the window budget count their streams together. On the
+ * mux's own loop. NULL: out of memory (the mux stays alone). Leaves the
+ * share at destroy. */
 struct ri_mux_share *ri_mux_join(struct ri_mux *m, struct ri_mux_share *sh);
-/* Runs the writer of every lane of the share with streams waiting (the
- * edge's in-flight cap freed room). */
-void ri_mux_share_kick(struct ri_mux_share *sh);
+/* The edge's in-flight cap, for the tunnel of mux m (alone: own's room).
+ * DATA bytes it may send now, within its own cap and the edge's; when the
+ * edge's cap said no while streams wait, the next ACK on any lane runs
+ * this lane's writer again. */
+uint64_t ri_mux_share_room(struct ri_mux *m, const struct ri_pace *own);
+void ri_mux_share_sent(struct ri_mux *m, uint64_t bytes, uint64_t now_ns);
+/* An ACK on m's lane: counts for the edge, and wakes the lanes the edge's
+ * cap held back once it has room. */
+void ri_mux_share_acked(struct ri_mux *m, uint64_t acked, uint64_t now_ns);
+/* m's lane closed: its bytes in flight no longer count for the edge. */
+void ri_mux_share_forget(struct ri_mux *m, const struct ri_pace *own);
 /* Open streams of the edge: this mux's, or all its lanes'. */
 static inline uint32_t ri_mux_edge_streams(const struct ri_mux *m)
 {
-    return m->share ? m->share->streams : m->n;
+    return m->share ? atomic_load_explicit(&m->share->streams, memory_order_relaxed) : m->n;
 }
 
 /* pol NULL: no scheduler or classifier yet (the hub makes them where the

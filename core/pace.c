@@ -166,7 +166,7 @@ void ri_pace_share_acked(struct ri_pace_share *s, uint64_t acked, uint64_t now_n
 
 /* What a closed lane had in flight is written off as acknowledged (no
  * sample: the entries stay in the ring until later ACKs pass them). */
-void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p)
+void ri_pace_share_leave(struct ri_pace_share *s, const struct ri_pace *p)
 {
     uint64_t mine = p->sent - p->acked, left = s->edge.sent - s->edge.acked;
     s->edge.acked += mine < left ? mine : left;

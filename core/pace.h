@@ -84,7 +84,7 @@ struct ri_pace_share {
 void ri_pace_share_sent(struct ri_pace_share *s, uint64_t bytes, uint64_t now_ns);
 void ri_pace_share_acked(struct ri_pace_share *s, uint64_t acked, uint64_t now_ns);
 /* A lane leaves (closed): its bytes in flight will not be acknowledged. */
-void ri_pace_share_leave(struct ri_pace_share *s, struct ri_pace *p);
+void ri_pace_share_leave(struct ri_pace_share *s, const struct ri_pace *p);
 /* DATA bytes lane p may send now, within its own cap and the edge's.
  * *held (may be NULL): set when the edge's cap, not the lane's, said no. */
 uint64_t ri_pace_share_room(const struct ri_pace *p, const struct ri_pace_share *s, int *held);

@@ -320,8 +320,8 @@ void ri_tunnel_fail(struct ri_tunnel *t, unsigned code, const char *fmt, ...)
         ri_log(lvl, "%s: closed: %s", t->label, msg);
     t->state = RI_T_DEAD;
     t->close_code = code;
-    if (t->mux.share) /* its bytes in flight no longer count against the edge's cap */
-        ri_pace_share_leave(&t->mux.share->pace, &t->pace);
+    /* its bytes in flight no longer count against the edge's cap */
+    ri_mux_share_forget(&t->mux, &t->pace);
     ri_mux_set_phase(&t->mux, RI_MUX_DEAD);
     stop_watchers(t);
     for (struct ri_stream *s = t->mux.all; s; s = s->next) {
@@ -527,10 +527,33 @@ static void carry_tail(struct ri_tunnel *t)
     t->woff = 0;
 }
 
+uint64_t ri_tunnel_load(const struct ri_tunnel *t)
+{
+    return (t->pace.sent - t->pace.acked) + t->ctrl.bytes + (t->wlen - t->woff) +
+           (uint64_t)t->mux.queued * 16384;
+}
+
+/* For a loop that places streams on this tunnel from afar (t->pub). */
+static void publish(struct ri_tunnel *t)
+{
+    if (!t->pub)
+        return;
+    atomic_store_explicit(&t->pub->load, ri_tunnel_load(t), memory_order_relaxed);
+    atomic_store_explicit(&t->pub->streams, t->mux.n, memory_order_relaxed);
+}
+
+static void compose_batch(struct ri_tunnel *t);
+
 /* Tops wbuf up with the next batch, behind what is left of the last one:
  * every queued control byte first (whole frames are never split by data),
  * then data from the scheduler. */
 static void compose(struct ri_tunnel *t)
+{
+    compose_batch(t);
+    publish(t);
+}
+
+static void compose_batch(struct ri_tunnel *t)
 {
     carry_tail(t);
     if (t->rx_unacked && (t->ctrl.bytes || t->mux.queued))
@@ -549,11 +572,7 @@ static void compose(struct ri_tunnel *t)
     if (t->ctrl.bytes || t->state != RI_T_READY || t->closing)
         return; /* a control frame may be cut at the batch end: no data after it */
     /* the in-flight cap: this lane's, and its edge's across its lanes */
-    int held = 0;
-    size_t room = (size_t)ri_pace_share_room(&t->pace, t->mux.share ? &t->mux.share->pace
-                                                                     : NULL, &held);
-    if (held && t->mux.queued) /* an ACK on any lane runs us again */
-        t->mux.share->pace.blocked = 1;
+    size_t room = (size_t)ri_mux_share_room(&t->mux, &t->pace);
     /* in-flight cap reached: the peer's ACK kicks us again. A sliver of
      * room (full records leave them) waits for that ACK too, as TCP avoids
      * silly windows: spent now, it costs a read and a record of its own */
@@ -568,9 +587,9 @@ static void compose(struct ri_tunnel *t)
     size_t n = ri_mux_compose(&t->mux, t->wbuf, &t->wlen, RI_WBUF_BATCH, RI_WBUF_SIZE, room,
                               RI_TLS_RECORD, &t->pace);
     if (n) {
-        ri_pace_on_send(&t->pace, n, ri_now_ns());
-        if (t->mux.share)
-            ri_pace_share_sent(&t->mux.share->pace, n, ri_now_ns());
+        uint64_t now = ri_now_ns();
+        ri_pace_on_send(&t->pace, n, now);
+        ri_mux_share_sent(&t->mux, n, now);
     }
 }
 
@@ -820,14 +839,8 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
     case RI_F_ACK: {
         uint64_t before = t->pace.acked, now = ri_now_ns();
         ri_pace_on_ack(&t->pace, ri_get32(p), now);
-        if (t->mux.share) {
-            struct ri_pace_share *ps = &t->mux.share->pace;
-            ri_pace_share_acked(ps, t->pace.acked - before, now);
-            if (ps->blocked && ri_pace_room(&ps->edge) > 0) {
-                ps->blocked = 0; /* the lanes the edge's cap held back */
-                ri_mux_share_kick(t->mux.share);
-            }
-        }
+        ri_mux_share_acked(&t->mux, t->pace.acked - before, now);
+        publish(t);
         ri_tunnel_kick(t);
         return 0;
     }

@@ -8,6 +8,7 @@
 #define RI_TUNNEL_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -48,6 +49,15 @@ enum ri_tclose {
 };
 
 struct ri_tunnel;
+
+/* What a tunnel running on a worker tells the loop that places new
+ * streams on it (the edge's main loop, pick_lane): its load (ri_tunnel_load)
+ * and open streams, stored after each write batch and ACK. The role owns
+ * the memory and keeps it until the tunnel's `closed` hook ran. */
+struct ri_tunnel_pub {
+    _Atomic uint64_t load;
+    _Atomic uint32_t streams;
+};
 
 /* What the role hears. Every hook is optional but `closed`. */
 struct ri_tunnel_hooks {
@@ -171,6 +181,8 @@ struct ri_tunnel {
     uint8_t *carry;           /* queued control bytes on their way */
     size_t carry_len;
 
+    struct ri_tunnel_pub *pub; /* NULL, or where it publishes its load */
+
     struct ri_tunnel *next, *prev; /* the role's list */
     void *role_data;          /* the role's per-tunnel data */
 };
@@ -181,7 +193,7 @@ struct ri_tunnel *ri_tunnel_new(const struct ri_tunnel_params *p);
 /* A reload: new keepalive, max_streams and maybe policy for a live tunnel. */
 void ri_tunnel_update(struct ri_tunnel *t, const struct ri_tunnel_settings *s);
 
-/* Moving a ready tunnel to another event loop (the hub's workers,
+/* Moving a ready tunnel to another event loop (the workers,
  * core/ARCHITECTURE.md "Workers"), in three steps:
  * - ri_tunnel_park, from the role's `ready` hook: no more frames are
  *   parsed or read here (what came with the AUTH waits in rbuf);
@@ -200,6 +212,11 @@ int ri_tunnel_detach(struct ri_tunnel *t);
 int ri_tunnel_attach(struct ri_tunnel *t, struct ri_worker *w,
                      const struct ri_tunnel_hooks *hooks, void *owner,
                      const struct ri_mux_policy *pol);
+
+/* How busy the tunnel is for a new stream: our DATA the peer has not
+ * acknowledged, control frames and the batch not yet written, and a
+ * record's worth per stream waiting for the in-flight cap (bytes). */
+uint64_t ri_tunnel_load(const struct ri_tunnel *t);
 
 /* Queue a control frame (stream 0 or a stream's WINDOW/OPEN/RST). */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,

@@ -1,7 +1,7 @@
 /* worker.h -- one event loop's context. Everything the data path needs that
  * is not per tunnel or per stream lives here and is handed down, never
  * reached through a global: the loop itself, the chunk pool, the counters.
- * The edge runs one; the hub one per event loop (core/ARCHITECTURE.md,
+ * Each role runs one per event loop (core/ARCHITECTURE.md,
  * "Workers"), used by that loop's thread only. */
 #ifndef RI_WORKER_H
 #define RI_WORKER_H

@@ -1,5 +1,5 @@
 /* wthread.h -- an event loop on a thread of its own, reached through its
- * mailbox (mailbox.h). The hub's workers run on these. */
+ * mailbox (mailbox.h). The hub's and the edge's workers run on these. */
 #ifndef RI_WTHREAD_H
 #define RI_WTHREAD_H
 

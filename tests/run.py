@@ -51,7 +51,7 @@ def san_of(core):
 
 
 # test files whose tests run no hub tunnel, or nothing `workers` changes:
-# run once, not again per --hub-workers value
+# run once, not again per --workers value
 NO_TUNNEL = ("fuzz", "architecture", "install", "sdk", "systemd", "cli", "harness", "bench")
 
 
@@ -208,10 +208,10 @@ def main():
     ap.add_argument("-v", dest="verbose", action="store_true", help="print process logs")
     ap.add_argument("--keep", action="store_true", help="keep every test's temp folder")
     ap.add_argument("--list", action="store_true", help="list the integration tests")
-    ap.add_argument("--hub-workers", default="0,1",
-                    help="run the integration tests once per value of the hub's `workers` "
-                    "(0: the hub's default, one per CPU); passes after the first skip what "
-                    "runs no tunnel (%s)" % ", ".join(NO_TUNNEL))
+    ap.add_argument("--workers", "--hub-workers", dest="workers", default="2,1",
+                    help="run the integration tests once per value of `workers`, written "
+                    "into every hub and edge config (0: none, the default of one per CPU); "
+                    "passes after the first skip what runs no tunnel (%s)" % ", ".join(NO_TUNNEL))
     a = ap.parse_args()
 
     build = a.build if os.path.isabs(a.build) else os.path.join(
@@ -258,9 +258,9 @@ def main():
         out(f"FAIL integration: {core} not found (run make first)")
         failed += 1
         tests = []
-    passes = [int(w) for w in a.hub_workers.split(",") if w.strip()] or [0]
+    passes = [int(w) for w in a.workers.split(",") if w.strip()] or [0]
     for i, workers in enumerate(passes):
-        # the harness writes `workers = N` into every hub config (0: none, the default)
+        # the harness writes `workers = N` into every hub and edge config (0: none)
         os.environ["RI_TEST_WORKERS"] = str(workers) if workers else ""
         prefix = f"workers={workers}/" if i else ""
         for name, fn in tests:

@@ -374,7 +374,7 @@ class Ri(Peer):
     build = "build"
     policy = "fifo"
     lanes = 0   # --ri-lanes: the edge's `lanes` (0: its default, auto)
-    workers = 0  # --ri-workers: the hub's `workers` (0: its default, one per CPU)
+    workers = 0  # --ri-workers: hub's and edge's `workers` (0: their default, one per CPU)
     extra = {}  # policy -> extra plugin text (--ri-classify etc.)
 
     @classmethod
@@ -401,6 +401,7 @@ class Ri(Peer):
                 f'edge = {{ hub_host = "{self.far_host()}"; hub_port = {hp}; edge_id = "bench";\n'
                 f'  secret = "{secret}"; bind_address = "127.0.0.2"; reconnect_min_secs = 0.1;'
                 + (f' lanes = {self.lanes}; lanes_max = {max(8, self.lanes)};' if self.lanes else '')
+                + (f' workers = {self.workers};' if self.workers else '')
                 + ' };\n')
         for n, text in (("hub.cfg", hub), ("edge.cfg", edge)):
             fd = os.open(os.path.join(t, n), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -1040,7 +1041,7 @@ def main():
                     help="bulk warm-up before the window (1; with --delay 2 s or 15 round trips)")
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--ri-workers", default="0",
-                    help="comma-separated hub `workers` to run ri with, each a peer of its own "
+                    help="comma-separated `workers` (hub and edge) to run ri with, each a peer of its own "
                     "(0: the default, one per CPU, named ri; N: named ri-wN), e.g. 0,1")
     ap.add_argument("--ri-lanes", type=int, default=0,
                     help="the ri edge's `lanes` (default: none set, auto)")

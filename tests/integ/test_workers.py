@@ -10,6 +10,7 @@ edge process replacing an older group on the other worker is
 test_lanes.py's newer_edge_process_replaces_the_older_group (the new group
 goes to the worker with the fewest lanes: not the old group's)."""
 import os
+import signal
 import threading
 
 from harness import T, Ctl, EdgeSpec, check, echo_check, pump, wait_until
@@ -169,3 +170,71 @@ def test_edge_byte_counters_never_go_backwards(env):
         th.join(T(30))
     check(done["n"] >= 10 and all(last[(s.id, "bytesUp")] >= 20_000 for s in specs),
           f"streams through both edges while reading: {done['n']}, {last}")
+
+
+def test_edge_lanes_run_on_its_workers(env):
+    """The edge's side (README "Workers"): lane i's tunnel runs on loop
+    i mod workers -- the main loop and a thread here -- and a client's
+    socket lives on its lane's loop; reads, a reload and stopping reach
+    every loop."""
+    spec = EdgeSpec("edge-ew", [env.port()])
+    env.upstream(spec.ports[0])
+    hsock, esock = env.path("hub.sock"), env.path("edge.sock")
+    hub = env.hub([spec], control_socket=hsock)
+    hctl, ectl = Ctl(hsock), Ctl(esock)
+    opts = dict(lanes=4, workers=2, control_socket=esock, drain_timeout_secs=20)
+    edge = env.edge(hub, spec, **opts)
+    wait_until(lambda: _edge(hctl, spec.id)["lanes"] == 4, T(20), "4 lanes up on the hub")
+    names = _threads(edge)
+    check(names.count("ri-worker-1") == 1 and "ri-worker-2" not in names,
+          f"the edge's threads: {names}")
+    check(edge.count(r"edge: 2 workers: lane i runs on loop i mod 2") == 1,
+          "the edge did not say it runs 2 workers")
+    st = ectl("status")
+    check(st["workers"] == 2 and st["lanesUp"] == 4 and
+          [x["worker"] for x in sorted(st["lanes"], key=lambda x: x["lane"])] == [0, 1, 0, 1],
+          f"edge status: {st}")
+
+    # 8 clients: two per lane, half of them on the worker's lanes
+    conns = [env.connect("127.0.0.2", spec.ports[0]) for _ in range(8)]
+    for c in conns:
+        echo_check(c, b"e" * 5000)
+    st = ectl("status")
+    check(sorted(x["activeStreams"] for x in st["lanes"]) == [2, 2, 2, 2],
+          f"two streams per lane, counted where they run: {st['lanes']}")
+    check(len(ectl("streams")["streams"]) == 8, "the streams command lists all 8")
+    m = ectl("metrics")
+    check(m["streamsOpened"] >= 8 and m["activeStreams"] == 8 and
+          m["bytesToPeer"] >= 8 * 5000, f"metrics summed over both loops: {m}")
+
+    # bulk through both loops while the edge reloads and answers
+    res = {}
+    bulk = threading.Thread(target=lambda: res.update(r=pump(
+        [("127.0.0.2", spec.ports[0])] * 4, [b"E" * (8 << 20)] * 4, timeout_s=120)),
+        daemon=True)
+    bulk.start()
+    with open(edge.cfg_path, "w") as f:
+        f.write(env.edge_config(hub.port, spec.id, spec.secret, ping_interval_secs=7, **opts))
+    env.reload(edge)
+    for _ in range(10):
+        ectl("status")
+        ectl("streams")
+        ectl("metrics")
+    bulk.join(T(120))
+    check(not bulk.is_alive(), "the bulk transfers did not end")
+    check(all(not r["error"] and r["recv_sha"] == r["sent_sha"] for r in res["r"]),
+          f"bulk byte-exact through the reload: {[(r['error'], r['recv_len']) for r in res['r']]}")
+    for c in conns:
+        echo_check(c, b"after reload")
+    check(edge.count(r"lost|reset") == 0, "the edge lost a lane or a stream")
+
+    # stopping: the 8 open streams drain on both loops; the edge ends when
+    # their clients close, well before drain_timeout_secs
+    m = edge.mark()
+    edge.signal(signal.SIGTERM)
+    edge.wait_log(r"edge: stopping: draining 8 open streams", 20, since=m)
+    for c in conns:
+        echo_check(c, b"while draining")
+        c.close()
+    rc = edge.wait_exit(15, "its streams ended")
+    check(rc == 0 and edge.count(r"edge: stopped", since=m) == 1, f"edge exit {rc}")

@@ -457,6 +457,13 @@ def _group_members(pgid):
 
 
 # ---- configs -------------------------------------------------------------------------
+def _pin_workers(kv, opts):
+    """RI_TEST_WORKERS pins `workers` of every hub and edge for a whole run
+    (make test runs the suite with 2, then 1); a test's own setting wins."""
+    if os.environ.get("RI_TEST_WORKERS") and "workers" not in opts:
+        kv["workers"] = int(os.environ["RI_TEST_WORKERS"])
+
+
 def _cfg_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -1039,10 +1046,7 @@ class Env:
                    **opts):
         """top: more top-level settings ({"access_log": "-"})."""
         kv = dict(HUB_DEFAULTS)
-        # RI_TEST_WORKERS pins the hub's workers for a whole run (make test
-        # runs the suite with the default, one per CPU, and with 1)
-        if os.environ.get("RI_TEST_WORKERS") and "workers" not in opts:
-            kv["workers"] = int(os.environ["RI_TEST_WORKERS"])
+        _pin_workers(kv, opts)
         kv.update(opts)
         for e in edges:
             self.secrets.add(e.secret)
@@ -1073,6 +1077,7 @@ class Env:
         """plugins_extra: more plugin entries after auth and listener (e.g. a
         scheduler, so both sides of the tunnel run the same policy)."""
         kv = dict(EDGE_DEFAULTS)
+        _pin_workers(kv, opts)
         kv.update(opts)
         if secret:
             self.secrets.add(secret)
