@@ -1,7 +1,7 @@
 # ri -- edge ingress tunnel. `make` builds build/ri-core and build/plugins/*.so;
 # `make test` builds and runs the whole suite; `make demo` runs the loopback demo.
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/san/,
-# SAN=thread with ThreadSanitizer into build/tsan/ (the hub's worker threads).
+# SAN=thread with ThreadSanitizer into build/tsan/ (the workers' threads).
 
 CC      ?= cc
 V       ?= 0

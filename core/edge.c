@@ -23,7 +23,7 @@
  * keeps the listeners, held clients, connecting and the handshakes, the
  * control socket, reloads and STUN; a lane's tunnel moves to its worker
  * once ready (as on the hub), and a new client's socket follows it there
- * (post_open). Main and a worker talk by message only; what the lanes
+ * (lane_open). Main and a worker talk by message only; what the lanes
  * write together -- the edge's stream count and in-flight cap -- is the
  * mux share, under its lock (mux.h). */
 #include <errno.h>
@@ -233,10 +233,13 @@ static uint32_t lane_caps(const struct lane *l)
     return l->t ? l->t->mux.caps : l->away ? l->away->caps : 0;
 }
 
-/* Clients posted to a worker's lane that it has not taken in yet. */
+/* Clients posted to a worker's lane that it has not taken in yet. The
+ * worker publishes a client's stream before it counts it taken
+ * (open_run): read in the other order, a client is counted once or twice,
+ * never not at all. */
 static uint32_t in_post(const struct away *a)
 {
-    return a->sent_opens - atomic_load_explicit(&a->took_opens, memory_order_relaxed);
+    return a->sent_opens - atomic_load_explicit(&a->took_opens, memory_order_acquire);
 }
 
 static uint32_t lane_streams(const struct lane *l)
@@ -245,8 +248,8 @@ static uint32_t lane_streams(const struct lane *l)
         return l->t->mux.n;
     if (!l->away)
         return 0;
-    return atomic_load_explicit(&l->away->pub.streams, memory_order_relaxed) +
-           in_post(l->away);
+    uint32_t posted = in_post(l->away);
+    return atomic_load_explicit(&l->away->pub.streams, memory_order_relaxed) + posted;
 }
 
 static uint64_t lane_load(const struct lane *l)
@@ -255,8 +258,8 @@ static uint64_t lane_load(const struct lane *l)
         return ri_tunnel_load(l->t);
     if (!l->away)
         return 0;
-    return atomic_load_explicit(&l->away->pub.load, memory_order_relaxed) +
-           (uint64_t)in_post(l->away) * 16384;
+    uint64_t posted = in_post(l->away);
+    return atomic_load_explicit(&l->away->pub.load, memory_order_relaxed) + posted * 16384;
 }
 
 /* Any lane up (ready, not draining); the first such, or NULL. */
@@ -1120,11 +1123,16 @@ static void open_run(void *arg) /* the worker */
 {
     struct open_msg *o = arg;
     struct ri_tunnel *t = ew_find(o->ew, o->tid);
-    if (t)
-        atomic_fetch_add_explicit(&((struct away *)t->role_data)->took_opens, 1,
-                                  memory_order_relaxed);
-    if (t && serving(t)) {
+    int here = t && serving(t);
+    if (here) {
         ri_mux_open_local(&t->mux, o->fd, o->port);
+        ri_tunnel_publish(t); /* its stream counts before it stops counting as posted */
+    }
+    /* (a tunnel that failed meanwhile has sent its away home: not to be touched) */
+    if (t && t->role_data)
+        atomic_fetch_add_explicit(&((struct away *)t->role_data)->took_opens, 1,
+                                  memory_order_release);
+    if (here) {
         free(o);
     } else if (ew_to_main(o->ew, open_back_run, o) < 0) {
         ri_close_abort(o->fd);
@@ -1287,20 +1295,22 @@ static void adopt_run(void *arg) /* the worker, while main waits */
 static void handoff_cb(EV_P_ ev_timer *w, int revents)
 {
     struct edge *e = w->data;
-    for (struct ri_tunnel *t = e->tunnels, *nx; t; t = nx) {
-        nx = t->next;
+    /* from the head after each: what a move sets off (ensure_lanes dropping
+     * a lane) may unlink any tunnel; each pass leaves one fewer parked */
+again:
+    for (struct ri_tunnel *t = e->tunnels; t; t = t->next) {
         struct lane *l = t->role_data;
         if (!t->parked || !l)
             continue;
         if (l->t != t || t->state != RI_T_READY || t->closing || t->draining) {
             ri_tunnel_unpark(t); /* ending already: it ends here */
-            continue;
+            goto again;
         }
         struct away *a = calloc(1, sizeof *a);
         if (!a || ri_tunnel_detach(t) < 0) {
             free(a);
             ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
-            continue;
+            goto again;
         }
         unlink_tunnel(e, t);
         a->e = e;
@@ -1323,6 +1333,7 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
         ri_mailbox_call(&c.ew->th.mb, adopt_run, &c);
         /* on its worker now (or ending there: its gone message follows) */
         lane_serving(e, l);
+        goto again;
     }
 }
 

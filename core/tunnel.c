@@ -203,9 +203,11 @@ void ri_tunnel_park(struct ri_tunnel *t)
 
 void ri_tunnel_unpark(struct ri_tunnel *t)
 {
-    if (!t->parked || t->state == RI_T_DEAD)
+    if (!t->parked)
         return;
     t->parked = 0;
+    if (t->state == RI_T_DEAD)
+        return;
     ev_io_start(LOOP, &t->rio);
     ev_feed_event(LOOP, &t->rio, EV_READ);
 }
@@ -534,7 +536,7 @@ uint64_t ri_tunnel_load(const struct ri_tunnel *t)
 }
 
 /* For a loop that places streams on this tunnel from afar (t->pub). */
-static void publish(struct ri_tunnel *t)
+void ri_tunnel_publish(struct ri_tunnel *t)
 {
     if (!t->pub)
         return;
@@ -550,7 +552,7 @@ static void compose_batch(struct ri_tunnel *t);
 static void compose(struct ri_tunnel *t)
 {
     compose_batch(t);
-    publish(t);
+    ri_tunnel_publish(t);
 }
 
 static void compose_batch(struct ri_tunnel *t)
@@ -840,7 +842,7 @@ static int on_conn_frame(struct ri_tunnel *t, const struct ri_frame_hdr *h, cons
         uint64_t before = t->pace.acked, now = ri_now_ns();
         ri_pace_on_ack(&t->pace, ri_get32(p), now);
         ri_mux_share_acked(&t->mux, t->pace.acked - before, now);
-        publish(t);
+        ri_tunnel_publish(t);
         ri_tunnel_kick(t);
         return 0;
     }

@@ -217,6 +217,9 @@ int ri_tunnel_attach(struct ri_tunnel *t, struct ri_worker *w,
  * acknowledged, control frames and the batch not yet written, and a
  * record's worth per stream waiting for the in-flight cap (bytes). */
 uint64_t ri_tunnel_load(const struct ri_tunnel *t);
+/* Stores the load and open streams in t->pub now (NULL: nothing); the
+ * tunnel does so itself after every write batch and ACK. */
+void ri_tunnel_publish(struct ri_tunnel *t);
 
 /* Queue a control frame (stream 0 or a stream's WINDOW/OPEN/RST). */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,
