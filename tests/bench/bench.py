@@ -495,10 +495,49 @@ def fig_single(peer, a):
     return {"gbps": r.get("gbps"), "error": bulk_error(r), "ss": ss}
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a process (all its threads), in seconds; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent busy (not idle or iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def fig_parallel(peer, a):
-    r = loadgen("bulk", *bulk_args(peer, a), "--streams", str(a.parallel), "--secs",
-                str(a.seconds), "--warmup", str(a.warmup), timeout=a.warmup + a.seconds + 60)
-    return {"gbps": r.get("gbps"), "jain": r.get("jain"), "error": bulk_error(r)}
+    args = [*bulk_args(peer, a), "--streams", str(a.parallel), "--secs", str(a.seconds),
+            "--warmup", str(a.warmup)]
+    if not DELAY:
+        r = loadgen("bulk", *args, timeout=a.warmup + a.seconds + 60)
+        return {"gbps": r.get("gbps"), "jain": r.get("jain"), "error": bulk_error(r)}
+    # behind the delay line: where the CPU goes during the measured window
+    # (cores busy: the tunnel's processes, the delay line, the load client,
+    # the whole machine) -- on a small machine, what bounds 8 streams
+    bulk = subprocess.Popen([LOADGEN, "bulk", *args], stdout=subprocess.PIPE, text=True)
+    time.sleep(a.warmup)
+    who = {"tunnel": sorted(peer.pids()), "delayline": [LINK.proc.pid] if LINK.proc else [],
+           "client": [bulk.pid]}
+    t0 = time.monotonic()
+    c0 = {k: sum(proc_cpu_s(p) for p in v) for k, v in who.items()}
+    m0 = machine_busy_s()
+    time.sleep(a.seconds * 0.9)
+    dt = time.monotonic() - t0
+    cpu = {k: round((sum(proc_cpu_s(p) for p in v) - c0[k]) / dt, 2) for k, v in who.items()}
+    cpu["machine"] = round((machine_busy_s() - m0) / dt, 2)
+    out, _ = bulk.communicate(timeout=a.seconds + 60)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        r = {"error": "bulk client gave no result"}
+    return {"gbps": r.get("gbps"), "jain": r.get("jain"), "error": bulk_error(r), "cores": cpu}
 
 
 def fig_cost(peer, a):
@@ -1007,6 +1046,14 @@ def main_long(a, peers, figures, tmp, notes):
             ss_lines.append(f"{s['rtt_ms']:g} ms, ri's tunnel at its sender mid-run (ss -ti"
                             + (f"; the busiest of its {lanes} lanes" if lanes > 1 else "")
                             + "): " + " ".join(f"{k}:{v}" for k, v in side.items()))
+        for name in names:
+            c = [r["results"].get(name, {}).get("parallel", {}).get("cores") for r in s["runs"]]
+            c = [x for x in c if x]
+            if c:
+                ss_lines.append(f"{s['rtt_ms']:g} ms, {name}, {a.parallel} streams, cores busy "
+                                "(per run; the machine has " + str(os.cpu_count()) + "): "
+                                + "; ".join(", ".join(f"{k} {v:g}" for k, v in x.items())
+                                            for x in c))
         dl = s.get("delayline") or {}
         if dl:
             ss_lines.append(f"{s['rtt_ms']:g} ms, the delay line: {dl.get('cpu_s')} CPU s, "

@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "clock.h"
 #include "mux.h"
 #include "plugin.h"
 #include "t.h"
@@ -391,4 +393,116 @@ TEST(mux_scheduler_order_and_chunk_cap)
     close(a);
     fake_free(f);
     free(f);
+}
+
+/* ---- the edge's share across threads (edge workers) ---------------------------- */
+/* Two lanes of one edge on two loops, each on a thread of its own, write the
+ * share's in-flight cap together; an ACK on one frees room for the other,
+ * which is woken on its own loop. (Run under `make SAN=thread test` too.) */
+struct side {
+    struct fake f;
+    struct ev_loop *loop;
+    struct ri_pace own;
+    int rounds;
+    ev_timer poll, guard;
+};
+
+static void *side_traffic(void *arg)
+{
+    struct side *s = arg;
+    for (int i = 0; i < s->rounds; i++) {
+        uint64_t now = ri_now_ns();
+        if (ri_mux_share_room(&s->f.m, &s->own) == 0)
+            continue;
+        ri_pace_on_send(&s->own, 1000, now);
+        ri_mux_share_sent(&s->f.m, 1000, now);
+        ri_pace_on_ack(&s->own, 1000, now);
+        ri_mux_share_acked(&s->f.m, 1000, now);
+    }
+    return NULL;
+}
+
+static void side_poll(EV_P_ ev_timer *w, int revents)
+{
+    if (((struct side *)w->data)->f.kicks)
+        ev_break(EV_A_ EVBREAK_ALL);
+}
+
+static void side_guard(EV_P_ ev_timer *w, int revents) { ev_break(EV_A_ EVBREAK_ALL); }
+
+static void *side_wait_kick(void *arg) /* runs the side's loop until it is kicked */
+{
+    struct side *s = arg;
+    ev_run(s->loop, 0);
+    return NULL;
+}
+
+static int side_init(struct side *s, int rounds)
+{
+    memset(s, 0, sizeof *s);
+    s->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!s->loop)
+        return -1;
+    ri_worker_init(&s->f.w, s->loop, 0, NULL);
+    s->f.env = (struct ri_mux_env){.owner = &s->f, .ctrl = f_ctrl, .kick = f_kick,
+                                   .idle = f_idle, .open = f_open};
+    struct ri_mux_policy pol = {0};
+    char err[256];
+    if (ri_mux_init(&s->f.m, &s->f.w, &s->f.env, &ri_core_api, RI_ROLE_EDGE, &pol, 100, err,
+                    sizeof err) < 0)
+        return -1;
+    ri_mux_set_phase(&s->f.m, RI_MUX_OPEN);
+    ri_pace_init(&s->own);
+    s->rounds = rounds;
+    ev_timer_init(&s->poll, side_poll, 0.001, 0.001);
+    ev_timer_init(&s->guard, side_guard, 10.0, 0);
+    s->poll.data = s->guard.data = s;
+    return 0;
+}
+
+static void side_free(struct side *s)
+{
+    ev_timer_stop(s->loop, &s->poll);
+    ev_timer_stop(s->loop, &s->guard);
+    fake_free(&s->f);
+    ev_loop_destroy(s->loop);
+}
+
+TEST(mux_share_across_threads)
+{
+    static struct side a, b;
+    CHECK(side_init(&a, 20000) == 0 && side_init(&b, 20000) == 0);
+    struct ri_mux_share *sh = ri_mux_share_new(1);
+    CHECK(sh != NULL);
+    CHECK(ri_mux_join(&a.f.m, sh) == sh && ri_mux_join(&b.f.m, sh) == sh);
+    /* both lanes send and are acknowledged at once: the edge's count is theirs */
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, side_traffic, &a) == 0);
+    CHECK(pthread_create(&tb, NULL, side_traffic, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_mutex_lock(&sh->mu);
+    uint64_t sent = sh->pace.edge.sent, acked = sh->pace.edge.acked;
+    pthread_mutex_unlock(&sh->mu);
+    CHECK_MSG(sent == a.own.sent + b.own.sent && acked == sent && sent > 0,
+              "edge sent %llu acked %llu, lanes %llu + %llu", (unsigned long long)sent,
+              (unsigned long long)acked, (unsigned long long)a.own.sent,
+              (unsigned long long)b.own.sent);
+    /* b waits with streams queued, held back by the edge's cap; an ACK on
+     * a (another thread) wakes b on b's own loop, and only b */
+    b.f.m.queued = 1;
+    sh->pace.blocked = 1;
+    ev_timer_start(b.loop, &b.poll);
+    ev_timer_start(b.loop, &b.guard);
+    CHECK(pthread_create(&tb, NULL, side_wait_kick, &b) == 0);
+    ri_pace_on_send(&a.own, 1000, ri_now_ns());
+    ri_mux_share_sent(&a.f.m, 1000, ri_now_ns());
+    ri_mux_share_acked(&a.f.m, 1000, ri_now_ns());
+    pthread_join(tb, NULL);
+    CHECK_MSG(b.f.kicks == 1 && a.f.kicks == 0, "kicks: a %d, b %d", a.f.kicks, b.f.kicks);
+    CHECK(!sh->pace.blocked);
+    b.f.m.queued = 0;
+    side_free(&a);
+    side_free(&b);
+    ri_mux_share_unref(sh); /* the lanes left it: this was the last reference */
 }
