@@ -473,26 +473,6 @@ static void schedule_retry(struct lane *l, int refused)
 }
 
 /* ---- tunnels and held clients ------------------------------------------------ */
-static void link_tunnel(struct edge *e, struct ri_tunnel *t)
-{
-    t->prev = NULL;
-    t->next = e->tunnels;
-    if (e->tunnels)
-        e->tunnels->prev = t;
-    e->tunnels = t;
-}
-
-static void unlink_tunnel(struct edge *e, struct ri_tunnel *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else if (e->tunnels == t)
-        e->tunnels = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->next = t->prev = NULL;
-}
-
 /* A connection attempt of the lane is under way or scheduled. */
 static int connecting(const struct lane *l)
 {
@@ -973,7 +953,7 @@ static void edge_closed(struct ri_tunnel *t, unsigned code, const char *why, uin
 {
     struct edge *e = t->owner;
     struct lane *l = t->role_data;
-    unlink_tunnel(e, t);
+    ri_tunnel_list_unlink(&e->tunnels, t);
     if (!t->was_ready && !e->stopping)
         e->handshake_failures++;
     int current = l && t == l->t;
@@ -1245,13 +1225,7 @@ static void ew_closed(struct ri_tunnel *t, unsigned code, const char *why, uint3
 {
     struct edge_worker *ew = t->owner;
     struct away *a = t->role_data;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        ew->tunnels = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->next = t->prev = NULL;
+    ri_tunnel_list_unlink(&ew->tunnels, t);
     t->pub = NULL;
     t->role_data = NULL;
     a->code = code;
@@ -1279,11 +1253,7 @@ static void adopt_run(void *arg) /* the worker, while main waits */
     struct adopt_ctx *c = arg;
     struct edge_worker *ew = c->ew;
     struct ri_tunnel *t = c->t;
-    t->prev = NULL; /* linked first: one that fails attaching unlinks in ew_closed */
-    t->next = ew->tunnels;
-    if (ew->tunnels)
-        ew->tunnels->prev = t;
-    ew->tunnels = t;
+    ri_tunnel_list_push(&ew->tunnels, t); /* first: one that fails attaching unlinks */
     t->role_data = c->a;
     t->pub = &c->a->pub;
     if (ri_tunnel_attach(t, &ew->own, &ew_hooks, ew, &c->pol) == 0 &&
@@ -1312,7 +1282,7 @@ again:
             ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
             goto again;
         }
-        unlink_tunnel(e, t);
+        ri_tunnel_list_unlink(&e->tunnels, t);
         a->e = e;
         a->ew = lane_worker(e, l);
         a->l = l;
@@ -1361,6 +1331,9 @@ static int edge_accept(void *arg, int fd, uint16_t port)
 static void place_client(struct edge *e, int fd, uint16_t port, unsigned returned)
 {
     if (e->stopping || (returned && !port_assigned(e, port))) {
+        if (!e->stopping)
+            ri_log_rl(&e->rl_hold, RI_LOG_WARN, "edge: reset a client on port %u: the port "
+                      "was unassigned while it was on its way to a lane", port);
         ri_close_abort(fd);
         return;
     }
@@ -1441,7 +1414,7 @@ static void tcp_connected(struct lane *l)
     l->t = ri_tunnel_new(&p);
     if (l->t) {
         l->t->role_data = l;
-        link_tunnel(e, l->t);
+        ri_tunnel_list_push(&e->tunnels, l->t);
     } else {
         schedule_retry(l, 0);
     }

@@ -529,6 +529,26 @@ static void carry_tail(struct ri_tunnel *t)
     t->woff = 0;
 }
 
+void ri_tunnel_list_push(struct ri_tunnel **head, struct ri_tunnel *t)
+{
+    t->prev = NULL;
+    t->next = *head;
+    if (*head)
+        (*head)->prev = t;
+    *head = t;
+}
+
+void ri_tunnel_list_unlink(struct ri_tunnel **head, struct ri_tunnel *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else if (*head == t)
+        *head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+}
+
 uint64_t ri_tunnel_load(const struct ri_tunnel *t)
 {
     return (t->pace.sent - t->pace.acked) + t->ctrl.bytes + (t->wlen - t->woff) +

@@ -221,6 +221,10 @@ uint64_t ri_tunnel_load(const struct ri_tunnel *t);
  * tunnel does so itself after every write batch and ACK. */
 void ri_tunnel_publish(struct ri_tunnel *t);
 
+/* A role's list of tunnels (t->next, t->prev): push at the head, unlink. */
+void ri_tunnel_list_push(struct ri_tunnel **head, struct ri_tunnel *t);
+void ri_tunnel_list_unlink(struct ri_tunnel **head, struct ri_tunnel *t);
+
 /* Queue a control frame (stream 0 or a stream's WINDOW/OPEN/RST). */
 int ri_tunnel_ctrl(struct ri_tunnel *t, uint8_t type, uint32_t stream, const void *p,
                    size_t n);
