@@ -1,10 +1,19 @@
 /* hub.c -- the hub role: accepts edges over TLS, authenticates them against
  * the edge registry, pushes their ports, and connects each stream to
- * target_host:<edge port> with the header injector's bytes first. */
+ * target_host:<edge port> with the header injector's bytes first.
+ *
+ * This file is what runs on the hub's MAIN loop: accepting, handshakes,
+ * placing a ready tunnel on a worker (main's book of groups, lanes gone),
+ * the registry and the edges, the control socket's commands, reloads,
+ * stopping, handover, and starting and stopping the workers. What runs on a
+ * worker's loop -- a ready tunnel's hooks (the streams' connects among
+ * them), the calls main makes there, the worker thread's start and end --
+ * is in hubworker.c. This file calls into hubworker.c, never the other way
+ * round: a worker reaches the main loop only through the struct hub_main
+ * that start_workers fills in here (hubworker.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ev.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +37,7 @@
 #include "events.h"
 #include "fdpool.h"
 #include "handover.h"
+#include "hubworker.h"
 #include "log.h"
 #include "netutil.h"
 #include "penalty.h"
@@ -38,48 +48,6 @@
 #include "tunnel.h"
 #include "worker.h"
 #include "wthread.h"
-
-/* Workers (core/ARCHITECTURE.md, "Workers"): the main loop accepts,
- * authenticates, keeps the registry, the control socket and reloads; a
- * ready tunnel moves to a worker, which runs it and its streams to the
- * end. All lanes of an edge group go to one worker (their shared window
- * budget and pacing never cross threads). With workers = 1 the one worker
- * is the main loop itself and nothing moves. Main reaches a worker by a
- * call (runs there while main waits); a worker reaches main only by posts,
- * so no two threads ever wait on each other. */
-struct hub_worker {
-    struct hub *h;
-    int index;                 /* 1.. */
-    int threaded;              /* 0: the main loop's own (workers = 1) */
-    struct ri_wthread th;
-    struct ev_loop *loop;
-    struct ri_worker *w;       /* &own, or the main loop's when not threaded */
-    struct ri_worker own;
-    struct ri_event_bus bus;   /* threaded: forwards every event to main */
-    struct ri_event_fwd fwd;
-    char who[32];              /* "hub: worker 2", for its lost events */
-    /* the worker's: its ready tunnels */
-    struct ri_tunnel *tunnels;
-    int stopping;              /* stop_run told it the hub is stopping */
-    /* the worker's: bytes of its closed streams per edge id (status and
-     * metrics add those of the live ones, in the same call: a consistent
-     * snapshot, where the registry's counts lag by the events in flight) */
-    struct edge_bytes *eb;
-    size_t n_eb, cap_eb;
-    /* main's: lanes placed here and not yet reported gone (placement) */
-    uint32_t lanes;
-    /* what the worker's tunnels need of the hub, replaced by main in a call
-     * (push_view): references, immutable while held */
-    struct ri_cycle *cy;
-    struct ri_edge_set *set;
-    struct sockaddr_storage target;
-    socklen_t target_len;
-};
-
-struct edge_bytes {
-    char id[RI_EDGE_ID_MAX + 1];
-    uint64_t up, down;
-};
 
 /* Main's book of edge groups on workers: where the lanes of (edge id,
  * group) live, so every lane of a group goes to the same worker; the
@@ -100,6 +68,7 @@ struct hub {
     uint32_t n_hw;
     struct ri_mailbox mb;       /* posts from threaded workers */
     int mb_open;
+    struct hub_main main;       /* what the workers reach of this loop (hubworker.h) */
     struct hub_home *homes;
     ev_timer handoff;           /* moves parked tunnels to their workers */
     struct ri_ratelimit rl_ports;
@@ -151,27 +120,7 @@ static void emit(struct hub *h, struct ri_event *ev)
     ri_event_emit(&h->bus, ev);
 }
 
-/* A list of tunnels (main's handshakes, a worker's ready tunnels) */
-static void list_push(struct ri_tunnel **head, struct ri_tunnel *t)
-{
-    t->prev = NULL;
-    t->next = *head;
-    if (*head)
-        (*head)->prev = t;
-    *head = t;
-}
-
-static void list_unlink(struct ri_tunnel **head, struct ri_tunnel *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        *head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-}
-
-/* ---- talking between the main loop and the workers ------------------------------ */
+/* ---- talking to the workers (their answers: struct hub_main) -------------------- */
 /* fn(arg) on hw's loop while main waits; inline when hw is the main loop */
 static void to_worker(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
 {
@@ -179,64 +128,6 @@ static void to_worker(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
         ri_mailbox_call(&hw->th.mb, fn, arg);
     else
         fn(arg);
-}
-
-/* fn(arg) on the main loop, later (inline when hw is the main loop); fn
- * frees arg. -1 when out of memory (logged; the caller still owns arg). */
-static int to_main(struct hub_worker *hw, ri_mail_fn *fn, void *arg)
-{
-    if (!hw->threaded) {
-        fn(arg);
-        return 0;
-    }
-    if (ri_mailbox_post(&hw->h->mb, fn, arg) == 0)
-        return 0;
-    log_err("hub: worker %d: out of memory: a message to the main loop is lost", hw->index);
-    return -1;
-}
-
-static void hw_emit(struct hub_worker *hw, struct ri_event *ev)
-{
-    ev->role = RI_ROLE_HUB;
-    ri_event_emit(hw->w->bus, ev);
-}
-
-/* A stream closed on this worker: its bytes join the edge's (hw->eb). */
-static void hw_count(void *arg, const struct ri_event *ev)
-{
-    struct hub_worker *hw = arg;
-    struct edge_bytes *b = NULL;
-    for (size_t i = 0; i < hw->n_eb && !b; i++)
-        if (strcmp(hw->eb[i].id, ev->edge_id) == 0)
-            b = &hw->eb[i];
-    if (!b) {
-        if (hw->n_eb == hw->cap_eb) {
-            size_t cap = hw->cap_eb ? 2 * hw->cap_eb : 16;
-            struct edge_bytes *n = realloc(hw->eb, cap * sizeof *n);
-            if (!n) {
-                log_err("hub: worker %d: out of memory: edge %s's bytes are not counted",
-                        hw->index, ev->edge_id);
-                return;
-            }
-            hw->eb = n;
-            hw->cap_eb = cap;
-        }
-        b = &hw->eb[hw->n_eb++];
-        snprintf(b->id, sizeof b->id, "%s", ev->edge_id);
-        b->up = b->down = 0;
-    }
-    b->up += ev->bytes_up;
-    b->down += ev->bytes_down;
-}
-
-/* Edges gone from the set lose their counts, as in the registry. */
-static void hw_prune_counts(struct hub_worker *hw)
-{
-    for (size_t i = 0; i < hw->n_eb;)
-        if (!ri_edge_set_find(hw->set, hw->eb[i].id))
-            hw->eb[i] = hw->eb[--hw->n_eb];
-        else
-            i++;
 }
 
 /* ---- tunnel hooks ----------------------------------------------------------- */
@@ -249,51 +140,6 @@ static int hub_lookup(struct ri_tunnel *t, const char *id, const uint8_t **secre
     *secret = (const uint8_t *)e->secret;
     *len = strlen(e->secret);
     return 0;
-}
-
-static void send_config(struct ri_tunnel *t, const struct ri_edge_def *e)
-{
-    struct ri_config_msg *m = malloc(sizeof *m);
-    uint8_t *buf = malloc(RI_CONFIG_MAX);
-    if (m && buf) {
-        m->stun_interval_secs = e->stun_interval_secs;
-        m->n_ports = (uint16_t)e->n_ports;
-        memcpy(m->ports, e->ports, e->n_ports * sizeof *e->ports);
-        size_t n = ri_config_encode(buf, RI_CONFIG_MAX, m);
-        if (ri_tunnel_ctrl(t, RI_F_CONFIG, 0, buf, n) == 0)
-            t->config_sent = 1;
-    } else {
-        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory sending CONFIG");
-    }
-    free(m);
-    free(buf);
-}
-
-/* Lanes (core/PROTOCOL.md, "Lanes"): connections of one edge id that
- * offer lanes and name the same group form one edge. */
-static int has_lanes(const struct ri_tunnel *t) { return (t->mux.caps & RI_CAP_LANES) != 0; }
-
-static int live(const struct ri_tunnel *t)
-{
-    return t->state == RI_T_READY && !t->closing && !t->draining;
-}
-
-static int same_group(const struct ri_tunnel *a, const struct ri_tunnel *b)
-{
-    return has_lanes(a) && has_lanes(b) && a->group == b->group &&
-           strcmp(a->edge_id, b->edge_id) == 0;
-}
-
-/* The group's oldest live lane but `skip`: where CONFIG goes. */
-static struct ri_tunnel *config_lane(struct hub_worker *hw, const struct ri_tunnel *of,
-                                     const struct ri_tunnel *skip)
-{
-    struct ri_tunnel *best = NULL;
-    for (struct ri_tunnel *o = hw->tunnels; o; o = o->next)
-        if (o != skip && live(o) && same_group(o, of) &&
-            (!best || o->connected_ns < best->connected_ns))
-            best = o;
-    return best;
 }
 
 /* ---- placement: main's book of groups ----------------------------------------- */
@@ -319,22 +165,6 @@ static void maybe_stopped(struct hub *h)
     if (h->stopping && !h->tunnels && !lanes_out(h))
         ev_break(h->loop, EVBREAK_ALL);
 }
-
-/* A placed lane is gone (closed on its worker, or before it got there):
- * allocated when it is placed, so the message cannot be lost to a failed
- * malloc (stopping waits for every one: lanes_out()). */
-struct lane_gone {
-    struct ri_mail mail;
-    struct hub *h;
-    struct hub_worker *hw;
-    char edge_id[RI_EDGE_ID_MAX + 1];
-    char peer[64];
-    char why[RI_REASON_MAX + 64];
-    uint64_t group, tid;
-    uint8_t lane, lanes;
-    unsigned code;
-    uint32_t lost;
-};
 
 /* t goes to the worker of its group, or the one with the fewest lanes.
  * edgeConnected (and the registry's connect count) once per edge: for the
@@ -416,69 +246,7 @@ static void lane_gone_run(void *arg)
     maybe_stopped(h);
 }
 
-/* From t's worker (or main, for a tunnel that ended before it moved) */
-static void post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
-{
-    struct lane_gone *g = t->role_data;
-    t->role_data = NULL;
-    g->code = code;
-    g->lost = lost;
-    snprintf(g->why, sizeof g->why, "%s", why ? why : "");
-    if (g->hw->threaded)
-        ri_mailbox_send(&g->h->mb, &g->mail, lane_gone_run, g);
-    else
-        lane_gone_run(g);
-}
-
 /* ---- main: an edge authenticated ------------------------------------------------ */
-/* What a worker does about a new connection t of an edge (runs there while
- * main waits; t is main's, read only): the newer connection for an edge id
- * takes its new streams; the older one drains (its streams finish), so a
- * new edge process taking over from an old one loses nothing. With lanes,
- * the older group goes whole; a lane of t's own group with t's index is
- * the one t reconnects (the edge found it dead before we did): it closes.
- * Draining tunnels of the id (o->draining) were told already. */
-struct replace_ctx {
-    struct hub *h;
-    struct hub_worker *hw; /* NULL: main's own parked tunnels */
-    struct ri_tunnel *t;
-    uint32_t replaced, streams;
-    char last[64];
-};
-
-static void replace_in(struct replace_ctx *c, struct ri_tunnel *list)
-{
-    struct ri_tunnel *t = c->t;
-    for (struct ri_tunnel *o = list, *nx; o; o = nx) {
-        nx = o->next;
-        if (o == t || !live(o) || strcmp(o->edge_id, t->edge_id) != 0)
-            continue;
-        if (same_group(o, t)) {
-            if (o->lane != t->lane)
-                continue;
-            ri_log_rl(&c->h->rl_replace, RI_LOG_INFO,
-                      "edge %s: lane %u reconnected from %s: closing its old connection "
-                      "from %s (%u stream%s lost there)", t->edge_id, t->lane, t->peer,
-                      o->peer, o->mux.n, o->mux.n == 1 ? "" : "s");
-            ri_tunnel_goaway(o, RI_E_REPLACED, "lane reconnected", 1);
-            continue;
-        }
-        c->replaced++;
-        c->streams += o->mux.n;
-        snprintf(c->last, sizeof c->last, "%s", o->peer);
-        ri_tunnel_drain(o, RI_E_REPLACED, "replaced by a newer connection with this edge id",
-                        c->h->cy->cfg->drain_timeout);
-    }
-}
-
-static void replace_run(void *arg)
-{
-    struct replace_ctx *c = arg;
-    replace_in(c, c->hw->tunnels);
-}
-
-static void hw_join(struct hub_worker *hw, struct ri_tunnel *t);
-
 static void hub_ready(struct ri_tunnel *t)
 {
     struct hub *h = t->owner;
@@ -513,7 +281,8 @@ static void hub_ready(struct ri_tunnel *t)
             return;
         }
     }
-    struct replace_ctx c = {.h = h, .t = t};
+    struct replace_ctx c = {.rl = &h->rl_replace, .drain_timeout = h->cy->cfg->drain_timeout,
+                            .t = t};
     replace_in(&c, h->tunnels); /* ready here, not yet on their worker */
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c.hw = &h->hw[i];
@@ -534,31 +303,12 @@ static void hub_ready(struct ri_tunnel *t)
         return;
     }
     if (!hw->threaded) { /* the main loop runs it: nothing moves */
+        list_unlink(&h->tunnels, t); /* hw_join puts it on the worker's list */
         hw_join(hw, t);
         return;
     }
     ri_tunnel_park(t); /* moves in handoff_cb, outside the tunnel's callbacks */
     ev_timer_start(h->loop, &h->handoff);
-}
-
-static const struct ri_tunnel_hooks hw_hooks;
-
-struct adopt_ctx {
-    struct hub_worker *hw;
-    struct ri_tunnel *t;
-};
-
-static void adopt_run(void *arg)
-{
-    struct adopt_ctx *a = arg;
-    struct hub_worker *hw = a->hw;
-    struct ri_tunnel *t = a->t;
-    /* linked first: a tunnel that fails while attaching is unlinked by its
-     * closed hook */
-    list_push(&hw->tunnels, t);
-    struct ri_mux_policy pol = ri_cycle_policy(hw->cy);
-    if (ri_tunnel_attach(t, hw->w, &hw_hooks, hw, &pol) == 0)
-        hw_join(hw, t);
 }
 
 /* Moves the parked tunnels to their workers. */
@@ -581,41 +331,6 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
         struct adopt_ctx a = {.hw = ((struct lane_gone *)t->role_data)->hw, .t = t};
         to_worker(a.hw, adopt_run, &a);
     }
-}
-
-/* On t's worker: t becomes (a lane of) its edge there. */
-static void hw_join(struct hub_worker *hw, struct ri_tunnel *t)
-{
-    if (!hw->threaded) { /* the main loop's: it stays in h->tunnels' place */
-        struct hub *h = hw->h;
-        list_unlink(&h->tunnels, t);
-        list_push(&hw->tunnels, t);
-        t->hooks = &hw_hooks;
-        t->owner = hw;
-    }
-    const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
-    if (!e) { /* removed on the way */
-        ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
-        return;
-    }
-    int first = 1; /* no lane of t's group up before it */
-    if (has_lanes(t)) {
-        struct ri_mux_share *share = NULL;
-        for (struct ri_tunnel *o = hw->tunnels; o; o = o->next)
-            if (o != t && live(o) && same_group(o, t)) {
-                first = 0;
-                if (o->mux.share)
-                    share = o->mux.share;
-            }
-        if (!ri_mux_join(&t->mux, share)) {
-            ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
-            return;
-        }
-    }
-    /* CONFIG goes to the edge, not to each lane: on the first lane of its
-     * group (a lane joining a group that is up needs none) */
-    if (first)
-        send_config(t, e);
 }
 
 static void hub_refused(struct ri_tunnel *t, unsigned code, const char *reason)
@@ -649,13 +364,7 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
     maybe_stopped(h);
 }
 
-/* ---- a worker's tunnels ------------------------------------------------------------ */
-struct edge_note { /* a worker tells main about an edge: an OPEN for a port not its own */
-    struct hub *h;
-    char edge_id[RI_EDGE_ID_MAX + 1];
-    struct ri_ports_msg *ports; /* or: the ports the edge cannot open */
-};
-
+/* ---- a worker's notes about an edge (struct hub_main), on the main loop ---------- */
 static void hub_ports(struct hub *h, const char *edge_id, const struct ri_ports_msg *m);
 
 static void edge_note_run(void *arg)
@@ -670,89 +379,6 @@ static void edge_note_run(void *arg)
             st->bad_opens++;
     }
     free(n);
-}
-
-static void post_edge_note(struct hub_worker *hw, const char *edge_id,
-                           const struct ri_ports_msg *m)
-{
-    struct edge_note *n = calloc(1, sizeof *n);
-    if (n && m && (n->ports = malloc(sizeof *m)))
-        memcpy(n->ports, m, sizeof *m);
-    if (!n || (m && !n->ports)) {
-        free(n);
-        log_err("hub: out of memory: a note about edge %s is lost", edge_id);
-        return;
-    }
-    n->h = hw->h;
-    snprintf(n->edge_id, sizeof n->edge_id, "%s", edge_id);
-    if (to_main(hw, edge_note_run, n) < 0) {
-        free(n->ports);
-        free(n);
-    }
-}
-
-static void hw_open(struct ri_tunnel *t, uint32_t id, const struct ri_open *o)
-{
-    struct hub_worker *hw = t->owner;
-    uint16_t port = ri_open_edge_port(o);
-    /* Only the ports the hub assigned to this edge, as they stand now (a
-     * port removed by a reload is refused from that moment on). */
-    const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
-    if (!e || !ri_edge_def_has_port(e, port)) {
-        t->bad_opens++;
-        post_edge_note(hw, t->edge_id, NULL);
-        ri_log_rl(&t->rl, RI_LOG_WARN,
-                  "edge %s: stream %u: refused: port %u is not assigned to this edge "
-                  "(%u such OPENs on this tunnel)", t->edge_id, id, port, t->bad_opens);
-        ri_mux_refuse(&t->mux, id, RI_RST_FORBIDDEN, "port not assigned to this edge");
-        if (t->bad_opens > RI_BAD_OPENS_MAX)
-            ri_tunnel_goaway(t, RI_E_PROTOCOL,
-                             "too many OPENs for ports not assigned to this edge", 1);
-        return;
-    }
-    uint8_t hdr[RI_HEADER_MAX];
-    size_t hl = 0;
-    struct ri_inst *hi = hw->cy->pl->header;
-    if (hi) {
-        struct ri_conn_info ci = {.size = sizeof ci, .stream_id = id, .client = o->client,
-                                  .edge = o->edge, .edge_id = t->edge_id};
-        /* An edge behind NAT (or bound to a private or unspecified address)
-         * accepts clients on an address nobody outside knows it by: the
-         * header then names the public address STUN found (ADDR), with the
-         * edge's port (netutil.h: ri_addr_use_public). */
-        if (t->public_addr.ss_family)
-            ri_addr_use_public(&ci.edge, &t->public_addr);
-        char err[200] = "";
-        if (ri_header_build(hi, &ci, hdr, sizeof hdr, &hl, err, sizeof err) < 0 ||
-            hl > sizeof hdr) {
-            ri_log_rl(&t->rl, RI_LOG_WARN, "edge %s: stream %u: header plugin: %s", t->edge_id,
-                      id, err[0] ? err : "output too large");
-            ri_mux_refuse(&t->mux, id, RI_RST_INTERNAL, "header injector failed");
-            return;
-        }
-    }
-    struct sockaddr_storage dst = hw->target;
-    if (dst.ss_family == AF_INET)
-        ((struct sockaddr_in *)&dst)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)&dst)->sin6_port = htons(port);
-    ri_mux_connect(&t->mux, id, o, (struct sockaddr *)&dst, hw->target_len, hdr, hl,
-                   hw->cy->cfg->connect_timeout);
-}
-
-static void hw_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
-{
-    struct hub_worker *hw = t->owner;
-    /* the lane that carried the edge's latest CONFIG is gone while others
-     * stay: the CONFIG may not have arrived, so the next oldest gets it */
-    if (t->config_sent && has_lanes(t) && !hw->stopping) {
-        struct ri_tunnel *n = config_lane(hw, t, t);
-        const struct ri_edge_def *e = ri_edge_set_find(hw->set, t->edge_id);
-        if (n && e && !n->config_sent)
-            send_config(n, e);
-    }
-    list_unlink(&hw->tunnels, t);
-    post_lane_gone(t, code, why, lost); /* edgeDisconnected, if it was the group's last */
 }
 
 /* The edge could not open some of the ports assigned to it (in use, below
@@ -787,44 +413,12 @@ static void hub_ports(struct hub *h, const char *edge_id, const struct ri_ports_
         st->ports_failed = (uint32_t)n;
 }
 
-static void hw_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
-{
-    post_edge_note(t->owner, t->edge_id, m);
-}
-
-/* The edge's public address, as its STUN client found it (ADDR, checked by
- * the codec): kept per tunnel for the PROXY header (hw_open); logged
- * (rate-limited: the edge decides how often) and emitted when it changes. */
-static void hw_addr(struct ri_tunnel *t, const struct sockaddr_storage *a)
-{
-    struct hub_worker *hw = t->owner;
-    if (t->public_addr.ss_family == a->ss_family &&
-        memcmp(&t->public_addr, a, sizeof *a) == 0)
-        return;
-    t->public_addr = *a;
-    char ip[64];
-    ri_ip_str((const struct sockaddr *)a, ip, sizeof ip);
-    ri_log_rl(&t->rl, RI_LOG_INFO, "edge %s: public address is %s (STUN, from the edge)",
-              t->edge_id, ip);
-    struct ri_event ev = {.type = RI_EVT_PUBLIC_IP_DISCOVERED, .tunnel_id = t->id,
-                          .edge_id = t->edge_id, .peer = t->peer, .address = ip};
-    hw_emit(hw, &ev);
-}
-
 /* handshakes, on the main loop */
 static const struct ri_tunnel_hooks hub_hooks = {
     .lookup = hub_lookup,
     .ready = hub_ready,
     .refused = hub_refused,
     .closed = hub_closed,
-};
-
-/* ready tunnels, on their worker */
-static const struct ri_tunnel_hooks hw_hooks = {
-    .addr = hw_addr,
-    .open = hw_open,
-    .ports = hw_ports,
-    .closed = hw_closed,
 };
 
 /* ---- accepting edges --------------------------------------------------------- */
@@ -1053,32 +647,6 @@ static struct ri_edge_set *effective_set(struct hub *h, const struct ri_config *
 }
 
 /* ---- what workers know of the hub ------------------------------------------------- */
-struct view_ctx {
-    struct hub_worker *hw;
-    struct ri_cycle *cy;        /* in: the current one (a reference); out: the old one */
-    struct ri_edge_set *set;    /* the same */
-    const struct sockaddr_storage *target;
-    socklen_t target_len;
-    const struct ri_tunnel_settings *ts; /* a reload's settings for live tunnels, or NULL */
-};
-
-static void view_run(void *arg)
-{
-    struct view_ctx *v = arg;
-    struct hub_worker *hw = v->hw;
-    struct ri_cycle *cy = hw->cy;
-    struct ri_edge_set *set = hw->set;
-    hw->cy = v->cy;
-    hw->set = v->set;
-    v->cy = cy;
-    v->set = set;
-    hw->target = *v->target;
-    hw->target_len = v->target_len;
-    hw_prune_counts(hw);
-    for (struct ri_tunnel *t = hw->tunnels; v->ts && t; t = t->next)
-        ri_tunnel_update(t, v->ts);
-}
-
 /* Gives every worker the current cycle, edges and target (after a reload
  * or a change of the edges), and a reload's settings for its tunnels. The
  * old references are dropped here, on the main loop. */
@@ -1092,61 +660,6 @@ static void push_view(struct hub *h, const struct ri_tunnel_settings *ts)
         ri_cycle_unref(v.cy);
         ri_edge_set_unref(v.set);
     }
-}
-
-/* What an edge's change does to its tunnels: on the main loop (handshakes,
- * tunnels on their way to a worker) and on each worker (runs there while
- * main waits). */
-struct change_ctx {
-    struct hub *h;
-    struct hub_worker *hw;
-    enum ri_edge_change what;
-    const char *id;
-    const struct ri_edge_def *cur;
-};
-
-static void change_in(struct change_ctx *c, struct ri_tunnel **list)
-{
-    const char *id = c->id;
-    for (struct ri_tunnel *t = *list, *nx; t; t = nx) {
-        nx = t->next;
-        /* tunnels in the handshake are matched on the id their HELLO claimed */
-        const char *tid = t->state == RI_T_READY ? t->edge_id : t->hs.edge_id;
-        if (t->state == RI_T_DEAD || strcmp(tid, id) != 0)
-            continue;
-        if (c->what == RI_EDGE_REMOVED) {
-            log_info("edge %s: removed from the hub's edges: disconnecting", id);
-            if (t->state == RI_T_READY)
-                ri_tunnel_goaway(t, RI_E_REMOVED, "edge removed from the hub config", 1);
-            else
-                ri_tunnel_fail(t, RI_E_REMOVED, "edge removed during its handshake");
-        } else if (c->what == RI_EDGE_REKEYED) {
-            log_info("edge %s: secret changed: disconnecting (it must authenticate again)", id);
-            if (t->state == RI_T_READY) /* the peer hears what any refusal says */
-                ri_tunnel_goaway(t, RI_E_AUTH, "authentication failed", 1);
-            else
-                ri_tunnel_fail(t, RI_E_AUTH, "secret changed during its handshake");
-        } else if (c->what == RI_EDGE_PORTS_CHANGED && c->hw && t->state == RI_T_READY &&
-                   !t->closing) {
-            /* once per edge: on its group's oldest live lane (a tunnel on its
-             * way gets the new ports when it joins its worker) */
-            if (has_lanes(t) && config_lane(c->hw, t, NULL) != t) {
-                t->config_sent = 0;
-                continue;
-            }
-            struct ri_event ev = {.type = RI_EVT_PORTS_UPDATED, .tunnel_id = t->id,
-                                  .edge_id = id, .peer = t->peer, .ports = c->cur->ports,
-                                  .n_ports = c->cur->n_ports};
-            hw_emit(c->hw, &ev);
-            send_config(t, c->cur);
-        }
-    }
-}
-
-static void change_run(void *arg)
-{
-    struct change_ctx *c = arg;
-    change_in(c, &c->hw->tunnels);
 }
 
 /* ---- reload: one path for the edges (registry) and for live tunnels ---------- */
@@ -1174,7 +687,7 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
     } else {
         log_info("hub: %s: edge %s removed", h->change_src, id);
     }
-    struct change_ctx c = {.h = h, .what = what, .id = id, .cur = cur};
+    struct change_ctx c = {.what = what, .id = id, .cur = cur};
     change_in(&c, &h->tunnels); /* in their handshake, or parked on the way */
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c.hw = &h->hw[i];
@@ -1375,83 +888,6 @@ static json_t *ports_json(const uint16_t *p, size_t n)
     for (size_t i = 0; a && i < n; i++)
         json_array_append_new(a, json_integer(p[i]));
     return a;
-}
-
-/* What the control commands read of the live tunnels, gathered on the
- * main loop and on each worker (there, while main waits): per edge of the
- * current set, and the process's totals. */
-struct edge_acc {
-    uint64_t up, down, schedq, ctrlq;
-    uint32_t active, tunnels, lanes;
-    struct sockaddr_storage pub;
-    json_t *tun; /* status: its connections */
-};
-
-struct acc_ctx {
-    const struct ri_edge_set *set;
-    struct edge_acc *acc;      /* set->n of them */
-    struct hub_worker *hw;
-    struct ri_counters sum;    /* the threaded workers' counters */
-    uint64_t schedq, ctrlq;    /* all tunnels */
-    json_t *streams;           /* the streams command: its array, else NULL */
-};
-
-static void acc_list(struct acc_ctx *c, const struct ri_tunnel *list)
-{
-    for (const struct ri_tunnel *t = list; t; t = t->next) {
-        if (t->state != RI_T_READY)
-            continue;
-        c->schedq += t->mux.queued;
-        c->ctrlq += t->ctrl.bytes;
-        if (c->streams)
-            ri_ctlinfo_streams(c->streams, &t->mux, t->edge_id, t->id, 1);
-        const struct ri_edge_def *d = c->acc ? ri_edge_set_find(c->set, t->edge_id) : NULL;
-        if (!d)
-            continue;
-        struct edge_acc *a = &c->acc[d - c->set->v];
-        if (t->public_addr.ss_family)
-            a->pub = t->public_addr;
-        for (const struct ri_stream *s = t->mux.all; s; s = s->next) {
-            a->up += s->rx_bytes;
-            a->down += s->tx_bytes;
-        }
-        a->active += t->mux.n;
-        a->tunnels++;
-        a->lanes += live(t);
-        a->schedq += t->mux.queued;
-        a->ctrlq += t->ctrl.bytes;
-        char since[40];
-        ri_ctlinfo_mono_time(t->connected_ns, since, sizeof since);
-        json_t *tj = json_pack("{s:I, s:s, s:s, s:i, s:b}", "tunnel", (json_int_t)t->id,
-                               "remote", t->peer, "connectedSince", since, "activeStreams",
-                               (int)t->mux.n, "draining", t->draining || t->closing);
-        if (tj && c->hw)
-            json_object_set_new(tj, "worker", json_integer(c->hw->index));
-        if (tj && has_lanes(t)) {
-            char g[20];
-            snprintf(g, sizeof g, "%016llx", (unsigned long long)t->group);
-            json_object_set_new(tj, "lane", json_integer(t->lane));
-            json_object_set_new(tj, "group", json_string(g));
-        }
-        if (tj && !a->tun)
-            a->tun = json_array();
-        json_array_append_new(a->tun, tj);
-    }
-}
-
-static void acc_run(void *arg)
-{
-    struct acc_ctx *c = arg;
-    acc_list(c, c->hw->tunnels);
-    for (size_t i = 0; c->acc && i < c->hw->n_eb; i++) { /* its closed streams' bytes */
-        const struct ri_edge_def *d = ri_edge_set_find(c->set, c->hw->eb[i].id);
-        if (d) {
-            c->acc[d - c->set->v].up += c->hw->eb[i].up;
-            c->acc[d - c->set->v].down += c->hw->eb[i].down;
-        }
-    }
-    if (c->hw->threaded)
-        ri_counters_add(&c->sum, &c->hw->own.ctr);
 }
 
 /* per_edge: an array of set->n accumulators (free with acc_free), else
@@ -1785,30 +1221,6 @@ static void set_service_hook(struct hub *h, struct ri_cycle *cy)
 }
 
 /* ---- shutdown -------------------------------------------------------------------- */
-struct stop_ctx {
-    struct hub_worker *hw;
-    const char *why;
-    int now;       /* 1: close at once; 0: GOAWAY, open streams finish */
-};
-
-static void stop_in(struct stop_ctx *c, struct ri_tunnel *list)
-{
-    for (struct ri_tunnel *t = list, *nx; t; t = nx) {
-        nx = t->next;
-        if (c->now || t->state != RI_T_READY)
-            ri_tunnel_fail(t, RI_E_SHUTDOWN, "%s", c->why);
-        else
-            ri_tunnel_goaway(t, RI_E_SHUTDOWN, c->why, t->mux.n == 0);
-    }
-}
-
-static void stop_run(void *arg)
-{
-    struct stop_ctx *c = arg;
-    c->hw->stopping = 1;
-    stop_in(c, c->hw->tunnels);
-}
-
 /* Every tunnel, on the main loop and on each worker */
 static void stop_everywhere(struct hub *h, const char *why, int now)
 {
@@ -1932,26 +1344,6 @@ static int take_over(struct hub *h, int *conn)
 }
 
 /* ---- starting and stopping the workers ----------------------------------------------- */
-static void hw_thread_start(void *arg) /* on the worker's thread, before its loop */
-{
-    struct hub_worker *hw = arg;
-    ri_event_bus_init(&hw->bus);
-    ri_event_subscribe(&hw->bus, RI_EVT_BIT(RI_EVT_STREAM_CLOSED), hw_count, hw);
-    hw->fwd = (struct ri_event_fwd){.mb = &hw->h->mb, .to = &hw->h->bus, .who = hw->who};
-    ri_event_subscribe(&hw->bus, RI_EVT_ALL, ri_event_forward, &hw->fwd);
-    ri_worker_init(&hw->own, hw->th.loop, hw->index, &hw->bus);
-}
-
-static void hw_thread_stop(void *arg) /* on the worker's thread, after its loop */
-{
-    struct hub_worker *hw = arg;
-    struct stop_ctx c = {.hw = hw, .why = "hub stopped", .now = 1};
-    stop_run(&c); /* nothing is left unless the hub failed on its way up */
-    ev_run(hw->loop, EVRUN_NOWAIT); /* the reapers of what just closed */
-    ri_worker_destroy(&hw->own);
-    ri_event_bus_free(&hw->bus);
-}
-
 /* n event loops for ready tunnels: n = 1 is the main loop itself; more
  * are threads of their own (and the main loop keeps to handshakes and the
  * control path) */
@@ -1961,6 +1353,8 @@ static int start_workers(struct hub *h, uint32_t n, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    h->main = (struct hub_main){.h = h, .mb = &h->mb, .bus = &h->bus,
+                                .lane_gone_run = lane_gone_run, .edge_note_run = edge_note_run};
     if (n > 1) {
         if (ri_mailbox_init(&h->mb, h->loop) < 0) {
             snprintf(err, errlen, "cannot create the workers' mailbox");
@@ -1970,7 +1364,7 @@ static int start_workers(struct hub *h, uint32_t n, char *err, size_t errlen)
     }
     for (uint32_t i = 0; i < n; i++) {
         struct hub_worker *hw = &h->hw[i];
-        hw->h = h;
+        hw->main = &h->main;
         hw->index = (int)i + 1;
         hw->cy = ri_cycle_ref(h->cy);
         hw->set = ri_edge_set_ref(h->reg.set);

@@ -213,7 +213,7 @@ void ri_registry_count(void *arg, const struct ri_event *ev)
         st->streams_opened++;
         break;
     case RI_EVT_STREAM_CLOSED:
-        st->streams_closed++; /* bytes: each hub worker keeps its own (hub.c, hw_count) */
+        st->streams_closed++; /* bytes: each hub worker keeps its own (hubworker.c, hw_count) */
         break;
     }
 }
