@@ -283,10 +283,10 @@ static void hub_ready(struct ri_tunnel *t)
     }
     struct replace_ctx c = {.rl = &h->rl_replace, .drain_timeout = h->cy->cfg->drain_timeout,
                             .t = t};
-    replace_in(&c, h->tunnels); /* ready here, not yet on their worker */
+    hw_replace_in(&c, h->tunnels); /* ready here, not yet on their worker */
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c.hw = &h->hw[i];
-        to_worker(c.hw, replace_run, &c);
+        to_worker(c.hw, hw_replace_run, &c);
     }
     if (c.replaced == 1)
         ri_log_rl(&h->rl_replace, RI_LOG_WARN, "edge %s: new connection from %s replaces the "
@@ -303,7 +303,7 @@ static void hub_ready(struct ri_tunnel *t)
         return;
     }
     if (!hw->threaded) { /* the main loop runs it: nothing moves */
-        list_unlink(&h->tunnels, t); /* hw_join puts it on the worker's list */
+        ri_tunnel_list_unlink(&h->tunnels, t); /* hw_join puts it on the worker's list */
         hw_join(hw, t);
         return;
     }
@@ -327,9 +327,9 @@ static void handoff_cb(EV_P_ ev_timer *w, int revents)
             ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory moving it to a worker");
             continue;
         }
-        list_unlink(&h->tunnels, t);
+        ri_tunnel_list_unlink(&h->tunnels, t);
         struct adopt_ctx a = {.hw = ((struct lane_gone *)t->role_data)->hw, .t = t};
-        to_worker(a.hw, adopt_run, &a);
+        to_worker(a.hw, hw_adopt_run, &a);
     }
 }
 
@@ -358,9 +358,9 @@ static void hub_closed(struct ri_tunnel *t, unsigned code, const char *why, uint
         h->handshaking--;
         h->handshake_failures++;
     }
-    list_unlink(&h->tunnels, t);
+    ri_tunnel_list_unlink(&h->tunnels, t);
     if (t->role_data)
-        post_lane_gone(t, code, why, lost);
+        hw_post_lane_gone(t, code, why, lost);
     maybe_stopped(h);
 }
 
@@ -476,7 +476,7 @@ static void accept_cb(EV_P_ ev_io *w, int revents)
         if (!t)
             continue;
         h->handshaking++;
-        list_push(&h->tunnels, t);
+        ri_tunnel_list_push(&h->tunnels, t);
         log_debug("hub: connection from %s", peer);
     }
 }
@@ -656,7 +656,7 @@ static void push_view(struct hub *h, const struct ri_tunnel_settings *ts)
         struct view_ctx v = {.hw = &h->hw[i], .cy = ri_cycle_ref(h->cy),
                              .set = ri_edge_set_ref(h->reg.set), .target = &h->target,
                              .target_len = h->target_len, .ts = ts};
-        to_worker(v.hw, view_run, &v);
+        to_worker(v.hw, hw_view_run, &v);
         ri_cycle_unref(v.cy);
         ri_edge_set_unref(v.set);
     }
@@ -688,10 +688,10 @@ static void edge_changed(void *arg, enum ri_edge_change what, const struct ri_ed
         log_info("hub: %s: edge %s removed", h->change_src, id);
     }
     struct change_ctx c = {.what = what, .id = id, .cur = cur};
-    change_in(&c, &h->tunnels); /* in their handshake, or parked on the way */
+    hw_change_in(&c, &h->tunnels); /* in their handshake, or parked on the way */
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c.hw = &h->hw[i];
-        to_worker(c.hw, change_run, &c);
+        to_worker(c.hw, hw_change_run, &c);
     }
 }
 
@@ -900,10 +900,10 @@ static int accumulate(struct hub *h, struct acc_ctx *c, int per_edge, json_t *st
     if (per_edge && c->set->n && !(c->acc = calloc(c->set->n, sizeof *c->acc)))
         return -1;
     ri_counters_add(&c->sum, &h->w.ctr);
-    acc_list(c, h->tunnels);
+    hw_acc_list(c, h->tunnels);
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c->hw = &h->hw[i];
-        to_worker(c->hw, acc_run, c);
+        to_worker(c->hw, hw_acc_run, c);
     }
     return 0;
 }
@@ -1225,10 +1225,10 @@ static void set_service_hook(struct hub *h, struct ri_cycle *cy)
 static void stop_everywhere(struct hub *h, const char *why, int now)
 {
     struct stop_ctx c = {.why = why, .now = now};
-    stop_in(&c, h->tunnels);
+    hw_stop_in(&c, h->tunnels);
     for (uint32_t i = 0; i < h->n_hw; i++) {
         c.hw = &h->hw[i];
-        to_worker(c.hw, stop_run, &c);
+        to_worker(c.hw, hw_stop_run, &c);
     }
 }
 

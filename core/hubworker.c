@@ -10,8 +10,8 @@
  * socket, reloads -- is hub.c, which calls into this file; this file never
  * calls hub.c: it reaches main only by posting to main's mailbox what main
  * handed it at start (struct hub_main, hubworker.h). The few functions that
- * also run on main over its own list (replace_in, change_in, acc_list,
- * stop_in) are here, beside the worker's use of them. */
+ * also run on main over its own list (hw_replace_in, hw_change_in, hw_acc_list,
+ * hw_stop_in) are here, beside the worker's use of them. */
 #include <ev.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -48,7 +48,7 @@ static void hw_emit(struct hub_worker *hw, struct ri_event *ev)
 }
 
 /* From t's worker (or main, for a tunnel that ended before it moved) */
-void post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
+void hw_post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
 {
     struct lane_gone *g = t->role_data;
     t->role_data = NULL;
@@ -164,7 +164,7 @@ static struct ri_tunnel *config_lane(struct hub_worker *hw, const struct ri_tunn
 }
 
 /* ---- an edge's new connection: what it replaces, and adopting it --------- */
-void replace_in(struct replace_ctx *c, struct ri_tunnel *list)
+void hw_replace_in(struct replace_ctx *c, struct ri_tunnel *list)
 {
     struct ri_tunnel *t = c->t;
     for (struct ri_tunnel *o = list, *nx; o; o = nx) {
@@ -189,22 +189,22 @@ void replace_in(struct replace_ctx *c, struct ri_tunnel *list)
     }
 }
 
-void replace_run(void *arg)
+void hw_replace_run(void *arg)
 {
     struct replace_ctx *c = arg;
-    replace_in(c, c->hw->tunnels);
+    hw_replace_in(c, c->hw->tunnels);
 }
 
 static const struct ri_tunnel_hooks hw_hooks;
 
-void adopt_run(void *arg)
+void hw_adopt_run(void *arg)
 {
     struct adopt_ctx *a = arg;
     struct hub_worker *hw = a->hw;
     struct ri_tunnel *t = a->t;
     /* linked first: a tunnel that fails while attaching is unlinked by its
      * closed hook */
-    list_push(&hw->tunnels, t);
+    ri_tunnel_list_push(&hw->tunnels, t);
     struct ri_mux_policy pol = ri_cycle_policy(hw->cy);
     if (ri_tunnel_attach(t, hw->w, &hw_hooks, hw, &pol) == 0)
         hw_join(hw, t);
@@ -214,7 +214,7 @@ void adopt_run(void *arg)
 void hw_join(struct hub_worker *hw, struct ri_tunnel *t)
 {
     if (!hw->threaded) { /* the main loop's: hub_ready took it off h->tunnels */
-        list_push(&hw->tunnels, t);
+        ri_tunnel_list_push(&hw->tunnels, t);
         t->hooks = &hw_hooks;
         t->owner = hw;
     }
@@ -304,8 +304,8 @@ static void hw_closed(struct ri_tunnel *t, unsigned code, const char *why, uint3
         if (n && e && !n->config_sent)
             send_config(n, e);
     }
-    list_unlink(&hw->tunnels, t);
-    post_lane_gone(t, code, why, lost); /* edgeDisconnected, if it was the group's last */
+    ri_tunnel_list_unlink(&hw->tunnels, t);
+    hw_post_lane_gone(t, code, why, lost); /* edgeDisconnected, if it was the group's last */
 }
 
 static void hw_ports(struct ri_tunnel *t, const struct ri_ports_msg *m)
@@ -341,7 +341,7 @@ static const struct ri_tunnel_hooks hw_hooks = {
 };
 
 /* ---- what workers know of the hub ----------------------------------------- */
-void view_run(void *arg)
+void hw_view_run(void *arg)
 {
     struct view_ctx *v = arg;
     struct hub_worker *hw = v->hw;
@@ -358,7 +358,7 @@ void view_run(void *arg)
         ri_tunnel_update(t, v->ts);
 }
 
-void change_in(struct change_ctx *c, struct ri_tunnel **list)
+void hw_change_in(struct change_ctx *c, struct ri_tunnel **list)
 {
     const char *id = c->id;
     for (struct ri_tunnel *t = *list, *nx; t; t = nx) {
@@ -396,14 +396,14 @@ void change_in(struct change_ctx *c, struct ri_tunnel **list)
     }
 }
 
-void change_run(void *arg)
+void hw_change_run(void *arg)
 {
     struct change_ctx *c = arg;
-    change_in(c, &c->hw->tunnels);
+    hw_change_in(c, &c->hw->tunnels);
 }
 
 /* ---- the control socket's commands: what a worker reads ------------------- */
-void acc_list(struct acc_ctx *c, const struct ri_tunnel *list)
+void hw_acc_list(struct acc_ctx *c, const struct ri_tunnel *list)
 {
     for (const struct ri_tunnel *t = list; t; t = t->next) {
         if (t->state != RI_T_READY)
@@ -446,10 +446,10 @@ void acc_list(struct acc_ctx *c, const struct ri_tunnel *list)
     }
 }
 
-void acc_run(void *arg)
+void hw_acc_run(void *arg)
 {
     struct acc_ctx *c = arg;
-    acc_list(c, c->hw->tunnels);
+    hw_acc_list(c, c->hw->tunnels);
     for (size_t i = 0; c->acc && i < c->hw->n_eb; i++) { /* its closed streams' bytes */
         const struct ri_edge_def *d = ri_edge_set_find(c->set, c->hw->eb[i].id);
         if (d) {
@@ -462,7 +462,7 @@ void acc_run(void *arg)
 }
 
 /* ---- shutdown ------------------------------------------------------------- */
-void stop_in(struct stop_ctx *c, struct ri_tunnel *list)
+void hw_stop_in(struct stop_ctx *c, struct ri_tunnel *list)
 {
     for (struct ri_tunnel *t = list, *nx; t; t = nx) {
         nx = t->next;
@@ -473,11 +473,11 @@ void stop_in(struct stop_ctx *c, struct ri_tunnel *list)
     }
 }
 
-void stop_run(void *arg)
+void hw_stop_run(void *arg)
 {
     struct stop_ctx *c = arg;
     c->hw->stopping = 1;
-    stop_in(c, c->hw->tunnels);
+    hw_stop_in(c, c->hw->tunnels);
 }
 
 /* ---- the worker's thread -------------------------------------------------- */
@@ -495,7 +495,7 @@ void hw_thread_stop(void *arg) /* on the worker's thread, after its loop */
 {
     struct hub_worker *hw = arg;
     struct stop_ctx c = {.hw = hw, .why = "hub stopped", .now = 1};
-    stop_run(&c); /* nothing is left unless the hub failed on its way up */
+    hw_stop_run(&c); /* nothing is left unless the hub failed on its way up */
     ev_run(hw->loop, EVRUN_NOWAIT); /* the reapers of what just closed */
     ri_worker_destroy(&hw->own);
     ri_event_bus_free(&hw->bus);

@@ -7,8 +7,8 @@
  * workers. hubworker.c: a ready tunnel's hooks, joining its group, the
  * per-edge bytes of closed streams, the calls main makes on a worker, the
  * worker thread's start and end. A few of those calls also run on main, over
- * main's own list of handshakes and parked tunnels (replace_in, change_in,
- * acc_list, stop_in): they live in hubworker.c with the worker's use.
+ * main's own list of handshakes and parked tunnels (hw_replace_in, hw_change_in,
+ * hw_acc_list, hw_stop_in): they live in hubworker.c with the worker's use.
  *
  * hub.c calls into hubworker.c; hubworker.c never calls hub.c. Main reaches
  * a worker by a call (hub.c's to_worker: fn runs on the worker's loop while
@@ -68,7 +68,7 @@ struct hub_worker {
     char who[32];              /* "hub: worker 2", for its lost events */
     /* the worker's: its ready tunnels */
     struct ri_tunnel *tunnels;
-    int stopping;              /* stop_run told it the hub is stopping */
+    int stopping;              /* hw_stop_run told it the hub is stopping */
     /* the worker's: bytes of its closed streams per edge id (status and
      * metrics add those of the live ones, in the same call: a consistent
      * snapshot, where the registry's counts lag by the events in flight) */
@@ -88,26 +88,6 @@ struct edge_bytes {
     char id[RI_EDGE_ID_MAX + 1];
     uint64_t up, down;
 };
-
-/* A list of tunnels (main's handshakes, a worker's ready tunnels) */
-static inline void list_push(struct ri_tunnel **head, struct ri_tunnel *t)
-{
-    t->prev = NULL;
-    t->next = *head;
-    if (*head)
-        (*head)->prev = t;
-    *head = t;
-}
-
-static inline void list_unlink(struct ri_tunnel **head, struct ri_tunnel *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        *head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-}
 
 /* Lanes (core/PROTOCOL.md, "Lanes"): connections of one edge id that
  * offer lanes and name the same group form one edge (hubworker.c:
@@ -133,7 +113,7 @@ struct lane_gone {
 
 /* From t's worker (or main, for a tunnel that ended before it moved): t's
  * lane_gone (t->role_data, placed by main) goes to main's lane_gone_run. */
-void post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost);
+void hw_post_lane_gone(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost);
 
 struct edge_note { /* a worker tells main about an edge: an OPEN for a port not its own */
     struct hub *h;
@@ -158,8 +138,8 @@ struct replace_ctx {
     char last[64];
 };
 
-void replace_in(struct replace_ctx *c, struct ri_tunnel *list);
-void replace_run(void *arg);
+void hw_replace_in(struct replace_ctx *c, struct ri_tunnel *list);
+void hw_replace_run(void *arg);
 
 struct adopt_ctx {
     struct hub_worker *hw;
@@ -167,7 +147,7 @@ struct adopt_ctx {
 };
 
 /* t, detached from main, attached to the worker's loop and joined there */
-void adopt_run(void *arg);
+void hw_adopt_run(void *arg);
 /* On t's worker: t becomes (a lane of) its edge there. For the main loop's
  * own worker (not threaded), main has unlinked t from its list first. */
 void hw_join(struct hub_worker *hw, struct ri_tunnel *t);
@@ -181,7 +161,7 @@ struct view_ctx {
     const struct ri_tunnel_settings *ts; /* a reload's settings for live tunnels, or NULL */
 };
 
-void view_run(void *arg);
+void hw_view_run(void *arg);
 
 /* What an edge's change does to its tunnels: on the main loop (handshakes,
  * tunnels on their way to a worker) and on each worker (runs there while
@@ -193,8 +173,8 @@ struct change_ctx {
     const struct ri_edge_def *cur;
 };
 
-void change_in(struct change_ctx *c, struct ri_tunnel **list);
-void change_run(void *arg);
+void hw_change_in(struct change_ctx *c, struct ri_tunnel **list);
+void hw_change_run(void *arg);
 
 /* What the control commands read of the live tunnels, gathered on the
  * main loop and on each worker (there, while main waits): per edge of the
@@ -215,8 +195,8 @@ struct acc_ctx {
     json_t *streams;           /* the streams command: its array, else NULL */
 };
 
-void acc_list(struct acc_ctx *c, const struct ri_tunnel *list);
-void acc_run(void *arg);
+void hw_acc_list(struct acc_ctx *c, const struct ri_tunnel *list);
+void hw_acc_run(void *arg);
 
 struct stop_ctx {
     struct hub_worker *hw;
@@ -224,8 +204,8 @@ struct stop_ctx {
     int now;       /* 1: close at once; 0: GOAWAY, open streams finish */
 };
 
-void stop_in(struct stop_ctx *c, struct ri_tunnel *list);
-void stop_run(void *arg);
+void hw_stop_in(struct stop_ctx *c, struct ri_tunnel *list);
+void hw_stop_run(void *arg);
 
 /* ---- the worker's own ------------------------------------------------------------- */
 /* A stream closed on this worker (an event-bus subscriber, arg: the
