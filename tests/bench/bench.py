@@ -1059,7 +1059,9 @@ def main_long(a, peers, figures, tmp, notes):
             ss_lines.append(f"{s['rtt_ms']:g} ms, the delay line: {dl.get('cpu_s')} CPU s, "
                             + ", ".join(f"{k} {v['packets']} packets (largest {v['max_packet']} "
                                         f"B), {v['drops']} dropped" for k, v in dl.items()
-                                        if isinstance(v, dict)))
+                                        if isinstance(v, dict))
+                            + f"; the TUN queues ({netns.DelayLink.TUN_QLEN} packets) dropped "
+                            f"{dl.get('tun_tx_dropped', '?')}")
     if ss_lines:
         text += "\n\n" + "\n".join("- " + x for x in ss_lines)
     return out, head, text, "bench-long"

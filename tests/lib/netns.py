@@ -140,19 +140,41 @@ class DelayLink(_FarSide):
         if self.proc.stdout.readline().strip() != "READY":
             raise RuntimeError(f"ri-delayline: {self.proc.stderr.read().strip()}")
         _ip("addr", "add", f"{self.near_addr}/30", "dev", self.near_dev)
-        _ip("link", "set", self.near_dev, "up")
+        # A TUN's queue (500 packets by default) is where a burst waits for
+        # the delay line's next read; full, the kernel drops what comes,
+        # before the delay line sees it. A long path's router has a deeper
+        # queue than 500 packets, and a delay line should delay, not drop:
+        # 10000 packets (90 MB at MTU 9000), and what is dropped anyway is
+        # counted (tun_tx_dropped in the stats).
+        _ip("link", "set", self.near_dev, "txqueuelen", str(self.TUN_QLEN), "up")
         _ip("-n", self.ns, "addr", "add", f"{self.far_addr}/30", "dev", self.far_dev)
-        _ip("-n", self.ns, "link", "set", self.far_dev, "up")
+        _ip("-n", self.ns, "link", "set", self.far_dev, "txqueuelen", str(self.TUN_QLEN), "up")
         _ip("-n", self.ns, "link", "set", "lo", "up")
         time.sleep(0.1)
+
+    TUN_QLEN = 10000
+
+    def _tx_dropped(self):
+        """Packets the two TUN devices dropped at their queues."""
+        n = 0
+        for pre, dev in (([], self.near_dev), (["-n", self.ns], self.far_dev)):
+            r = subprocess.run(["ip", *pre, "-s", "-j", "link", "show", "dev", dev],
+                               capture_output=True, text=True)
+            try:
+                n += json.loads(r.stdout)[0]["stats64"]["tx"]["dropped"]
+            except (ValueError, IndexError, KeyError):
+                pass
+        return n
 
     def _stop(self):
         """Ends the delay line (its TUN devices go with it); keeps its counters."""
         if self.proc and self.proc.poll() is None:
+            dropped = self._tx_dropped()
             self.proc.terminate()
             try:
                 out, _ = self.proc.communicate(timeout=5)
                 self.stats = json.loads(out.strip().splitlines()[-1])
+                self.stats["tun_tx_dropped"] = dropped
             except (subprocess.TimeoutExpired, ValueError, IndexError):
                 self.proc.kill()
                 self.proc.wait()
