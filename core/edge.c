@@ -346,7 +346,7 @@ static void emit(struct edge *e, struct ri_event *ev)
 
 static int lane_ctrl(struct edge *e, struct lane *l, uint8_t type, const void *p, size_t n);
 static void lane_drop(struct edge *e, struct lane *l, unsigned code, const char *why, double secs);
-static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port);
+static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port, unsigned returned);
 
 /* ---- listeners --------------------------------------------------------------- */
 static int listener_apply(struct edge *e, struct ri_inst *li, const char *bind_address,
@@ -563,7 +563,7 @@ static void release_held(struct edge *e)
         e->n_held--;
         struct lane *l = port_assigned(e, h->port) ? pick_lane(e) : NULL;
         if (l) {
-            lane_open(e, l, h->fd, h->port);
+            lane_open(e, l, h->fd, h->port, 0);
             n++;
         } else {
             ri_close_abort(h->fd);
@@ -1120,14 +1120,15 @@ static void open_run(void *arg) /* the worker */
     }
 }
 
-static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port)
+/* returned: times the client came back from a worker already */
+static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port, unsigned returned)
 {
     if (l->t)
         return ri_mux_open_local(&l->t->mux, fd, port);
     struct open_msg *o = malloc(sizeof *o);
     if (o) {
         *o = (struct open_msg){.e = e, .ew = l->away->ew, .tid = l->away->tid, .fd = fd,
-                               .port = port};
+                               .port = port, .returned = (uint8_t)returned};
         if (ri_mailbox_post(&o->ew->th.mb, open_run, o) == 0) {
             l->away->sent_opens++;
             return 0;
@@ -1341,7 +1342,7 @@ static void place_client(struct edge *e, int fd, uint16_t port, unsigned returne
     if (!l)
         hold_client(e, fd, port);
     else
-        lane_open(e, l, fd, port);
+        lane_open(e, l, fd, port, returned);
 }
 
 static json_t *edge_query(void *arg, json_t *req);
