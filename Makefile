@@ -216,7 +216,7 @@ FUZZ_CC    := clang $(CSTD) -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -Isdk -Icore -Itests/fuzz
 FUZZ_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -ldl -lm -lpthread
-FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/certstate.c core/hub.c core/hubworker.c core/edge.c,$(CORE_SRC)) \
+FUZZ_TUNNEL_SRC := $(filter-out core/main.c core/tlsio.c core/tls.c core/certstate.c core/hub.c core/hubworker.c core/edge.c core/edgeworker.c,$(CORE_SRC)) \
               tests/fuzz/fake_tlsio.c
 fuzz_deps_frame  := core/frame.c core/ident.c
 fuzz_deps_token  := core/token.c core/b64.c core/ident.c

@@ -25,7 +25,18 @@
  * once ready (as on the hub), and a new client's socket follows it there
  * (lane_open). Main and a worker talk by message only; what the lanes
  * write together -- the edge's stream count and in-flight cap -- is the
- * mux share, under its lock (mux.h). */
+ * mux share, under its lock (mux.h).
+ *
+ * This file is what runs on the edge's MAIN loop: the lanes and connecting,
+ * the handshakes, the listeners and held clients, placement, moving a ready
+ * tunnel to its worker, what main does with a worker's messages, the
+ * control socket's commands, reloads, stopping, handover, and starting and
+ * stopping the workers. What runs on a worker's loop -- a moved tunnel's
+ * hooks, the calls main makes there, a client posted there, the worker
+ * thread's start and end -- is in edgeworker.c. This file calls into
+ * edgeworker.c, never the other way round: a worker reaches the main loop
+ * only through the struct edge_main that start_workers fills in here
+ * (edgeworker.h). */
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
@@ -43,6 +54,7 @@
 #include "control.h"
 #include "ctlinfo.h"
 #include "cycle.h"
+#include "edgeworker.h"
 #include "events.h"
 #include "fdpool.h"
 #include "handover.h"
@@ -56,9 +68,6 @@
 #include "version.h"
 #include "worker.h"
 #include "wthread.h"
-
-struct edge;
-struct away;
 
 /* One of the edge's connections to the hub, with its own connect state,
  * backoff and current tunnel. */
@@ -82,43 +91,6 @@ struct lane {
     uint64_t addr_sent_tid;       /* the tunnel told of the public address */
 };
 
-/* A worker loop on a thread of its own (loops 1..; the main loop is 0). */
-struct edge_worker {
-    struct edge *e;
-    int index;
-    struct ri_wthread th;
-    struct ri_worker own;
-    struct ri_event_bus bus;      /* forwards every event to main */
-    struct ri_event_fwd fwd;
-    char who[32];                 /* "edge: worker 1", for lost events */
-    struct ri_tunnel *tunnels;    /* the worker's: the tunnels it runs */
-    uint32_t out;                 /* main's: tunnels moved here and not yet gone */
-};
-
-/* Main's record of a lane's tunnel on a worker, from its move to its end
- * (the `gone` message, allocated with it so it cannot be lost to a failed
- * malloc, frees it on main). Messages about the tunnel name it, and run
- * on main in the order the worker posted them, `gone` last. */
-struct away {
-    struct ri_mail mail;          /* gone */
-    struct edge *e;
-    struct edge_worker *ew;
-    struct lane *l;               /* its lane (l->away == this: still the lane's current) */
-    uint64_t tid;
-    uint32_t caps;
-    uint64_t connected_ns;
-    char peer[64];
-    char edge_id[RI_EDGE_ID_MAX + 1];
-    struct ri_tunnel_pub pub;     /* the worker's figures for placement */
-    uint32_t sent_opens;          /* main's: clients posted to it ... */
-    _Atomic uint32_t took_opens;  /* ... and those the worker took in */
-    struct away *prev, *next;     /* main's list */
-    /* filled by the worker before it posts `gone` */
-    unsigned code;
-    uint32_t lost;
-    char why[512];
-};
-
 struct edge {
     struct ev_loop *loop;
     struct ri_worker w;
@@ -126,6 +98,7 @@ struct edge {
     uint32_t n_loops;
     struct edge_worker *ew;
     struct ri_mailbox mb;         /* posts from the workers */
+    struct edge_main main;        /* what the workers reach of this loop (edgeworker.h) */
     int mb_open;
     struct away *aways;           /* lanes' tunnels on workers, until gone */
     ev_timer handoff;             /* moves parked tunnels to their workers */
@@ -235,7 +208,7 @@ static uint32_t lane_caps(const struct lane *l)
 
 /* Clients posted to a worker's lane that it has not taken in yet. The
  * worker publishes a client's stream before it counts it taken
- * (open_run): read in the other order, a client is counted once or twice,
+ * (ew_open_run): read in the other order, a client is counted once or twice,
  * never not at all. */
 static uint32_t in_post(const struct away *a)
 {
@@ -972,49 +945,12 @@ static const struct ri_tunnel_hooks edge_hooks = {
     .closed = edge_closed,
 };
 
-/* ---- the workers --------------------------------------------------------------- */
+/* ---- the workers: main's side (theirs: edgeworker.c) ---------------------------- */
 /* Main reaches a worker by a call (fn runs there while main waits) for
  * what is rare -- a control frame, a drain, a reload, the control
  * socket's reads -- and by a post for a new client; a worker reaches main
- * only by posts, so no two threads ever wait on each other. */
-static struct ri_tunnel *ew_find(struct edge_worker *ew, uint64_t tid)
-{
-    for (struct ri_tunnel *t = ew->tunnels; t; t = t->next)
-        if (t->id == tid)
-            return t;
-    return NULL;
-}
-
-static int serving(const struct ri_tunnel *t)
-{
-    return t->state == RI_T_READY && !t->draining && !t->closing;
-}
-
-/* fn(arg) on the main loop, later; fn frees arg. -1 when out of memory
- * (logged; the caller still owns arg). */
-static int ew_to_main(struct edge_worker *ew, ri_mail_fn *fn, void *arg)
-{
-    if (ri_mailbox_post(&ew->e->mb, fn, arg) == 0)
-        return 0;
-    log_err("edge: worker %d: out of memory: a message to the main loop is lost", ew->index);
-    return -1;
-}
-
-struct ctrl_ctx {
-    struct edge_worker *ew;
-    uint64_t tid;
-    uint8_t type;
-    const void *p;
-    size_t n;
-    int rc;
-};
-
-static void ctrl_run(void *arg)
-{
-    struct ctrl_ctx *c = arg;
-    struct ri_tunnel *t = ew_find(c->ew, c->tid);
-    c->rc = t && serving(t) ? ri_tunnel_ctrl(t, c->type, 0, c->p, c->n) : -1;
-}
+ * only by posts (struct edge_main), so no two threads ever wait on each
+ * other. */
 
 /* A control frame (PORTS, ADDR) on lane l's tunnel, wherever it runs. */
 static int lane_ctrl(struct edge *e, struct lane *l, uint8_t type, const void *p, size_t n)
@@ -1024,31 +960,8 @@ static int lane_ctrl(struct edge *e, struct lane *l, uint8_t type, const void *p
     if (!l->away)
         return -1;
     struct ctrl_ctx c = {.ew = l->away->ew, .tid = l->away->tid, .type = type, .p = p, .n = n};
-    ri_mailbox_call(&c.ew->th.mb, ctrl_run, &c);
+    ri_mailbox_call(&c.ew->th.mb, ew_ctrl_run, &c);
     return c.rc;
-}
-
-struct drain_ctx {
-    struct edge_worker *ew;
-    uint64_t tid;    /* 0: every tunnel of the worker */
-    unsigned code;
-    const char *why;
-    double secs;
-    int now;         /* fail at once instead */
-};
-
-static void drain_run(void *arg)
-{
-    struct drain_ctx *c = arg;
-    for (struct ri_tunnel *t = c->ew->tunnels, *nx; t; t = nx) {
-        nx = t->next; /* a tunnel may close (and unlink) at once */
-        if (c->tid && t->id != c->tid)
-            continue;
-        if (c->now)
-            ri_tunnel_fail(t, c->code, "%s", c->why);
-        else
-            ri_tunnel_drain(t, c->code, c->why, c->secs);
-    }
 }
 
 /* Lane l stops taking streams: its tunnel drains (its streams finish) and
@@ -1063,7 +976,7 @@ static void lane_drop(struct edge *e, struct lane *l, unsigned code, const char 
         struct drain_ctx c = {.ew = l->away->ew, .tid = l->away->tid, .code = code, .why = why,
                               .secs = secs};
         l->away = NULL;
-        ri_mailbox_call(&c.ew->th.mb, drain_run, &c);
+        ri_mailbox_call(&c.ew->th.mb, ew_drain_run, &c);
     }
 }
 
@@ -1073,22 +986,9 @@ static void drain_workers(struct edge *e, unsigned code, const char *why, double
     for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
         struct drain_ctx c = {.ew = &e->ew[i], .code = code, .why = why, .secs = secs,
                               .now = now};
-        ri_mailbox_call(&c.ew->th.mb, drain_run, &c);
+        ri_mailbox_call(&c.ew->th.mb, ew_drain_run, &c);
     }
 }
-
-/* A new client for a lane on a worker: its socket goes there. Should the
- * tunnel have stopped taking streams meanwhile, the client comes back to
- * main, which places it again (main has heard of that by then: the
- * worker's news arrive in order) or holds it. */
-struct open_msg {
-    struct edge *e;
-    struct edge_worker *ew;
-    uint64_t tid;
-    int fd;
-    uint16_t port;
-    uint8_t returned; /* times it came back */
-};
 
 static void place_client(struct edge *e, int fd, uint16_t port, unsigned returned);
 
@@ -1097,27 +997,6 @@ static void open_back_run(void *arg) /* main */
     struct open_msg *o = arg;
     place_client(o->e, o->fd, o->port, o->returned + 1u);
     free(o);
-}
-
-static void open_run(void *arg) /* the worker */
-{
-    struct open_msg *o = arg;
-    struct ri_tunnel *t = ew_find(o->ew, o->tid);
-    int here = t && serving(t);
-    if (here) {
-        ri_mux_open_local(&t->mux, o->fd, o->port);
-        ri_tunnel_publish(t); /* its stream counts before it stops counting as posted */
-    }
-    /* (a tunnel that failed meanwhile has sent its away home: not to be touched) */
-    if (t && t->role_data)
-        atomic_fetch_add_explicit(&((struct away *)t->role_data)->took_opens, 1,
-                                  memory_order_release);
-    if (here) {
-        free(o);
-    } else if (ew_to_main(o->ew, open_back_run, o) < 0) {
-        ri_close_abort(o->fd);
-        free(o);
-    }
 }
 
 /* returned: times the client came back from a worker already */
@@ -1129,7 +1008,7 @@ static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port, unsi
     if (o) {
         *o = (struct open_msg){.e = e, .ew = l->away->ew, .tid = l->away->tid, .fd = fd,
                                .port = port, .returned = (uint8_t)returned};
-        if (ri_mailbox_post(&o->ew->th.mb, open_run, o) == 0) {
+        if (ri_mailbox_post(&o->ew->th.mb, ew_open_run, o) == 0) {
             l->away->sent_opens++;
             return 0;
         }
@@ -1140,16 +1019,6 @@ static int lane_open(struct edge *e, struct lane *l, int fd, uint16_t port, unsi
     ri_close_abort(fd);
     return -1;
 }
-
-/* What a worker's tunnel tells main: CONFIG and GOAWAY as they come, then
- * `gone` (struct away's own message) when it ended. */
-struct news {
-    struct away *a;
-    unsigned code;
-    uint32_t streams;
-    char reason[RI_REASON_MAX + 1];
-    struct ri_config_msg cfg;
-};
 
 static void config_news_run(void *arg) /* main */
 {
@@ -1171,37 +1040,6 @@ static void goaway_news_run(void *arg) /* main */
     free(n);
 }
 
-static void ew_config(struct ri_tunnel *t, const struct ri_config_msg *m)
-{
-    struct news *n = malloc(sizeof *n);
-    if (n) {
-        n->a = t->role_data;
-        n->cfg = *m;
-    }
-    if (!n || ew_to_main(t->owner, config_news_run, n) < 0) {
-        free(n);
-        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory passing CONFIG on");
-        return;
-    }
-}
-
-static void ew_goaway(struct ri_tunnel *t, unsigned code, const char *reason)
-{
-    if (code == RI_E_NONE)
-        return;
-    struct news *n = malloc(sizeof *n);
-    if (n) {
-        n->a = t->role_data;
-        n->code = code;
-        n->streams = t->mux.n;
-        snprintf(n->reason, sizeof n->reason, "%s", reason);
-        if (ew_to_main(t->owner, goaway_news_run, n) == 0)
-            return;
-    }
-    free(n);
-    ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory passing GOAWAY on");
-}
-
 static void gone_run(void *arg) /* main */
 {
     struct away *a = arg;
@@ -1220,46 +1058,6 @@ static void gone_run(void *arg) /* main */
                       .code = a->code, .lost = a->lost, .was_ready = 1};
     lane_closed(e, a->l, current, &x);
     free(a);
-}
-
-static void ew_closed(struct ri_tunnel *t, unsigned code, const char *why, uint32_t lost)
-{
-    struct edge_worker *ew = t->owner;
-    struct away *a = t->role_data;
-    ri_tunnel_list_unlink(&ew->tunnels, t);
-    t->pub = NULL;
-    t->role_data = NULL;
-    a->code = code;
-    a->lost = lost;
-    snprintf(a->why, sizeof a->why, "%s", why ? why : "");
-    ri_mailbox_send(&ew->e->mb, &a->mail, gone_run, a);
-}
-
-static const struct ri_tunnel_hooks ew_hooks = {
-    .config = ew_config,
-    .goaway = ew_goaway,
-    .closed = ew_closed,
-};
-
-struct adopt_ctx {
-    struct edge_worker *ew;
-    struct ri_tunnel *t;
-    struct away *a;
-    struct ri_mux_share *share;
-    struct ri_mux_policy pol;
-};
-
-static void adopt_run(void *arg) /* the worker, while main waits */
-{
-    struct adopt_ctx *c = arg;
-    struct edge_worker *ew = c->ew;
-    struct ri_tunnel *t = c->t;
-    ri_tunnel_list_push(&ew->tunnels, t); /* first: one that fails attaching unlinks */
-    t->role_data = c->a;
-    t->pub = &c->a->pub;
-    if (ri_tunnel_attach(t, &ew->own, &ew_hooks, ew, &c->pol) == 0 &&
-        !ri_mux_join(&t->mux, c->share))
-        ri_tunnel_fail(t, RI_E_INTERNAL, "out of memory");
 }
 
 /* Moves the parked tunnels to their lanes' workers. */
@@ -1301,7 +1099,7 @@ again:
         l->away = a;
         struct adopt_ctx c = {.ew = a->ew, .t = t, .a = a, .share = e->share,
                               .pol = ri_cycle_policy(e->cy)};
-        ri_mailbox_call(&c.ew->th.mb, adopt_run, &c);
+        ri_mailbox_call(&c.ew->th.mb, ew_adopt_run, &c);
         /* on its worker now (or ending there: its gone message follows) */
         lane_serving(e, l);
         goto again;
@@ -1546,18 +1344,6 @@ int ri_edge_check(const struct ri_config *c, struct ri_errs *errs)
 }
 
 /* ---- reload and shutdown ---------------------------------------------------- */
-struct update_ctx {
-    struct edge_worker *ew;
-    const struct ri_tunnel_settings *ts;
-};
-
-static void update_run(void *arg) /* a worker: a reload's settings for its tunnels */
-{
-    struct update_ctx *u = arg;
-    for (struct ri_tunnel *t = u->ew->tunnels; t; t = t->next)
-        ri_tunnel_update(t, u->ts);
-}
-
 /* NULL when the new config is in force (what: the changes), else the
  * errors (FILE:LINE: message), as a JSON array of strings. */
 static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
@@ -1656,7 +1442,7 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
         ri_tunnel_update(t, &ts);
     for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
         struct update_ctx u = {.ew = &e->ew[i], .ts = &ts};
-        ri_mailbox_call(&u.ew->th.mb, update_run, &u);
+        ri_mailbox_call(&u.ew->th.mb, ew_update_run, &u);
     }
     ri_cycle_unref(old);
     struct ri_event ev = {.type = RI_EVT_RELOAD_OK, .path = e->opts->config_path,
@@ -1685,50 +1471,17 @@ static json_t *edge_reload(struct edge *e, char *what_out, size_t what_cap)
 }
 
 /* ---- the control socket's commands ------------------------------------------------ */
-/* What the commands read of the live tunnels: on the main loop, and on
- * each worker (there, while main waits). */
-#define GATHER_TUNNELS 64 /* per-tunnel stream counts kept for `status` */
-struct gather_ctx {
-    struct edge_worker *ew;
-    json_t *streams;            /* the streams command's array, else NULL */
-    struct ri_counters sum;     /* every loop's counters */
-    uint64_t schedq, ctrlq;
-    uint32_t active;
-    struct { uint64_t tid; uint32_t n; } per[GATHER_TUNNELS];
-    size_t n_per;
-};
-
-static void gather_list(struct gather_ctx *g, const struct ri_tunnel *list)
-{
-    for (const struct ri_tunnel *t = list; t; t = t->next) {
-        g->active += t->mux.n;
-        g->schedq += t->mux.queued;
-        g->ctrlq += t->ctrl.bytes;
-        if (g->streams)
-            ri_ctlinfo_streams(g->streams, &t->mux, t->edge_id, t->id, 0);
-        if (g->n_per < GATHER_TUNNELS) {
-            g->per[g->n_per].tid = t->id;
-            g->per[g->n_per++].n = t->mux.n;
-        }
-    }
-}
-
-static void gather_run(void *arg)
-{
-    struct gather_ctx *g = arg;
-    gather_list(g, g->ew->tunnels);
-    ri_counters_add(&g->sum, &g->ew->own.ctr);
-}
-
+/* What the commands read of the live tunnels (struct gather_ctx,
+ * edgeworker.h): main's here, each worker's by a call. */
 static void gather(struct edge *e, struct gather_ctx *g, json_t *streams)
 {
     memset(g, 0, sizeof *g);
     g->streams = streams;
     ri_counters_add(&g->sum, &e->w.ctr);
-    gather_list(g, e->tunnels);
+    ew_gather_list(g, e->tunnels);
     for (uint32_t i = 0; i + 1 < e->n_loops; i++) {
         g->ew = &e->ew[i];
-        ri_mailbox_call(&g->ew->th.mb, gather_run, g);
+        ri_mailbox_call(&g->ew->th.mb, ew_gather_run, g);
     }
 }
 
@@ -2036,25 +1789,6 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
 }
 
 /* ---- starting and stopping the workers ----------------------------------------------- */
-static void ew_thread_start(void *arg) /* on the worker's thread, before its loop */
-{
-    struct edge_worker *ew = arg;
-    ri_event_bus_init(&ew->bus);
-    ew->fwd = (struct ri_event_fwd){.mb = &ew->e->mb, .to = &ew->e->bus, .who = ew->who};
-    ri_event_subscribe(&ew->bus, RI_EVT_ALL, ri_event_forward, &ew->fwd);
-    ri_worker_init(&ew->own, ew->th.loop, ew->index, &ew->bus);
-}
-
-static void ew_thread_stop(void *arg) /* on the worker's thread, after its loop */
-{
-    struct edge_worker *ew = arg;
-    struct drain_ctx c = {.ew = ew, .code = RI_E_SHUTDOWN, .why = "edge stopped", .now = 1};
-    drain_run(&c); /* nothing is left unless the edge failed on its way up */
-    ev_run(ew->th.loop, EVRUN_NOWAIT); /* the reapers of what just closed */
-    ri_worker_destroy(&ew->own);
-    ri_event_bus_free(&ew->bus);
-}
-
 /* The loops for the lanes: the main loop and workers - 1 threads, no more
  * than lanes_max can use. */
 static int start_workers(struct edge *e, char *err, size_t errlen)
@@ -2079,10 +1813,15 @@ static int start_workers(struct edge *e, char *err, size_t errlen)
         return -1;
     }
     e->mb_open = 1;
+    /* all a worker knows of this loop: where to post, and what to run here */
+    e->main = (struct edge_main){.mb = &e->mb, .bus = &e->bus,
+                                 .config_news_run = config_news_run,
+                                 .goaway_news_run = goaway_news_run, .gone_run = gone_run,
+                                 .open_back_run = open_back_run};
     for (uint32_t i = 0; i + 1 < n; i++) {
         struct edge_worker *ew = &e->ew[i];
         char name[32]; /* a thread's name holds 15 characters */
-        ew->e = e;
+        ew->main = &e->main;
         ew->index = (int)i + 1;
         snprintf(name, sizeof name, "ri-worker-%u", i + 1);
         snprintf(ew->who, sizeof ew->who, "edge: worker %u", i + 1);
