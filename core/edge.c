@@ -1053,7 +1053,6 @@ static void gone_run(void *arg) /* main */
         e->aways = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    a->ew->out--;
     struct ended x = {.tid = a->tid, .edge_id = a->edge_id, .peer = a->peer, .why = a->why,
                       .code = a->code, .lost = a->lost, .was_ready = 1};
     lane_closed(e, a->l, current, &x);
@@ -1094,7 +1093,6 @@ again:
         if (e->aways)
             e->aways->prev = a;
         e->aways = a;
-        a->ew->out++;
         l->t = NULL;
         l->away = a;
         struct adopt_ctx c = {.ew = a->ew, .t = t, .a = a, .share = e->share,

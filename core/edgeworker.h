@@ -66,7 +66,6 @@ struct edge_worker {
     struct ri_event_fwd fwd;
     char who[32];                 /* "edge: worker 1", for lost events */
     struct ri_tunnel *tunnels;    /* the worker's: the tunnels it runs */
-    uint32_t out;                 /* main's: tunnels moved here and not yet gone */
 };
 
 /* Main's record of a lane's tunnel on a worker, from its move to its end
