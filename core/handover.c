@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -127,8 +128,13 @@ struct ri_handover_srv {
     int asked; /* the taker's request came */
     ev_io lio, cio;
     ev_timer wait;
+    /* the path's file as we bound it: a successor's rebinding makes a new
+     * file, which may reuse the inode number on some file systems (ext4),
+     * so its change time is compared too */
     dev_t dev;
     ino_t ino;
+    struct timespec ctim;
+    int handed; /* a successor committed: the path is its now */
     const struct ri_handover_ops *ops;
     void *arg;
 };
@@ -226,6 +232,7 @@ static void conn_cb(EV_P_ ev_io *w, int revents)
         drop_conn(s);
         log_info("handover: the new process serves now: this one stops using its listening "
                  "sockets and drains");
+        s->handed = 1;
         s->ops->taken(s->arg); /* may close s */
         return;
     }
@@ -306,6 +313,7 @@ struct ri_handover_srv *ri_handover_serve(struct ev_loop *loop, const char *path
     }
     s->dev = st.st_dev;
     s->ino = st.st_ino;
+    s->ctim = st.st_ctim;
     ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
     s->lio.data = s;
     ev_io_start(loop, &s->lio);
@@ -320,7 +328,8 @@ void ri_handover_close(struct ri_handover_srv *s)
     ev_io_stop(s->loop, &s->lio);
     close(s->lfd);
     struct stat st; /* remove the path only if a successor has not rebound it */
-    if (stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
+    if (!s->handed && stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino &&
+        st.st_ctim.tv_sec == s->ctim.tv_sec && st.st_ctim.tv_nsec == s->ctim.tv_nsec)
         unlink(s->path);
     free(s);
 }
