@@ -478,6 +478,15 @@ def tunnel_ss(peer):
     return out
 
 
+def bulk_result(bulk, timeout):
+    """The JSON line a running `ri-loadgen bulk` ends with, or an error."""
+    out, _ = bulk.communicate(timeout=timeout)
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "bulk client gave no result"}
+
+
 def fig_single(peer, a):
     args = [*bulk_args(peer, a), "--streams", "1", "--secs", str(a.seconds), "--warmup",
             str(a.warmup)]
@@ -487,11 +496,7 @@ def fig_single(peer, a):
     bulk = subprocess.Popen([LOADGEN, "bulk", *args], stdout=subprocess.PIPE, text=True)
     time.sleep(a.warmup + a.seconds / 2)
     ss = tunnel_ss(peer)
-    out, _ = bulk.communicate(timeout=a.seconds + 60)
-    try:
-        r = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        r = {"error": "bulk client gave no result"}
+    r = bulk_result(bulk, a.seconds + 60)
     return {"gbps": r.get("gbps"), "error": bulk_error(r), "ss": ss}
 
 
@@ -532,11 +537,7 @@ def fig_parallel(peer, a):
     dt = time.monotonic() - t0
     cpu = {k: round((sum(proc_cpu_s(p) for p in v) - c0[k]) / dt, 2) for k, v in who.items()}
     cpu["machine"] = round((machine_busy_s() - m0) / dt, 2)
-    out, _ = bulk.communicate(timeout=a.seconds + 60)
-    try:
-        r = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        r = {"error": "bulk client gave no result"}
+    r = bulk_result(bulk, a.seconds + 60)
     return {"gbps": r.get("gbps"), "jain": r.get("jain"), "error": bulk_error(r), "cores": cpu}
 
 
